@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Connection tracking: a flow's policy is decided on its first packet; later
+ * packets and replies cost one LRU hash lookup.
+ */
+#ifndef STOCKADE_BPF_LIB_CONNTRACK_H
+#define STOCKADE_BPF_LIB_CONNTRACK_H
+
+#include "maps.h"
+#include "parse.h"
+
+#define CT_LIFETIME_NON_TCP (60 * NS_PER_SEC)
+#define CT_LIFETIME_TCP_SYN (60 * NS_PER_SEC)
+#define CT_LIFETIME_TCP_ESTABLISHED (6 * 3600 * NS_PER_SEC)
+#define CT_LIFETIME_TCP_CLOSED (10 * NS_PER_SEC)
+
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
+
+/* Fills the key in canonical order; returns whether the tuple's source is side a. */
+static __always_inline int ct_key_for(struct ct_key *key, const struct flow_tuple *t, __u32 ifindex)
+{
+	int src_is_a = addr_port_less(t->saddr, t->sport, t->daddr, t->dport);
+
+	if (src_is_a) {
+		__builtin_memcpy(key->addr_a, t->saddr, 16);
+		__builtin_memcpy(key->addr_b, t->daddr, 16);
+		key->port_a = t->sport;
+		key->port_b = t->dport;
+	} else {
+		__builtin_memcpy(key->addr_a, t->daddr, 16);
+		__builtin_memcpy(key->addr_b, t->saddr, 16);
+		key->port_a = t->dport;
+		key->port_b = t->sport;
+	}
+	key->ifindex = ifindex;
+	key->protocol = t->protocol;
+	key->family = t->family;
+	key->pad = 0;
+	return src_is_a;
+}
+
+static __always_inline int ct_entry_is_live(const struct ct_entry *e, const struct flow *flow, __u64 now)
+{
+	if (e->expires_ns <= now)
+		return 0;
+	/* A new SYN on a closed flow's tuple is a new connection: decide it again. */
+	if (e->tcp_state == CT_TCP_CLOSED && (flow->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+		return 0;
+	return 1;
+}
+
+static __always_inline __u64 ct_lifetime(__u8 tcp_state)
+{
+	switch (tcp_state) {
+	case CT_TCP_NONE:
+		return CT_LIFETIME_NON_TCP;
+	case CT_TCP_SYN_SENT:
+		return CT_LIFETIME_TCP_SYN;
+	case CT_TCP_CLOSED:
+		return CT_LIFETIME_TCP_CLOSED;
+	}
+	return CT_LIFETIME_TCP_ESTABLISHED;
+}
+
+static __always_inline __u8 ct_next_tcp_state(struct ct_entry *e, __u8 tcp_flags, int is_reply)
+{
+	if (tcp_flags & TCP_FLAG_RST)
+		return CT_TCP_CLOSED;
+	if (tcp_flags & TCP_FLAG_FIN) {
+		e->flags |= is_reply ? CT_F_FIN_REPLY : CT_F_FIN_ORIGIN;
+		if ((e->flags & (CT_F_FIN_REPLY | CT_F_FIN_ORIGIN)) == (CT_F_FIN_REPLY | CT_F_FIN_ORIGIN))
+			return CT_TCP_CLOSED;
+		return CT_TCP_CLOSING;
+	}
+	if (e->tcp_state == CT_TCP_SYN_SENT && is_reply)
+		return CT_TCP_ESTABLISHED;
+	return e->tcp_state;
+}
+
+/* Per-packet bookkeeping on a live entry. Counters are per flow and not
+ * atomic: two CPUs on one flow may lose an increment, which a statistic can bear. */
+static __always_inline void ct_account(struct ct_entry *e, const struct flow *flow, int is_reply, __u32 len,
+				       __u64 now)
+{
+	__u8 state = e->tcp_state;
+	__u64 expires;
+
+	e->packets++;
+	e->bytes += len;
+	if (is_reply && !(e->flags & CT_F_SEEN_REPLY))
+		e->flags |= CT_F_SEEN_REPLY;
+	if (flow->tuple.protocol == IPPROTO_TCP) {
+		e->tcp_flags_seen |= flow->tcp_flags;
+		state = ct_next_tcp_state(e, flow->tcp_flags, is_reply);
+	}
+	expires = now + ct_lifetime(state);
+	/* Refresh at most once a second: a write per packet would bounce the
+	 * entry's cache line between CPUs for nothing. */
+	if (state != e->tcp_state || expires > e->expires_ns + NS_PER_SEC) {
+		e->tcp_state = state;
+		e->expires_ns = expires;
+	}
+}
+
+static __always_inline int ct_create(const struct ct_key *key, int src_is_a, const struct flow *flow, __u8 dir,
+				     __u32 rule_id, __u32 revision, int audit, __u32 len, __u64 now)
+{
+	struct ct_entry e = {
+		.packets = 1,
+		.bytes = len,
+		.rule_id = rule_id,
+		.policy_revision = revision,
+		.direction = dir,
+		.flags = (src_is_a ? CT_F_ORIGIN_IS_A : 0) | (audit ? CT_F_AUDIT : 0),
+		.policy_port = flow->policy_port,
+	};
+
+	if (flow->tuple.protocol == IPPROTO_TCP) {
+		e.tcp_flags_seen = flow->tcp_flags;
+		/* A flow first seen mid-stream (after an upgrade, say) is taken as established. */
+		if ((flow->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+			e.tcp_state = CT_TCP_SYN_SENT;
+		else
+			e.tcp_state = CT_TCP_ESTABLISHED;
+		e.tcp_state = ct_next_tcp_state(&e, flow->tcp_flags, 0);
+	}
+	e.expires_ns = now + ct_lifetime(e.tcp_state);
+	if (bpf_map_update_elem(&conntrack, key, &e, BPF_ANY) != 0)
+		return DROP_CT_MAP_FULL;
+	return 0;
+}
+
+#endif /* STOCKADE_BPF_LIB_CONNTRACK_H */

@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Where a packet is decided. enforce() runs the stages in order and stops at
+ * the first drop; stockade_decide() is the single exit that counts and
+ * reports. Both TC and XDP entry points call stockade_decide().
+ */
+#ifndef STOCKADE_BPF_LIB_ENFORCE_H
+#define STOCKADE_BPF_LIB_ENFORCE_H
+
+#include "maps.h"
+#include "packet.h"
+#include "parse.h"
+#include "l2.h"
+#include "identity.h"
+#include "policy.h"
+#include "conntrack.h"
+#include "fragments.h"
+#include "record.h"
+
+static __always_inline int enforced_in(const struct endpoint_info *ep, __u8 dir)
+{
+	return ep->flags & (dir == DIR_INGRESS ? ENDPOINT_F_ENFORCE_INGRESS : ENDPOINT_F_ENFORCE_EGRESS);
+}
+
+/* The peer's address for a packet in direction dir, as seen from the endpoint. */
+static __always_inline const __u8 *remote_addr(const struct flow_tuple *t, __u8 dir)
+{
+	return dir == DIR_EGRESS ? t->daddr : t->saddr;
+}
+
+static __always_inline void decide_policy(const struct endpoint_info *ep, const struct flow *flow, __u8 dir,
+					  const __u8 *remote, __u16 port, struct decision *d,
+					  struct policy_result *res)
+{
+	struct policy_query q = {
+		.local_identity = ep->identity,
+		.remote_identity = identity_of(remote, flow->tuple.family),
+		.direction = dir,
+		.protocol = flow->tuple.protocol,
+		.port = port,
+		.enforced = !!enforced_in(ep, dir),
+		.tunnel = dir == DIR_EGRESS &&
+			  (ip_protocol_is_tunnel(flow->tuple.protocol) ||
+			   (flow->tuple.protocol == IPPROTO_UDP && udp_port_is_tunnel(flow->tuple.dport))),
+	};
+
+	d->remote_identity = q.remote_identity;
+	policy_decide(&q, res);
+	d->rule_id = res->rule_id;
+}
+
+/* An ICMP error that quotes a flow we track is part of that flow. */
+static __always_inline int icmp_error_is_related(const struct packet *pkt, const struct flow *flow, __u64 now)
+{
+	struct ct_key key;
+	struct ct_entry *e;
+
+	if (flow->kind != FLOW_KIND_ICMP_ERROR || !flow->inner_valid)
+		return 0;
+	/* The error goes back to the quoted packet's sender; anything else is forged. */
+	if (!addr_equal(flow->inner.saddr, flow->tuple.daddr))
+		return 0;
+	ct_key_for(&key, &flow->inner, pkt->ifindex);
+	e = bpf_map_lookup_elem(&conntrack, &key);
+	return e && e->expires_ns > now;
+}
+
+/*
+ * A flow allowed under an older policy revision is checked again against the
+ * policy of its first packet's direction, so revoking an allow cuts it.
+ */
+static __always_inline int ct_recheck(const struct endpoint_info *ep, const struct flow *flow, struct ct_entry *e,
+				      int is_reply, struct decision *d)
+{
+	struct policy_result res;
+	__u8 dir = e->direction;
+	int packet_is_origin_dir = !is_reply;
+	/* The original packet's remote is this packet's remote if it went the same way. */
+	const __u8 *remote = packet_is_origin_dir ? remote_addr(&flow->tuple, dir)
+						  : remote_addr(&flow->tuple, dir == DIR_EGRESS ? DIR_INGRESS : DIR_EGRESS);
+
+	decide_policy(ep, flow, dir, remote, e->policy_port, d, &res);
+	if (res.reason != REASON_NONE && !res.audit && !(ep->flags & ENDPOINT_F_AUDIT))
+		return res.reason;
+	e->policy_revision = ep->policy_revision;
+	e->rule_id = res.rule_id;
+	return 0;
+}
+
+static __always_inline int enforce(struct packet *pkt, int parsed, const struct endpoint_info *ep,
+				   struct flow *flow, struct decision *d)
+{
+	struct policy_result res;
+	struct ct_key ct_key;
+	struct ct_entry *e;
+	__u64 now;
+	int ret, src_is_a;
+	__u8 dir = d->direction;
+
+	if (ep->flags & ENDPOINT_F_NOT_READY)
+		return DROP_ENDPOINT_NOT_READY;
+	if (flow->has_ethernet) {
+		ret = check_l2(pkt, flow, ep, dir);
+		if (ret < 0)
+			return ret;
+	}
+	if (parsed < 0)
+		return parsed;
+	if (flow->kind == FLOW_KIND_ARP)
+		return check_arp(flow, ep, dir);
+
+	if (dir == DIR_EGRESS) {
+		ret = check_source(flow, ep);
+		if (ret < 0)
+			return ret;
+	}
+	/* Neighbour discovery and MLD keep the link working; they are not flows. */
+	if (flow->kind == FLOW_KIND_NEIGHBOUR)
+		return REASON_NONE;
+
+	ret = fragment_track(flow);
+	if (ret < 0)
+		return ret;
+
+	now = bpf_ktime_get_ns();
+	if (icmp_error_is_related(pkt, flow, now))
+		return REASON_NONE;
+
+	src_is_a = ct_key_for(&ct_key, &flow->tuple, pkt->ifindex);
+	e = bpf_map_lookup_elem(&conntrack, &ct_key);
+	if (e && ct_entry_is_live(e, flow, now)) {
+		int is_reply = src_is_a != !!(e->flags & CT_F_ORIGIN_IS_A);
+
+		d->rule_id = e->rule_id;
+		if (unlikely(e->policy_revision != ep->policy_revision)) {
+			ret = ct_recheck(ep, flow, e, is_reply, d);
+			if (ret < 0) {
+				bpf_map_delete_elem(&conntrack, &ct_key);
+				return ret;
+			}
+		}
+		ct_account(e, flow, is_reply, pkt->len, now);
+		return REASON_NONE;
+	}
+
+	/* A new flow. */
+	decide_policy(ep, flow, dir, remote_addr(&flow->tuple, dir), flow->policy_port, d, &res);
+	if (res.reason != REASON_NONE) {
+		if (!res.audit && !(ep->flags & ENDPOINT_F_AUDIT))
+			return res.reason;
+		d->verdict = VERDICT_AUDIT;
+	}
+	ret = ct_create(&ct_key, src_is_a, flow, dir, res.rule_id, ep->policy_revision, d->verdict == VERDICT_AUDIT,
+			pkt->len, now);
+	if (ret < 0)
+		return ret;
+	return res.reason;
+}
+
+/*
+ * Decides, counts and reports one packet that parse_skb() or parse_xdp() has
+ * read into *flow (parsed: its result); returns its enum stockade_verdict.
+ */
+static __always_inline __u8 stockade_decide(struct packet *pkt, struct flow *flow, int parsed)
+{
+	struct endpoint_key ep_key = { .netns_cookie = pkt->netns_cookie, .ifindex = pkt->ifindex };
+	struct endpoint_info *ep = bpf_map_lookup_elem(&endpoints, &ep_key);
+	struct decision d = { .verdict = VERDICT_FORWARDED };
+	int reason;
+
+	if (!ep) {
+		/* Attached but unknown: fail closed. Without a role, assume a host veth. */
+		d.direction = packet_direction(pkt, HOOK_ROLE_HOST_VETH);
+		reason = DROP_ENDPOINT_UNKNOWN;
+	} else {
+		d.direction = packet_direction(pkt, ep->role);
+		d.local_identity = ep->identity;
+		reason = enforce(pkt, parsed, ep, flow, &d);
+	}
+	d.reason = reason;
+	if (reason != REASON_NONE && d.verdict != VERDICT_AUDIT)
+		d.verdict = VERDICT_DROPPED;
+	record_decision(pkt, flow, &d);
+	return d.verdict;
+}
+
+#endif /* STOCKADE_BPF_LIB_ENFORCE_H */

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The one view of a packet that the library works on, filled by the TC or the
+ * XDP entry point. Everything below takes a struct packet, so every helper is
+ * written once for both hooks.
+ */
+#ifndef STOCKADE_BPF_LIB_PACKET_H
+#define STOCKADE_BPF_LIB_PACKET_H
+
+#include "common.h"
+
+enum hook_point {
+	HOOK_TC_INGRESS = 0, /* packets the interface receives */
+	HOOK_TC_EGRESS = 1,  /* packets the interface sends */
+	HOOK_XDP = 2,        /* receive side, before an skb exists */
+};
+
+/* Headers we read must be in the linear part of an skb; 512 bytes covers any
+ * IPv6 extension chain we accept (8 headers) and the inner header of an ICMP error. */
+#define PACKET_LINEAR_BYTES 512
+
+struct packet {
+	void *data;
+	void *data_end;
+	__u64 netns_cookie;
+	__u32 len;     /* whole frame, including what is not linear */
+	__u32 ifindex; /* the interface the program is attached to */
+	__u8 hook;     /* enum hook_point */
+	__u8 vlan_offloaded; /* the frame's VLAN tag sits in skb metadata */
+};
+
+static __always_inline void packet_from_skb(struct packet *pkt, struct __sk_buff *skb, enum hook_point hook)
+{
+	__u32 want = skb->len < PACKET_LINEAR_BYTES ? skb->len : PACKET_LINEAR_BYTES;
+
+	if ((__u64)skb->data_end - skb->data < want)
+		bpf_skb_pull_data(skb, want);
+	pkt->data = (void *)(long)skb->data;
+	pkt->data_end = (void *)(long)skb->data_end;
+	pkt->len = skb->len;
+	pkt->ifindex = skb->ifindex;
+	pkt->netns_cookie = bpf_get_netns_cookie(skb);
+	pkt->hook = hook;
+	pkt->vlan_offloaded = skb->vlan_present;
+}
+
+static __always_inline void packet_from_xdp(struct packet *pkt, struct xdp_md *xdp, __u64 netns_cookie)
+{
+	pkt->data = (void *)(long)xdp->data;
+	pkt->data_end = (void *)(long)xdp->data_end;
+	pkt->len = xdp->data_end - xdp->data;
+	pkt->ifindex = xdp->ingress_ifindex;
+	pkt->netns_cookie = netns_cookie;
+	pkt->hook = HOOK_XDP;
+	pkt->vlan_offloaded = 0;
+}
+
+/* TC ingress on the host-side veth sees what the container sends: that is its egress. */
+static __always_inline __u8 packet_direction(const struct packet *pkt, __u8 role)
+{
+	int receive_side = pkt->hook != HOOK_TC_EGRESS;
+
+	if (role == HOOK_ROLE_HOST_VETH)
+		return receive_side ? DIR_EGRESS : DIR_INGRESS;
+	return receive_side ? DIR_INGRESS : DIR_EGRESS;
+}
+
+#endif /* STOCKADE_BPF_LIB_PACKET_H */

@@ -1,0 +1,445 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Header parsers. Each takes a cursor into the packet and returns the next
+ * offset or protocol (>= 0) or a negative drop reason. What they find goes
+ * into struct flow, the only thing the policy stages look at.
+ */
+#ifndef STOCKADE_BPF_LIB_PARSE_H
+#define STOCKADE_BPF_LIB_PARSE_H
+
+#include "packet.h"
+
+#define IPV6_MAX_EXT_HEADERS 8
+#define VLAN_MAX_TAGS 2
+
+#ifndef NEXTHDR_HOP
+#define NEXTHDR_HOP 0
+#define NEXTHDR_ROUTING 43
+#define NEXTHDR_FRAGMENT 44
+#define NEXTHDR_AUTH 51
+#define NEXTHDR_NONE 59
+#define NEXTHDR_DEST 60
+#define NEXTHDR_MOBILITY 135
+#endif
+#define IPPROTO_HIP 139
+#define IPPROTO_SHIM6 140
+#define IPPROTO_EXPERIMENT1 253
+#define IPPROTO_EXPERIMENT2 254
+
+enum flow_kind {
+	FLOW_KIND_IP = 0,         /* ordinary IP traffic, decided by policy */
+	FLOW_KIND_ARP = 1,        /* saddr holds the ARP sender address */
+	FLOW_KIND_NEIGHBOUR = 2,  /* NDP and MLD: link-local housekeeping */
+	FLOW_KIND_ICMP_ERROR = 3, /* may be related to a tracked flow */
+};
+
+enum flow_fragment {
+	FRAG_NONE = 0,
+	FRAG_FIRST = 1, /* offset 0, more fragments follow: carries the ports */
+	FRAG_LATER = 2, /* no L4 header: ports come from the fragments map */
+};
+
+struct flow_tuple {
+	__u8 saddr[16]; /* network order; IPv4 in the first 4 bytes */
+	__u8 daddr[16];
+	__u16 sport;    /* network order; ICMP echo: the identifier */
+	__u16 dport;    /* network order; ICMP echo: the identifier */
+	__u8 protocol;
+	__u8 family;
+	__u16 pad;
+};
+
+struct flow {
+	struct flow_tuple tuple;
+	__u8 eth_src[6];
+	__u8 vlan_tagged;   /* a VLAN tag was in the frame */
+	__u8 has_ethernet;  /* eth_src is valid */
+	__u8 arp_sender_mac[6];
+	__u16 pad1;
+	/* An ICMP error's embedded header, as the original packet had it. */
+	struct flow_tuple inner;
+	__u16 policy_port; /* network order; dport, or the ICMP type */
+	__u8 kind;         /* enum flow_kind */
+	__u8 fragment;     /* enum flow_fragment */
+	__u32 frag_id;     /* network order */
+	__u8 tcp_flags;
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u8 inner_valid;
+	__u8 nd_target[16]; /* neighbour advertisement target */
+};
+
+#define PTR_ADD(p, off) ((void *)((__u8 *)(p) + (off)))
+#define HAS_BYTES(p, n, end) ((void *)((__u8 *)(p) + (n)) <= (end))
+
+/* Ports from the first bytes of an L4 header, for TCP, UDP, SCTP and ICMP echo. */
+static __always_inline int parse_l4_ports(void *l4, void *end, __u8 protocol, __u8 family, struct flow_tuple *t)
+{
+	__u8 echo_request = family == STOCKADE_AF_INET ? ICMP_ECHO : ICMPV6_ECHO_REQUEST;
+	__u8 echo_reply = family == STOCKADE_AF_INET ? ICMP_ECHOREPLY : ICMPV6_ECHO_REPLY;
+
+	switch (protocol) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+	case IPPROTO_SCTP:
+		if (!HAS_BYTES(l4, 4, end))
+			return DROP_INVALID_PACKET;
+		t->sport = ((__u16 *)l4)[0];
+		t->dport = ((__u16 *)l4)[1];
+		return 0;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		if (!HAS_BYTES(l4, 8, end))
+			return DROP_INVALID_PACKET;
+		/* Echo request and reply share the identifier: use it as both ports
+		 * so the reply finds the request's conntrack entry. */
+		if (((__u8 *)l4)[0] == echo_request || ((__u8 *)l4)[0] == echo_reply) {
+			t->sport = ((__u16 *)l4)[2];
+			t->dport = t->sport;
+		}
+		return 0;
+	}
+	return 0;
+}
+
+/* The IP header inside an ICMP error, to match it against conntrack. */
+static __always_inline void parse_icmp_inner(void *inner, void *end, __u8 family, struct flow *flow)
+{
+	struct flow_tuple *t = &flow->inner;
+
+	if (family == STOCKADE_AF_INET) {
+		struct iphdr *ip = inner;
+
+		if (!HAS_BYTES(ip, sizeof(*ip), end) || ip->ihl < 5 || ip->version != 4)
+			return;
+		__builtin_memcpy(t->saddr, &ip->saddr, 4);
+		__builtin_memcpy(t->daddr, &ip->daddr, 4);
+		t->protocol = ip->protocol;
+		inner = PTR_ADD(ip, ip->ihl * 4);
+	} else {
+		struct ipv6hdr *ip6 = inner;
+
+		if (!HAS_BYTES(ip6, sizeof(*ip6), end) || ip6->version != 6)
+			return;
+		__builtin_memcpy(t->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(t->daddr, &ip6->daddr, 16);
+		t->protocol = ip6->nexthdr;
+		inner = PTR_ADD(ip6, sizeof(*ip6));
+	}
+	t->family = family;
+	if (t->protocol == IPPROTO_ICMP || t->protocol == IPPROTO_ICMPV6) {
+		/* Only an echo can have a flow that an error refers to. */
+		if (!HAS_BYTES(inner, 8, end))
+			return;
+		t->sport = ((__u16 *)inner)[2];
+		t->dport = t->sport;
+	} else if (parse_l4_ports(inner, end, t->protocol, family, t) < 0) {
+		return;
+	}
+	flow->inner_valid = 1;
+}
+
+static __always_inline int icmp_is_error(__u8 family, __u8 type)
+{
+	if (family == STOCKADE_AF_INET)
+		return type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED ||
+		       type == ICMP_PARAMETERPROB || type == ICMP_SOURCE_QUENCH;
+	return type >= ICMPV6_DEST_UNREACH && type <= ICMPV6_PARAMPROB;
+}
+
+static __always_inline int icmp6_is_neighbour(__u8 type)
+{
+	switch (type) {
+	case ICMPV6_MGM_QUERY:
+	case ICMPV6_MGM_REPORT:
+	case ICMPV6_MGM_REDUCTION:
+	case ICMPV6_MLD2_REPORT:
+	case NDISC_ROUTER_SOLICITATION:
+	case NDISC_ROUTER_ADVERTISEMENT:
+	case NDISC_NEIGHBOUR_SOLICITATION:
+	case NDISC_NEIGHBOUR_ADVERTISEMENT:
+	case NDISC_REDIRECT:
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * The L4 header of an unfragmented packet or a first fragment. l4_len is what
+ * the IP header says is there: a first fragment too short to hold the L4
+ * header is the tiny-fragment attack (RFC 1858) and is dropped.
+ */
+static __always_inline int parse_l4(void *l4, void *end, __u32 l4_len, struct flow *flow)
+{
+	struct flow_tuple *t = &flow->tuple;
+	__u32 need = 0;
+	int ret;
+
+	switch (t->protocol) {
+	case IPPROTO_TCP:
+		need = sizeof(struct tcphdr);
+		break;
+	case IPPROTO_UDP:
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		need = 8;
+		break;
+	case IPPROTO_SCTP:
+		need = 4;
+		break;
+	}
+	if (l4_len < need)
+		return flow->fragment == FRAG_FIRST ? DROP_FRAG_TOO_SMALL : DROP_INVALID_PACKET;
+	ret = parse_l4_ports(l4, end, t->protocol, t->family, t);
+	if (ret < 0)
+		return ret;
+	flow->policy_port = t->dport;
+
+	if (t->protocol == IPPROTO_TCP) {
+		struct tcphdr *tcp = l4;
+
+		if (!HAS_BYTES(tcp, sizeof(*tcp), end) || tcp->doff < 5)
+			return DROP_INVALID_PACKET;
+		flow->tcp_flags = ((__u8 *)tcp)[13];
+	} else if (t->protocol == IPPROTO_ICMP || t->protocol == IPPROTO_ICMPV6) {
+		__u8 type;
+
+		/* parse_l4_ports checked these bytes, but clang tests the protocol in
+		 * another register than the switch did and the verifier cannot tell
+		 * the two are equal: check again. */
+		if (!HAS_BYTES(l4, 8, end))
+			return DROP_INVALID_PACKET;
+		type = ((__u8 *)l4)[0];
+
+		flow->icmp_type = type;
+		flow->icmp_code = ((__u8 *)l4)[1];
+		/* Policy names ICMP by type, in the port's place. */
+		flow->policy_port = bpf_htons(type);
+		if (icmp_is_error(t->family, type)) {
+			flow->kind = FLOW_KIND_ICMP_ERROR;
+			if (flow->fragment == FRAG_NONE)
+				parse_icmp_inner(PTR_ADD(l4, 8), end, t->family, flow);
+		} else if (t->protocol == IPPROTO_ICMPV6 && icmp6_is_neighbour(type)) {
+			flow->kind = FLOW_KIND_NEIGHBOUR;
+			if (type == NDISC_NEIGHBOUR_ADVERTISEMENT) {
+				if (!HAS_BYTES(l4, 24, end))
+					return DROP_INVALID_PACKET;
+				__builtin_memcpy(flow->nd_target, PTR_ADD(l4, 8), 16);
+			}
+		}
+	}
+	return 0;
+}
+
+static __always_inline int parse_ipv4(void *l3, void *end, __u32 avail, struct flow *flow)
+{
+	struct iphdr *ip = l3;
+	__u32 hlen, total;
+	__u16 frag;
+
+	if (!HAS_BYTES(ip, sizeof(*ip), end) || ip->version != 4 || ip->ihl < 5)
+		return DROP_INVALID_PACKET;
+	hlen = ip->ihl * 4;
+	total = bpf_ntohs(ip->tot_len);
+	if (total < hlen || total > avail)
+		return DROP_INVALID_PACKET;
+	flow->tuple.family = STOCKADE_AF_INET;
+	flow->tuple.protocol = ip->protocol;
+	__builtin_memcpy(flow->tuple.saddr, &ip->saddr, 4);
+	__builtin_memcpy(flow->tuple.daddr, &ip->daddr, 4);
+
+	frag = bpf_ntohs(ip->frag_off);
+	/* Offset 8 rewrites the TCP flags of the first fragment (RFC 1858). */
+	if ((frag & 0x1fff) == 1 && ip->protocol == IPPROTO_TCP)
+		return DROP_FRAG_TOO_SMALL;
+	if (frag & 0x1fff) {
+		flow->fragment = FRAG_LATER;
+		flow->frag_id = ip->id;
+		return 0;
+	}
+	if (frag & 0x2000) {
+		flow->fragment = FRAG_FIRST;
+		flow->frag_id = ip->id;
+	}
+	return parse_l4(PTR_ADD(ip, hlen), end, total - hlen, flow);
+}
+
+static __always_inline int ipv6_ext_is_unknown(__u8 nexthdr)
+{
+	return nexthdr == NEXTHDR_MOBILITY || nexthdr == IPPROTO_HIP || nexthdr == IPPROTO_SHIM6 ||
+	       nexthdr == IPPROTO_EXPERIMENT1 || nexthdr == IPPROTO_EXPERIMENT2;
+}
+
+static __always_inline int parse_ipv6(void *l3, void *end, __u32 avail, struct flow *flow)
+{
+	struct ipv6hdr *ip6 = l3;
+	__u32 payload, consumed = 0;
+	void *cursor;
+	__u8 nexthdr;
+
+	if (!HAS_BYTES(ip6, sizeof(*ip6), end) || ip6->version != 6)
+		return DROP_INVALID_PACKET;
+	payload = bpf_ntohs(ip6->payload_len);
+	/* A zero payload length is a jumbogram; nothing here sends those. */
+	if (payload == 0 || payload + sizeof(*ip6) > avail)
+		return DROP_INVALID_PACKET;
+	flow->tuple.family = STOCKADE_AF_INET6;
+	__builtin_memcpy(flow->tuple.saddr, &ip6->saddr, 16);
+	__builtin_memcpy(flow->tuple.daddr, &ip6->daddr, 16);
+	nexthdr = ip6->nexthdr;
+	cursor = PTR_ADD(ip6, sizeof(*ip6));
+
+	for (int i = 0; i < IPV6_MAX_EXT_HEADERS; i++) {
+		__u8 *ext = cursor;
+		__u32 ext_len;
+
+		switch (nexthdr) {
+		case NEXTHDR_HOP:
+		case NEXTHDR_DEST:
+		case NEXTHDR_ROUTING:
+		case NEXTHDR_AUTH:
+			if (!HAS_BYTES(ext, 8, end))
+				return DROP_INVALID_PACKET;
+			/* AH counts its length in 4-byte units less 2, the rest in 8-byte units less 1. */
+			ext_len = nexthdr == NEXTHDR_AUTH ? ((__u32)ext[1] + 2) * 4 : ((__u32)ext[1] + 1) * 8;
+			if (nexthdr == NEXTHDR_ROUTING && ext[2] == 0)
+				return DROP_IPV6_ROUTING_TYPE0;
+			break;
+		case NEXTHDR_FRAGMENT: {
+			__u16 off;
+
+			if (!HAS_BYTES(ext, 8, end))
+				return DROP_INVALID_PACKET;
+			ext_len = 8;
+			off = bpf_ntohs(*(__u16 *)(ext + 2));
+			flow->frag_id = *(__u32 *)(ext + 4);
+			if ((off >> 3) == 1 && ext[0] == IPPROTO_TCP)
+				return DROP_FRAG_TOO_SMALL; /* overlaps the TCP header, RFC 1858 */
+			if (off & 0xfff8) {
+				flow->fragment = FRAG_LATER;
+				flow->tuple.protocol = ext[0];
+				return 0;
+			}
+			/* An atomic fragment (offset 0, no more) is a whole datagram. */
+			if (off & 1)
+				flow->fragment = FRAG_FIRST;
+			break;
+		}
+		default:
+			if (ipv6_ext_is_unknown(nexthdr))
+				return DROP_IPV6_EXT_UNKNOWN;
+			goto l4;
+		}
+		consumed += ext_len;
+		if (consumed > payload)
+			return DROP_INVALID_PACKET;
+		nexthdr = ext[0];
+		cursor = PTR_ADD(cursor, ext_len);
+	}
+	/* Still an extension header after the last one we allow. */
+	switch (nexthdr) {
+	case NEXTHDR_HOP:
+	case NEXTHDR_DEST:
+	case NEXTHDR_ROUTING:
+	case NEXTHDR_AUTH:
+	case NEXTHDR_FRAGMENT:
+		return DROP_IPV6_EXT_TOO_MANY;
+	}
+	if (ipv6_ext_is_unknown(nexthdr))
+		return DROP_IPV6_EXT_UNKNOWN;
+l4:
+	flow->tuple.protocol = nexthdr;
+	if (nexthdr == NEXTHDR_NONE)
+		return 0;
+	return parse_l4(cursor, end, payload - consumed, flow);
+}
+
+#define ARP_HW_ETHER 1
+
+/* <linux/if_arp.h> drags in libc headers that do not build for BPF. */
+struct arp_eth_ipv4 {
+	__be16 hw_type;
+	__be16 proto_type;
+	__u8 hw_len;
+	__u8 proto_len;
+	__be16 op;
+	__u8 sender_mac[ETH_ALEN];
+	__u8 sender_ip[4];
+	__u8 target_mac[ETH_ALEN];
+	__u8 target_ip[4];
+} __attribute__((packed));
+
+static __always_inline int parse_arp(void *l3, void *end, struct flow *flow)
+{
+	struct arp_eth_ipv4 *arp = l3;
+
+	if (!HAS_BYTES(arp, sizeof(*arp), end))
+		return DROP_INVALID_PACKET;
+	if (arp->hw_type != bpf_htons(ARP_HW_ETHER) || arp->proto_type != bpf_htons(ETH_P_IP) ||
+	    arp->hw_len != ETH_ALEN || arp->proto_len != 4)
+		return DROP_INVALID_PACKET;
+	flow->kind = FLOW_KIND_ARP;
+	__builtin_memcpy(flow->arp_sender_mac, arp->sender_mac, ETH_ALEN);
+	__builtin_memcpy(flow->tuple.saddr, arp->sender_ip, 4);
+	__builtin_memcpy(flow->tuple.daddr, arp->target_ip, 4);
+	return 0;
+}
+
+/* The whole frame, from Ethernet on. VLAN tags are skipped here and judged
+ * by the caller, which knows whether the endpoint accepts them. */
+static __always_inline int parse_frame(void *data, void *end, __u32 len, struct flow *flow)
+{
+	struct ethhdr *eth = data;
+	__u32 off = sizeof(*eth);
+	__u16 proto;
+
+	if (!HAS_BYTES(eth, sizeof(*eth), end))
+		return DROP_INVALID_PACKET;
+	__builtin_memcpy(flow->eth_src, eth->h_source, ETH_ALEN);
+	flow->has_ethernet = 1;
+	proto = eth->h_proto;
+#pragma unroll
+	for (int i = 0; i < VLAN_MAX_TAGS; i++) {
+		__u16 *tag;
+
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		flow->vlan_tagged = 1;
+		tag = PTR_ADD(data, off);
+		if (!HAS_BYTES(tag, 4, end))
+			return DROP_INVALID_PACKET;
+		proto = tag[1];
+		off += 4;
+	}
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
+		return DROP_VLAN_TAGGED;
+	if (proto == bpf_htons(ETH_P_ARP))
+		return parse_arp(PTR_ADD(data, off), end, flow);
+	if (proto == bpf_htons(ETH_P_IP))
+		return parse_ipv4(PTR_ADD(data, off), end, len - off, flow);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return parse_ipv6(PTR_ADD(data, off), end, len - off, flow);
+	return DROP_UNSUPPORTED_L3;
+}
+
+/*
+ * The parser is a global function, so the verifier checks it once on its
+ * own: inlined, every path out of the IPv6 extension loop went on through
+ * every policy stage and the program passed the verifier's 1M instruction
+ * budget. One wrapper per context type; the work is parse_frame().
+ */
+__noinline int parse_skb(struct __sk_buff *skb, struct flow *flow)
+{
+	if (!flow)
+		return DROP_INVALID_PACKET;
+	return parse_frame((void *)(long)skb->data, (void *)(long)skb->data_end, skb->len, flow);
+}
+
+__noinline int parse_xdp(struct xdp_md *xdp, struct flow *flow)
+{
+	if (!flow)
+		return DROP_INVALID_PACKET;
+	return parse_frame((void *)(long)xdp->data, (void *)(long)xdp->data_end, xdp->data_end - xdp->data, flow);
+}
+
+#endif /* STOCKADE_BPF_LIB_PARSE_H */

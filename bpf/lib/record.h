@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The one exit path: every packet's verdict is counted, and every drop and
+ * audit is reported, aggregated per flow and reason.
+ */
+#ifndef STOCKADE_BPF_LIB_RECORD_H
+#define STOCKADE_BPF_LIB_RECORD_H
+
+#include "maps.h"
+#include "parse.h"
+
+struct decision {
+	int reason;    /* REASON_NONE or a drop reason */
+	__u32 rule_id;
+	__u32 local_identity;
+	__u32 remote_identity;
+	__u8 verdict;  /* enum stockade_verdict */
+	__u8 direction;
+};
+
+static __always_inline void count(int reason, __u8 direction, __u8 verdict, __u32 len)
+{
+	__u32 index = stockade_metrics_index(reason, direction, verdict);
+	struct metrics_value *m = bpf_map_lookup_elem(&metrics, &index);
+
+	if (m) {
+		m->packets++;
+		m->bytes += len;
+	}
+}
+
+/* Returns how many drops the record should stand for, or 0 to stay silent. */
+static __always_inline __u64 event_aggregate(const struct event_agg_key *key, __u64 now)
+{
+	struct stockade_config *cfg = config_get();
+	__u64 interval = cfg ? cfg->event_interval_ns : STOCKADE_DEFAULT_EVENT_INTERVAL_NS;
+	struct event_agg_value *agg, fresh = { .last_emit_ns = now };
+	__u64 stands_for;
+
+	if (interval == 0)
+		return 1;
+	agg = bpf_map_lookup_elem(&event_agg, key);
+	if (!agg) {
+		/* Failing to remember only costs an extra record, never a verdict. */
+		bpf_map_update_elem(&event_agg, key, &fresh, BPF_ANY);
+		return 1;
+	}
+	if (now - agg->last_emit_ns < interval) {
+		__sync_fetch_and_add(&agg->suppressed, 1);
+		return 0;
+	}
+	stands_for = __sync_lock_test_and_set(&agg->suppressed, 0) + 1;
+	agg->last_emit_ns = now;
+	return stands_for;
+}
+
+static __always_inline void emit_event(const struct packet *pkt, const struct flow *flow, const struct decision *d)
+{
+	struct event_agg_key key = {
+		.ifindex = pkt->ifindex,
+		.reason = d->reason,
+		.dport = flow->tuple.dport,
+		.direction = d->direction,
+		.protocol = flow->tuple.protocol,
+	};
+	struct drop_event *ev;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 stands_for;
+
+	__builtin_memcpy(key.saddr, flow->tuple.saddr, 16);
+	__builtin_memcpy(key.daddr, flow->tuple.daddr, 16);
+	stands_for = event_aggregate(&key, now);
+	if (stands_for == 0)
+		return;
+
+	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		count(EVENT_LOST, d->direction, d->verdict, (__u32)stands_for);
+		return;
+	}
+	ev->timestamp_ns = now;
+	ev->ifindex = pkt->ifindex;
+	ev->rule_id = d->rule_id;
+	ev->local_identity = d->local_identity;
+	ev->remote_identity = d->remote_identity;
+	ev->count = stands_for > 0xffffffffull ? 0xffffffffu : (__u32)stands_for;
+	ev->packet_length = pkt->len;
+	ev->reason = d->reason;
+	ev->verdict = d->verdict;
+	ev->direction = d->direction;
+	ev->family = flow->tuple.family;
+	ev->protocol = flow->tuple.protocol;
+	__builtin_memcpy(ev->saddr, flow->tuple.saddr, 16);
+	__builtin_memcpy(ev->daddr, flow->tuple.daddr, 16);
+	if (flow->tuple.protocol == IPPROTO_ICMP || flow->tuple.protocol == IPPROTO_ICMPV6) {
+		ev->sport = bpf_htons(flow->icmp_type);
+		ev->dport = bpf_htons(flow->icmp_code);
+	} else {
+		ev->sport = flow->tuple.sport;
+		ev->dport = flow->tuple.dport;
+	}
+	ev->tcp_flags = flow->tcp_flags;
+	ev->pad[0] = ev->pad[1] = ev->pad[2] = 0;
+	bpf_ringbuf_submit(ev, 0);
+}
+
+static __always_inline void record_decision(const struct packet *pkt, const struct flow *flow,
+					    const struct decision *d)
+{
+	count(d->reason, d->direction, d->verdict, pkt->len);
+	if (d->verdict != VERDICT_FORWARDED)
+		emit_event(pkt, flow, d);
+}
+
+#endif /* STOCKADE_BPF_LIB_RECORD_H */

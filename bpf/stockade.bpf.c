@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * stockade's datapath: the programs attached to container interfaces. Each is
+ * a thin shell around stockade_decide() in lib/enforce.h.
+ *
+ *   stockade_tc_ingress   TC ingress (what the interface receives)
+ *   stockade_tc_egress    TC egress (what the interface sends)
+ *   stockade_xdp          XDP in place of TC ingress, where it is faster
+ *   stockade_xdp_prefilter  CIDR deny list on an uplink or macvlan parent
+ */
+#include "lib/enforce.h"
+#include "lib/prefilter.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Pass means 'no objection': later programs in the chain still run. */
+static __always_inline int tc_action(__u8 verdict)
+{
+	return verdict == VERDICT_DROPPED ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+}
+
+static __always_inline int tc_decide(struct __sk_buff *skb, enum hook_point hook)
+{
+	struct packet pkt;
+	struct flow flow = {};
+	int parsed;
+
+	packet_from_skb(&pkt, skb, hook);
+	parsed = parse_skb(skb, &flow);
+	return tc_action(stockade_decide(&pkt, &flow, parsed));
+}
+
+SEC("tc")
+int stockade_tc_ingress(struct __sk_buff *skb)
+{
+	return tc_decide(skb, HOOK_TC_INGRESS);
+}
+
+SEC("tc")
+int stockade_tc_egress(struct __sk_buff *skb)
+{
+	return tc_decide(skb, HOOK_TC_EGRESS);
+}
+
+static __always_inline __u64 host_netns_cookie(void)
+{
+	struct stockade_config *cfg = config_get();
+
+	return cfg ? cfg->host_netns_cookie : 0;
+}
+
+SEC("xdp")
+int stockade_xdp(struct xdp_md *xdp)
+{
+	struct packet pkt;
+	struct flow flow = {};
+	int parsed;
+
+	packet_from_xdp(&pkt, xdp, host_netns_cookie());
+	parsed = parse_xdp(xdp, &flow);
+	return stockade_decide(&pkt, &flow, parsed) == VERDICT_DROPPED ? XDP_DROP : XDP_PASS;
+}
+
+SEC("xdp")
+int stockade_xdp_prefilter(struct xdp_md *xdp)
+{
+	struct packet pkt;
+
+	packet_from_xdp(&pkt, xdp, host_netns_cookie());
+	return prefilter_decide(&pkt) == VERDICT_DROPPED ? XDP_DROP : XDP_PASS;
+}

@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The loaded datapath: the BPF object, its programs and typed handles on its
+// maps. Loading with an instance name pins every map under
+// /sys/fs/bpf/stockade/<instance>/ and adopts the maps already pinned there,
+// so an agent that restarts finds the state its predecessor left.
+#ifndef STOCKADE_INCLUDE_STOCKADE_DATAPATH_H_
+#define STOCKADE_INCLUDE_STOCKADE_DATAPATH_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "maps/abi.h"
+#include "stockade/typed_map.h"
+
+struct stockade_bpf;
+
+namespace stockade {
+
+struct DatapathOptions {
+  // Pin directory name under /sys/fs/bpf/stockade; empty: nothing is pinned
+  // and everything goes with this object (tests, benchmarks).
+  std::string instance;
+  // Capacity overrides; a test shrinks a map to fill it.
+  std::optional<uint32_t> conntrack_max;
+  std::optional<uint32_t> fragments_max;
+  std::optional<uint32_t> events_ringbuf_bytes;
+  std::optional<uint32_t> policy_max;
+};
+
+using EndpointMap = TypedMap<endpoint_key, endpoint_info>;
+using IpcacheMap = TypedMap<ipcache_key, ipcache_value>;
+using PrefilterMap = TypedMap<ipcache_key, prefilter_value>;
+using PolicyMap = TypedMap<policy_key, policy_value>;
+using ConntrackMap = TypedMap<ct_key, ct_entry>;
+using FragmentMap = TypedMap<frag_key, frag_value>;
+using EventAggMap = TypedMap<event_agg_key, event_agg_value>;
+using ConfigMap = TypedMap<uint32_t, stockade_config>;
+using MetricsMap = PerCpuArray<metrics_value>;
+
+class Datapath {
+ public:
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Datapath>> Load(const DatapathOptions& options);
+  ~Datapath();
+  Datapath(const Datapath&) = delete;
+  Datapath& operator=(const Datapath&) = delete;
+
+  int tc_ingress_fd() const;
+  int tc_egress_fd() const;
+  int xdp_fd() const;
+  int xdp_prefilter_fd() const;
+  int events_fd() const;
+
+  EndpointMap& endpoints() { return endpoints_; }
+  IpcacheMap& ipcache() { return ipcache_; }
+  PrefilterMap& prefilter() { return prefilter_; }
+  PolicyMap& policy() { return policy_; }
+  ConntrackMap& conntrack() { return conntrack_; }
+  FragmentMap& fragments() { return fragments_; }
+  EventAggMap& event_agg() { return event_agg_; }
+  ConfigMap& config() { return config_; }
+  MetricsMap& metrics() { return metrics_; }
+
+  // Empty when not pinned.
+  const std::string& pin_dir() const { return pin_dir_; }
+
+  [[nodiscard]] absl::StatusOr<stockade_config> ReadConfig() const;
+  [[nodiscard]] absl::Status WriteConfig(const stockade_config& config);
+
+  // Sets every counter to zero.
+  [[nodiscard]] absl::Status ZeroCounters();
+
+  // Sum over CPUs of the counter for (reason, direction, verdict).
+  [[nodiscard]] absl::StatusOr<metrics_value> Counter(int reason, uint32_t direction, uint32_t verdict) const;
+
+ private:
+  Datapath(stockade_bpf* skel, std::string pin_dir, EndpointMap endpoints, IpcacheMap ipcache,
+           PrefilterMap prefilter, PolicyMap policy, ConntrackMap conntrack, FragmentMap fragments,
+           EventAggMap event_agg, ConfigMap config, MetricsMap metrics);
+
+  stockade_bpf* skel_;
+  std::string pin_dir_;
+  EndpointMap endpoints_;
+  IpcacheMap ipcache_;
+  PrefilterMap prefilter_;
+  PolicyMap policy_;
+  ConntrackMap conntrack_;
+  FragmentMap fragments_;
+  EventAggMap event_agg_;
+  ConfigMap config_;
+  MetricsMap metrics_;
+};
+
+// /sys/fs/bpf/stockade/<instance>
+[[nodiscard]] std::string InstancePinDir(const std::string& instance);
+
+// Checks that bpffs is mounted at /sys/fs/bpf, mounting it if it is not.
+[[nodiscard]] absl::Status EnsureBpffs();
+
+// Removes an instance: unpins its links (which detaches them), removes the
+// classic tc filters it left on the host's interfaces, and unpins its maps.
+[[nodiscard]] absl::Status UninstallInstance(const std::string& instance);
+
+}  // namespace stockade
+
+#endif  // STOCKADE_INCLUDE_STOCKADE_DATAPATH_H_

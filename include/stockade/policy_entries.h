@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// From rules to policy map entries. A rule names one local identity, one
+// remote identity (or any), a direction, a protocol (or any) and a port range;
+// its entries are LPM prefixes over the port, at most 30 of them for any
+// range. Deny wins: every entry is written with the deny of any wider entry
+// for the same identities folded in, since the trie returns only the most
+// specific match. Pure logic, no syscalls.
+#ifndef STOCKADE_INCLUDE_STOCKADE_POLICY_ENTRIES_H_
+#define STOCKADE_INCLUDE_STOCKADE_POLICY_ENTRIES_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "maps/abi.h"
+
+namespace stockade {
+
+struct PortRange {
+  uint16_t first = 0;
+  uint16_t last = 65535;
+  bool operator==(const PortRange&) const = default;
+  bool IsAny() const { return first == 0 && last == 65535; }
+};
+
+// One port prefix: the ports whose top `bits` bits equal those of `port`.
+struct PortPrefix {
+  uint16_t port = 0;  // host order
+  uint8_t bits = 0;   // 0 (any port) to 16 (exactly one)
+  bool operator==(const PortPrefix&) const = default;
+};
+
+// The fewest prefixes that cover [first, last] exactly.
+std::vector<PortPrefix> PortRangeToPrefixes(PortRange range);
+
+struct DatapathRule {
+  uint32_t rule_id = 0;
+  uint32_t local_identity = 0;
+  uint32_t remote_identity = IDENTITY_ANY;
+  uint8_t direction = DIR_INGRESS;
+  uint8_t protocol = 0;  // 0: any protocol
+  PortRange ports;
+  uint8_t action = POLICY_ACTION_ALLOW;
+  bool audit = false;  // a deny that only reports
+};
+
+struct PolicyEntry {
+  policy_key key;
+  policy_value value;
+};
+
+// Entries for a set of rules, deny folded in, one per key. A port range with
+// protocol 'any' applies to TCP, UDP and SCTP, the protocols with ports.
+[[nodiscard]] absl::StatusOr<std::vector<PolicyEntry>> CompilePolicyEntries(const std::vector<DatapathRule>& rules);
+
+}  // namespace stockade
+
+#endif  // STOCKADE_INCLUDE_STOCKADE_POLICY_ENTRIES_H_

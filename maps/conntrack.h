@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * conntrack: LRU hash of flows seen at one endpoint interface. The tuple is
+ * stored in a canonical order (the lower address/port pair first), so a reply
+ * finds its flow with the same single lookup as the original direction.
+ * Fragments: LRU hash that carries the first fragment's ports to the rest.
+ */
+#ifndef STOCKADE_MAPS_CONNTRACK_H
+#define STOCKADE_MAPS_CONNTRACK_H
+
+#include "abi_common.h"
+
+#define STOCKADE_CT_MAX 524288
+#define STOCKADE_FRAG_MAX 8192
+
+struct ct_key {
+	__u8 addr_a[16];  /* network order; the lower (address, port) pair */
+	__u8 addr_b[16];  /* network order */
+	__u16 port_a;     /* network order; ICMP echo: the identifier */
+	__u16 port_b;     /* network order */
+	__u32 ifindex;    /* host order; the endpoint interface */
+	__u8 protocol;    /* IPPROTO_* */
+	__u8 family;      /* STOCKADE_AF_* */
+	__u16 pad;        /* must be zero */
+};
+STOCKADE_ABI_SIZE(struct ct_key, 44);
+STOCKADE_ABI_OFFSET(struct ct_key, port_a, 32);
+STOCKADE_ABI_OFFSET(struct ct_key, ifindex, 36);
+
+enum ct_flags {
+	/* The flow's first packet came from side a of the key. */
+	CT_F_ORIGIN_IS_A = 1u << 0,
+	/* Allowed by an audit verdict: reply and follow-ups are audited too. */
+	CT_F_AUDIT = 1u << 1,
+	CT_F_SEEN_REPLY = 1u << 2,
+	/* FIN seen from the origin / from the reply side: both means closed. */
+	CT_F_FIN_ORIGIN = 1u << 3,
+	CT_F_FIN_REPLY = 1u << 4,
+};
+
+enum ct_tcp_state {
+	CT_TCP_NONE = 0, /* not TCP */
+	CT_TCP_SYN_SENT = 1,
+	CT_TCP_ESTABLISHED = 2,
+	CT_TCP_CLOSING = 3, /* FIN seen */
+	CT_TCP_CLOSED = 4,  /* RST seen, or FIN both ways */
+};
+
+struct ct_entry {
+	__u64 expires_ns;      /* bpf_ktime_get_ns() clock */
+	__u64 packets;         /* both directions */
+	__u64 bytes;
+	__u32 rule_id;         /* the rule that allowed the first packet */
+	__u32 policy_revision; /* endpoint revision the verdict was made under */
+	__u8 direction;        /* enum stockade_direction of the first packet */
+	__u8 flags;            /* enum ct_flags */
+	__u8 tcp_state;        /* enum ct_tcp_state */
+	__u8 tcp_flags_seen;   /* OR of TCP flags, both directions */
+	__u16 policy_port;     /* network order; what policy matched: dport or ICMP type */
+	__u16 pad;
+};
+STOCKADE_ABI_SIZE(struct ct_entry, 40);
+STOCKADE_ABI_OFFSET(struct ct_entry, rule_id, 24);
+STOCKADE_ABI_OFFSET(struct ct_entry, direction, 32);
+
+struct frag_key {
+	__u8 saddr[16]; /* network order */
+	__u8 daddr[16]; /* network order */
+	__u32 id;       /* network order; IPv4 ids use the low 16 bits */
+	__u8 protocol;
+	__u8 family;
+	__u16 pad;
+};
+STOCKADE_ABI_SIZE(struct frag_key, 40);
+
+struct frag_value {
+	__u16 sport;       /* network order */
+	__u16 dport;       /* network order */
+	__u16 policy_port; /* network order; the ICMP type for ICMP */
+	__u16 pad;
+};
+STOCKADE_ABI_SIZE(struct frag_value, 8);
+
+#endif /* STOCKADE_MAPS_CONNTRACK_H */

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * events: one BPF ring buffer of drop (and audit) records. At most one record
+ * per (interface, direction, reason, protocol, source, destination, destination
+ * port) per config.event_interval_ns; a record carries how many drops it
+ * stands for. The source port is left out on purpose: a flood from random
+ * ports is one flow for an operator.
+ */
+#ifndef STOCKADE_MAPS_EVENTS_H
+#define STOCKADE_MAPS_EVENTS_H
+
+#include "abi_common.h"
+
+#define STOCKADE_EVENTS_RINGBUF_BYTES (4u << 20)
+#define STOCKADE_EVENT_AGG_MAX 65536
+
+struct drop_event {
+	__u64 timestamp_ns;    /* bpf_ktime_get_ns() clock (CLOCK_MONOTONIC) */
+	__u32 ifindex;         /* host order */
+	__u32 rule_id;         /* host order; 0: no rule matched */
+	__u32 local_identity;  /* host order */
+	__u32 remote_identity; /* host order */
+	__u32 count;           /* host order; drops this record stands for, >= 1 */
+	__u32 packet_length;   /* host order; of the last packet */
+	__s32 reason;          /* enum stockade_drop_reason */
+	__u8 verdict;          /* enum stockade_verdict */
+	__u8 direction;        /* enum stockade_direction */
+	__u8 family;           /* STOCKADE_AF_*, 0 for non-IP */
+	__u8 protocol;         /* IPPROTO_* */
+	__u8 saddr[16];        /* network order */
+	__u8 daddr[16];        /* network order */
+	__u16 sport;           /* network order; ICMP: type */
+	__u16 dport;           /* network order; ICMP: code */
+	__u8 tcp_flags;        /* TCP flags byte */
+	__u8 pad[3];
+};
+STOCKADE_ABI_SIZE(struct drop_event, 80);
+STOCKADE_ABI_OFFSET(struct drop_event, reason, 32);
+STOCKADE_ABI_OFFSET(struct drop_event, saddr, 40);
+STOCKADE_ABI_OFFSET(struct drop_event, sport, 72);
+
+struct event_agg_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 ifindex;
+	__s32 reason;
+	__u16 dport;
+	__u8 direction;
+	__u8 protocol;
+};
+STOCKADE_ABI_SIZE(struct event_agg_key, 44);
+
+struct event_agg_value {
+	__u64 last_emit_ns;
+	__u64 suppressed; /* drops since the last record */
+};
+STOCKADE_ABI_SIZE(struct event_agg_value, 16);
+
+#endif /* STOCKADE_MAPS_EVENTS_H */

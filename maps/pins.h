@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * bpffs layout. Every instance has its own directory, so parallel test runs
+ * and a production agent never share state:
+ *   /sys/fs/bpf/stockade/<instance>/<map name>
+ *   /sys/fs/bpf/stockade/<instance>/links/<hook>-<ifindex>
+ */
+#ifndef STOCKADE_MAPS_PINS_H
+#define STOCKADE_MAPS_PINS_H
+
+#define STOCKADE_BPFFS_ROOT "/sys/fs/bpf"
+#define STOCKADE_PIN_DIR STOCKADE_BPFFS_ROOT "/stockade"
+#define STOCKADE_PIN_LINKS_SUBDIR "links"
+
+/* Map names in the BPF object; also their pin file names. */
+#define STOCKADE_MAP_ENDPOINTS "endpoints"
+#define STOCKADE_MAP_IPCACHE "ipcache"
+#define STOCKADE_MAP_POLICY "policy"
+#define STOCKADE_MAP_CONNTRACK "conntrack"
+#define STOCKADE_MAP_FRAGMENTS "fragments"
+#define STOCKADE_MAP_METRICS "metrics"
+#define STOCKADE_MAP_EVENTS "events"
+#define STOCKADE_MAP_EVENT_AGG "event_agg"
+#define STOCKADE_MAP_CONFIG "config"
+#define STOCKADE_MAP_PREFILTER "prefilter"
+
+#endif /* STOCKADE_MAPS_PINS_H */

@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "stockade/datapath.h"
+
+#include <linux/magic.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "stockade/attach.h"
+#include "stockade/errno_status.h"
+#include "stockade/netns.h"
+#include "stockade_bpf.skel.h"
+
+namespace stockade {
+namespace {
+
+absl::Status LibbpfStatus(int err, std::string_view what) { return ErrnoStatus(err < 0 ? -err : err, what); }
+
+// Sets the pin path of every map, so load() adopts what is pinned and pins what is new.
+absl::Status PinMaps(bpf_object* obj, const std::string& dir) {
+  bpf_map* map;
+  bpf_object__for_each_map(map, obj) {
+    std::string name = bpf_map__name(map);
+    if (name.starts_with(".") || name.find(".rodata") != std::string::npos || name.find(".bss") != std::string::npos)
+      continue;  // internal maps of globals are per load
+    std::string path = absl::StrCat(dir, "/", name);
+    int err = bpf_map__set_pin_path(map, path.c_str());
+    if (err) return LibbpfStatus(err, absl::StrCat("set pin path ", path));
+  }
+  return absl::OkStatus();
+}
+
+template <typename Map>
+absl::StatusOr<Map> Wrap(bpf_map* map) {
+  return Map::FromFd(bpf_map__fd(map));
+}
+
+}  // namespace
+
+std::string InstancePinDir(const std::string& instance) { return absl::StrCat(STOCKADE_PIN_DIR, "/", instance); }
+
+absl::Status EnsureBpffs() {
+  struct statfs fs {};
+  if (statfs(STOCKADE_BPFFS_ROOT, &fs) == 0 && fs.f_type == BPF_FS_MAGIC) return absl::OkStatus();
+  if (mount("bpf", STOCKADE_BPFFS_ROOT, "bpf", 0, nullptr) != 0)
+    return ErrnoStatus(errno, "bpffs is not mounted at " STOCKADE_BPFFS_ROOT " and mounting it failed");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& options) {
+  stockade_bpf* skel = stockade_bpf__open();
+  if (!skel) return ErrnoStatus(errno, "open BPF object stockade_bpf");
+  auto destroy = [&] { stockade_bpf__destroy(skel); };
+
+  auto resize = [&](bpf_map* map, std::optional<uint32_t> size) -> absl::Status {
+    if (!size) return absl::OkStatus();
+    int err = bpf_map__set_max_entries(map, *size);
+    if (err) return LibbpfStatus(err, absl::StrCat("resize map ", bpf_map__name(map)));
+    return absl::OkStatus();
+  };
+  for (auto [map, size] : {std::pair{skel->maps.conntrack, options.conntrack_max},
+                           std::pair{skel->maps.fragments, options.fragments_max},
+                           std::pair{skel->maps.events, options.events_ringbuf_bytes},
+                           std::pair{skel->maps.policy, options.policy_max}}) {
+    if (absl::Status s = resize(map, size); !s.ok()) {
+      destroy();
+      return s;
+    }
+  }
+
+  std::string pin_dir;
+  if (!options.instance.empty()) {
+    if (options.instance.find('/') != std::string::npos || options.instance.starts_with(".")) {
+      destroy();
+      return absl::InvalidArgumentError(absl::StrCat("instance name '", options.instance, "' must be a plain name"));
+    }
+    if (absl::Status s = EnsureBpffs(); !s.ok()) {
+      destroy();
+      return s;
+    }
+    pin_dir = InstancePinDir(options.instance);
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(pin_dir) / STOCKADE_PIN_LINKS_SUBDIR, ec);
+    if (ec) {
+      destroy();
+      return absl::InternalError(absl::StrCat("create pin directory ", pin_dir, ": ", ec.message()));
+    }
+    if (absl::Status s = PinMaps(skel->obj, pin_dir); !s.ok()) {
+      destroy();
+      return s;
+    }
+  }
+
+  if (int err = stockade_bpf__load(skel); err) {
+    destroy();
+    return LibbpfStatus(err, pin_dir.empty() ? "load BPF object stockade_bpf"
+                                             : absl::StrCat("load BPF object stockade_bpf (pins in ", pin_dir, ")"));
+  }
+
+  auto endpoints = Wrap<EndpointMap>(skel->maps.endpoints);
+  auto ipcache = Wrap<IpcacheMap>(skel->maps.ipcache);
+  auto prefilter = Wrap<PrefilterMap>(skel->maps.prefilter);
+  auto policy = Wrap<PolicyMap>(skel->maps.policy);
+  auto conntrack = Wrap<ConntrackMap>(skel->maps.conntrack);
+  auto fragments = Wrap<FragmentMap>(skel->maps.fragments);
+  auto event_agg = Wrap<EventAggMap>(skel->maps.event_agg);
+  auto config = Wrap<ConfigMap>(skel->maps.config);
+  auto metrics = MetricsMap::FromFd(bpf_map__fd(skel->maps.metrics));
+  for (const absl::Status& s : {endpoints.status(), ipcache.status(), prefilter.status(), policy.status(),
+                                conntrack.status(), fragments.status(), event_agg.status(), config.status(),
+                                metrics.status()}) {
+    if (!s.ok()) {
+      destroy();
+      return s;
+    }
+  }
+  std::unique_ptr<Datapath> dp(new Datapath(skel, pin_dir, std::move(*endpoints), std::move(*ipcache),
+                                            std::move(*prefilter), std::move(*policy), std::move(*conntrack),
+                                            std::move(*fragments), std::move(*event_agg), std::move(*config),
+                                            std::move(*metrics)));
+
+  // A fresh config gets the defaults; an adopted one keeps what was set. The
+  // host's namespace cookie is always ours: XDP cannot ask for it.
+  auto cfg = dp->ReadConfig();
+  if (!cfg.ok()) return cfg.status();
+  auto cookie = NetnsCookie("/proc/self/ns/net");
+  if (!cookie.ok()) return cookie.status();
+  if (cfg->host_netns_cookie == 0) cfg->event_interval_ns = STOCKADE_DEFAULT_EVENT_INTERVAL_NS;
+  cfg->host_netns_cookie = *cookie;
+  if (absl::Status s = dp->WriteConfig(*cfg); !s.ok()) return s;
+  return dp;
+}
+
+Datapath::Datapath(stockade_bpf* skel, std::string pin_dir, EndpointMap endpoints, IpcacheMap ipcache,
+                   PrefilterMap prefilter, PolicyMap policy, ConntrackMap conntrack, FragmentMap fragments,
+                   EventAggMap event_agg, ConfigMap config, MetricsMap metrics)
+    : skel_(skel),
+      pin_dir_(std::move(pin_dir)),
+      endpoints_(std::move(endpoints)),
+      ipcache_(std::move(ipcache)),
+      prefilter_(std::move(prefilter)),
+      policy_(std::move(policy)),
+      conntrack_(std::move(conntrack)),
+      fragments_(std::move(fragments)),
+      event_agg_(std::move(event_agg)),
+      config_(std::move(config)),
+      metrics_(std::move(metrics)) {}
+
+Datapath::~Datapath() { stockade_bpf__destroy(skel_); }
+
+int Datapath::tc_ingress_fd() const { return bpf_program__fd(skel_->progs.stockade_tc_ingress); }
+int Datapath::tc_egress_fd() const { return bpf_program__fd(skel_->progs.stockade_tc_egress); }
+int Datapath::xdp_fd() const { return bpf_program__fd(skel_->progs.stockade_xdp); }
+int Datapath::xdp_prefilter_fd() const { return bpf_program__fd(skel_->progs.stockade_xdp_prefilter); }
+int Datapath::events_fd() const { return bpf_map__fd(skel_->maps.events); }
+
+absl::StatusOr<stockade_config> Datapath::ReadConfig() const {
+  auto cfg = config_.Lookup(0);
+  if (!cfg.ok()) return cfg.status();
+  if (!cfg->has_value()) return absl::InternalError("config map has no entry 0");
+  return **cfg;
+}
+
+absl::Status Datapath::WriteConfig(const stockade_config& config) { return config_.Update(0, config); }
+
+absl::StatusOr<metrics_value> Datapath::Counter(int reason, uint32_t direction, uint32_t verdict) const {
+  auto per_cpu = metrics_.LookupAllCpus(stockade_metrics_index(reason, direction, verdict));
+  if (!per_cpu.ok()) return per_cpu.status();
+  metrics_value sum{};
+  for (const metrics_value& v : *per_cpu) {
+    sum.packets += v.packets;
+    sum.bytes += v.bytes;
+  }
+  return sum;
+}
+
+absl::Status Datapath::ZeroCounters() {
+  std::vector<metrics_value> zeros(libbpf_num_possible_cpus());
+  for (uint32_t index = 0; index < STOCKADE_METRICS_MAX; ++index) {
+    if (bpf_map_update_elem(metrics_.fd(), &index, zeros.data(), BPF_ANY) != 0)
+      return ErrnoStatus(errno, absl::StrCat("zero counter ", index, " of map metrics"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status UninstallInstance(const std::string& instance) {
+  std::string dir = InstancePinDir(instance);
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) return absl::OkStatus();
+  // Classic tc filters are not links: find them through the endpoints the instance knew.
+  auto endpoints = EndpointMap::FromPin(absl::StrCat(dir, "/", STOCKADE_MAP_ENDPOINTS));
+  auto cookie = NetnsCookie("/proc/self/ns/net");
+  if (endpoints.ok() && cookie.ok()) {
+    absl::Status s = endpoints->ForEach([&](const endpoint_key& key, const endpoint_info&) {
+      if (key.netns_cookie == *cookie) RemoveClassicTcFilters(key.ifindex);
+    });
+    if (!s.ok()) return s;
+  }
+  std::filesystem::remove_all(dir, ec);  // unpinning a link detaches it
+  if (ec) return absl::InternalError(absl::StrCat("remove ", dir, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+}  // namespace stockade

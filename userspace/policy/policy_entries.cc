@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "stockade/policy_entries.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cstring>
+#include <tuple>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+
+namespace stockade {
+namespace {
+
+// The part of a key an entry matches on, in the trie's bit order.
+struct EntryId {
+  uint32_t local, remote;
+  uint8_t direction, protocol;
+  uint16_t port;  // host order
+  uint32_t prefixlen;
+  bool operator==(const EntryId&) const = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const EntryId& e) {
+    return H::combine(std::move(h), e.local, e.remote, e.direction, e.protocol, e.port, e.prefixlen);
+  }
+};
+
+EntryId Masked(EntryId id, uint32_t prefixlen) {
+  id.prefixlen = prefixlen;
+  if (prefixlen < POLICY_PREFIX_ANY_PORT) id.protocol = 0;
+  uint32_t port_bits = prefixlen > POLICY_PREFIX_ANY_PORT ? prefixlen - POLICY_PREFIX_ANY_PORT : 0;
+  id.port = port_bits == 0 ? 0 : static_cast<uint16_t>(id.port & (0xffff << (16 - port_bits)));
+  return id;
+}
+
+policy_key ToKey(const EntryId& id) {
+  policy_key key{};
+  key.prefixlen = id.prefixlen;
+  key.local_identity = id.local;
+  key.remote_identity = id.remote;
+  key.direction = id.direction;
+  key.protocol = id.protocol;
+  key.dport = htons(id.port);
+  return key;
+}
+
+// Deny beats allow; an enforcing deny beats an audit-only one; then the lower rule id.
+bool Stronger(const policy_value& a, const policy_value& b) {
+  auto rank = [](const policy_value& v) {
+    int deny_rank = v.action == POLICY_ACTION_DENY ? ((v.flags & POLICY_F_AUDIT) ? 1 : 2) : 0;
+    return std::make_tuple(deny_rank, -static_cast<int64_t>(v.rule_id));
+  };
+  return rank(a) > rank(b);
+}
+
+}  // namespace
+
+std::vector<PortPrefix> PortRangeToPrefixes(PortRange range) {
+  std::vector<PortPrefix> out;
+  uint32_t first = range.first, last = range.last;
+  while (first <= last) {
+    // The largest aligned block that starts at `first` and stays within `last`.
+    int bits = 16;
+    while (bits > 0) {
+      uint32_t size = 1u << (16 - bits + 1);
+      if ((first & (size - 1)) != 0 || first + size - 1 > last) break;
+      --bits;
+    }
+    out.push_back({static_cast<uint16_t>(first), static_cast<uint8_t>(bits)});
+    first += 1u << (16 - bits);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<PolicyEntry>> CompilePolicyEntries(const std::vector<DatapathRule>& rules) {
+  absl::flat_hash_map<EntryId, policy_value> entries;
+  for (const DatapathRule& rule : rules) {
+    if (rule.ports.first > rule.ports.last)
+      return absl::InvalidArgumentError(
+          absl::StrCat("rule ", rule.rule_id, ": port range ", rule.ports.first, "-", rule.ports.last, " is empty"));
+    if (rule.direction >= DIR_MAX)
+      return absl::InvalidArgumentError(absl::StrCat("rule ", rule.rule_id, ": bad direction"));
+    if (rule.action != POLICY_ACTION_ALLOW && rule.action != POLICY_ACTION_DENY)
+      return absl::InvalidArgumentError(absl::StrCat("rule ", rule.rule_id, ": bad action"));
+    if (rule.local_identity == IDENTITY_ANY)
+      return absl::InvalidArgumentError(absl::StrCat("rule ", rule.rule_id, ": local identity must be set"));
+
+    std::vector<uint8_t> protocols = {rule.protocol};
+    if (rule.protocol == 0 && !rule.ports.IsAny()) protocols = {IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP};
+    policy_value value{};
+    value.rule_id = rule.rule_id;
+    value.action = rule.action;
+    value.flags = (rule.audit && rule.action == POLICY_ACTION_DENY ? POLICY_F_AUDIT : 0) |
+                  (rule.protocol != 0 ? POLICY_F_EXPLICIT_PROTOCOL : 0);
+
+    for (uint8_t protocol : protocols) {
+      EntryId base{rule.local_identity, rule.remote_identity, rule.direction, protocol, 0, 0};
+      std::vector<PortPrefix> prefixes =
+          protocol == 0 ? std::vector<PortPrefix>{{0, 0}} : PortRangeToPrefixes(rule.ports);
+      for (const PortPrefix& p : prefixes) {
+        EntryId id = base;
+        id.port = p.port;
+        id.prefixlen = protocol == 0 ? POLICY_PREFIX_ANY_PROTOCOL : POLICY_PREFIX_ANY_PORT + p.bits;
+        auto [it, inserted] = entries.try_emplace(id, value);
+        if (!inserted && Stronger(value, it->second)) it->second = value;
+      }
+    }
+  }
+
+  // Fold in the deny of every wider entry: the trie will only ever return the narrowest.
+  std::vector<PolicyEntry> out;
+  out.reserve(entries.size());
+  for (const auto& [id, value] : entries) {
+    policy_value effective = value;
+    for (uint32_t len = POLICY_PREFIX_ANY_PROTOCOL; len < id.prefixlen; ++len) {
+      if (len > POLICY_PREFIX_ANY_PROTOCOL && len < POLICY_PREFIX_ANY_PORT) continue;
+      auto wider = entries.find(Masked(id, len));
+      if (wider != entries.end() && wider->second.action == POLICY_ACTION_DENY && Stronger(wider->second, effective))
+        effective = wider->second;
+    }
+    // The protocol is explicit only if this entry itself named it.
+    effective.flags = (effective.flags & ~POLICY_F_EXPLICIT_PROTOCOL) | (value.flags & POLICY_F_EXPLICIT_PROTOCOL);
+    out.push_back({ToKey(id), effective});
+  }
+  std::sort(out.begin(), out.end(), [](const PolicyEntry& a, const PolicyEntry& b) {
+    return std::memcmp(&a.key, &b.key, sizeof(policy_key)) < 0;
+  });
+  return out;
+}
+
+}  // namespace stockade
