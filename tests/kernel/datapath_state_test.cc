@@ -1,1 +1,403 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Sequences of packets, where the state between them is the point:
+// conntrack, fragments, revocation, related ICMP errors, audit, events and
+// their aggregation, full maps. Same scene as the verdict matrix.
 #include <gtest/gtest.h>
+#include <time.h>
+
+#include <thread>
+
+#include "stockade/addresses.h"
+#include "tests/kernel/web_endpoint.h"
+
+namespace stockade::testing {
+namespace {
+
+constexpr Hook kOut = Hook::kTcIngress;  // what web sends
+constexpr Hook kIn = Hook::kTcEgress;    // what web receives
+
+std::vector<uint8_t> WebSyn(uint16_t sport = 40000, uint16_t dport = 5432) {
+  return FromWeb().Tcp({.sport = sport, .dport = dport, .flags = kTcpSyn}).Build();
+}
+std::vector<uint8_t> BackendReply(uint8_t flags, uint16_t dport = 40000, uint16_t sport = 5432) {
+  return ToWeb(kBackendIp).Tcp({.sport = sport, .dport = dport, .flags = flags}).Build();
+}
+
+uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+}
+
+using ConntrackTest = WebEndpointTest;
+
+TEST_F(ConntrackTest, ReplyToAnAllowedFlowPassesThoughIngressHasNoRule) {
+  EXPECT_FALSE(Passes(kIn, BackendReply(kTcpSyn | kTcpAck))) << "no flow yet: the reply alone is denied";
+  EXPECT_TRUE(Passes(kOut, WebSyn()));
+  EXPECT_TRUE(Passes(kIn, BackendReply(kTcpSyn | kTcpAck)));
+  EXPECT_TRUE(Passes(kOut, FromWeb().Tcp({.dport = 5432, .flags = kTcpAck}).Build()));
+  EXPECT_FALSE(Passes(kIn, BackendReply(kTcpSyn | kTcpAck, 40001))) << "another port is another flow";
+}
+
+TEST_F(ConntrackTest, EntryTracksTcpStateToClosed) {
+  ASSERT_TRUE(Passes(kOut, WebSyn()));
+  ASSERT_TRUE(Passes(kIn, BackendReply(kTcpSyn | kTcpAck)));
+  std::vector<ct_entry> entries;
+  auto read = [&] {
+    entries.clear();
+    ASSERT_TRUE(dp_->conntrack().ForEach([&](const ct_key&, const ct_entry& e) { entries.push_back(e); }).ok());
+    ASSERT_EQ(entries.size(), 1u);
+  };
+  read();
+  EXPECT_EQ(entries[0].tcp_state, CT_TCP_ESTABLISHED);
+  EXPECT_EQ(entries[0].direction, DIR_EGRESS);
+  EXPECT_EQ(entries[0].rule_id, 2u);
+  EXPECT_EQ(entries[0].packets, 2u);
+  ASSERT_TRUE(Passes(kOut, FromWeb().Tcp({.dport = 5432, .flags = kTcpFin | kTcpAck}).Build()));
+  read();
+  EXPECT_EQ(entries[0].tcp_state, CT_TCP_CLOSING);
+  ASSERT_TRUE(Passes(kIn, BackendReply(kTcpFin | kTcpAck)));
+  read();
+  EXPECT_EQ(entries[0].tcp_state, CT_TCP_CLOSED);
+  EXPECT_LT(entries[0].expires_ns, MonotonicNs() + 11'000'000'000ull) << "closed flows go within seconds";
+}
+
+TEST_F(ConntrackTest, ResetClosesAndANewSynIsDecidedAgain) {
+  ASSERT_TRUE(Passes(kOut, WebSyn()));
+  ASSERT_TRUE(Passes(kIn, BackendReply(kTcpRst | kTcpAck)));
+  // Remove the allow: a new SYN on the closed tuple must not ride the old entry.
+  SetRules({});
+  EXPECT_FALSE(Passes(kOut, WebSyn()));
+}
+
+TEST_F(ConntrackTest, ExpiredEntryIsNotAnAllow) {
+  ASSERT_TRUE(Passes(kOut, WebSyn()));
+  std::vector<ct_key> keys;
+  ASSERT_TRUE(dp_->conntrack().ForEach([&](const ct_key& k, const ct_entry&) { keys.push_back(k); }).ok());
+  ASSERT_EQ(keys.size(), 1u);
+  auto entry = dp_->conntrack().Lookup(keys[0]);
+  ASSERT_TRUE(entry.ok() && entry->has_value());
+  ct_entry expired = **entry;
+  expired.expires_ns = MonotonicNs() - 1;
+  ASSERT_TRUE(dp_->conntrack().Update(keys[0], expired).ok());
+  EXPECT_FALSE(Passes(kIn, BackendReply(kTcpAck)));
+}
+
+TEST_F(ConntrackTest, UdpAndPingRepliesPass) {
+  ASSERT_TRUE(Passes(kOut, FromWeb().Udp({.sport = 3333, .dport = 53}).Build()));
+  EXPECT_TRUE(Passes(kIn, ToWeb(kBackendIp).Udp({.sport = 53, .dport = 3333}).Build()));
+  ASSERT_TRUE(Passes(kOut, FromWeb().Icmpv4({.type = 8, .rest_of_header = IcmpEcho(77, 1)}).Build()));
+  EXPECT_TRUE(Passes(kIn, ToWeb(kBackendIp).Icmpv4({.type = 0, .rest_of_header = IcmpEcho(77, 1)}).Build()));
+  EXPECT_FALSE(Passes(kIn, ToWeb(kBackendIp).Icmpv4({.type = 0, .rest_of_header = IcmpEcho(78, 1)}).Build()))
+      << "an echo reply with another identifier answers nothing";
+  ASSERT_TRUE(Passes(kOut, FromWeb6().Icmpv6({.type = 128, .rest_of_header = IcmpEcho(9, 1)}).Build()));
+  EXPECT_TRUE(Passes(kIn, ToWeb6(kBackendIp6).Icmpv6({.type = 129, .rest_of_header = IcmpEcho(9, 1)}).Build()));
+}
+
+TEST_F(ConntrackTest, FlowsAreTrackedPerDirectionOfTheEndpoint) {
+  // Web -> backend tcp/80 is not allowed; backend -> web tcp/80 is not either.
+  // A flow allowed in one endpoint direction does not open the mirrored one.
+  ASSERT_TRUE(Passes(kOut, WebSyn(40000, 5432)));
+  EXPECT_FALSE(Passes(kIn, ToWeb(kBackendIp).Tcp({.sport = 40000, .dport = 5432, .flags = kTcpSyn}).Build()));
+}
+
+using RevocationTest = WebEndpointTest;
+
+TEST_F(RevocationTest, RevokingAnAllowCutsTheEstablishedFlow) {
+  ASSERT_TRUE(Passes(kOut, WebSyn()));
+  ASSERT_TRUE(Passes(kIn, BackendReply(kTcpSyn | kTcpAck)));
+  // Same revision: the old verdict stands even though the rule is gone.
+  std::vector<DatapathRule> rules = WebRules();
+  rules.erase(rules.begin() + 1);  // rule 2: web -> backend tcp/5432
+  SetRules(rules);
+  EXPECT_TRUE(Passes(kOut, FromWeb().Tcp({.dport = 5432, .flags = kTcpAck}).Build()));
+  // The agent bumps the revision with the policy change: both directions are cut.
+  SetWeb(ENDPOINT_F_ENFORCE_INGRESS | ENDPOINT_F_ENFORCE_EGRESS, 2);
+  EXPECT_FALSE(Passes(kIn, BackendReply(kTcpAck)));
+  EXPECT_FALSE(Passes(kOut, FromWeb().Tcp({.dport = 5432, .flags = kTcpAck}).Build()));
+  EXPECT_EQ(dp_->conntrack().Count().value(), 0u);
+}
+
+TEST_F(RevocationTest, ANewRevisionThatStillAllowsKeepsTheFlow) {
+  ASSERT_TRUE(Passes(kOut, WebSyn()));
+  SetWeb(ENDPOINT_F_ENFORCE_INGRESS | ENDPOINT_F_ENFORCE_EGRESS, 2);
+  EXPECT_TRUE(Passes(kIn, BackendReply(kTcpSyn | kTcpAck)));
+  EXPECT_TRUE(Passes(kOut, FromWeb().Tcp({.dport = 5432, .flags = kTcpAck}).Build()));
+  std::vector<ct_entry> entries;
+  ASSERT_TRUE(dp_->conntrack().ForEach([&](const ct_key&, const ct_entry& e) { entries.push_back(e); }).ok());
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].policy_revision, 2u);
+}
+
+using RelatedIcmpTest = WebEndpointTest;
+
+PacketBuilder QuotedUdp(const char* src, const char* dst, uint16_t sport, uint16_t dport) {
+  PacketBuilder quoted;
+  quoted.Ipv4({.src = Ipv4(src), .dst = Ipv4(dst)}).Udp({.sport = sport, .dport = dport});
+  return quoted;
+}
+
+TEST_F(RelatedIcmpTest, ErrorAboutATrackedFlowIsRelated) {
+  ASSERT_TRUE(Passes(kOut, FromWeb().Udp({.sport = 3333, .dport = 53}).Build()));
+  EXPECT_TRUE(Passes(kIn, ToWeb(kBackendIp)
+                              .Icmpv4Error({.type = 3, .code = 3}, QuotedUdp(kWebIp, kBackendIp, 3333, 53))
+                              .Build()));
+}
+
+TEST_F(RelatedIcmpTest, ErrorAboutAnUntrackedFlowIsDenied) {
+  EXPECT_FALSE(Passes(kIn, ToWeb(kBackendIp)
+                               .Icmpv4Error({.type = 3, .code = 3}, QuotedUdp(kWebIp, kBackendIp, 3333, 53))
+                               .Build()));
+}
+
+TEST_F(RelatedIcmpTest, ErrorQuotingSomeoneElsesPacketIsDenied) {
+  ASSERT_TRUE(Passes(kOut, FromWeb().Udp({.sport = 3333, .dport = 53}).Build()));
+  // The quoted packet was not sent by web: a forged error cannot borrow web's flow.
+  EXPECT_FALSE(Passes(kIn, ToWeb(kBackendIp)
+                               .Icmpv4Error({.type = 3, .code = 3}, QuotedUdp(kFrontendIp, kBackendIp, 3333, 53))
+                               .Build()));
+}
+
+TEST_F(RelatedIcmpTest, Icmpv6ErrorAboutATrackedFlowIsRelated) {
+  ASSERT_TRUE(Passes(kOut, FromWeb6().Tcp({.sport = 4444, .dport = 5432, .flags = kTcpSyn}).Build()));
+  PacketBuilder quoted;
+  quoted.Ipv6({.src = Ipv6(kWebIp6), .dst = Ipv6(kBackendIp6)}).Tcp({.sport = 4444, .dport = 5432, .flags = kTcpSyn});
+  EXPECT_TRUE(Passes(kIn, ToWeb6(kBackendIp6).Icmpv6Error({.type = 1, .code = 4}, quoted).Build()));
+}
+
+using FragmentTest = WebEndpointTest;
+
+TEST_F(FragmentTest, LaterFragmentsFollowTheFirst) {
+  auto fragments = FromWeb().Udp({.dport = 53}).Payload(std::vector<uint8_t>(2000, 7)).BuildFragments(800);
+  ASSERT_EQ(fragments.size(), 3u);
+  for (const auto& f : fragments) EXPECT_TRUE(Passes(kOut, f));
+}
+
+TEST_F(FragmentTest, DeniedDatagramStaysDeniedInEveryFragment) {
+  auto fragments = FromWeb().Udp({.dport = 54}).Payload(std::vector<uint8_t>(2000, 7)).BuildFragments(800);
+  for (const auto& f : fragments) EXPECT_FALSE(Passes(kOut, f));
+  EXPECT_EQ(Count(DROP_POLICY_DENIED, DIR_EGRESS, VERDICT_DROPPED), 3u);
+}
+
+TEST_F(FragmentTest, LaterFragmentBeforeItsFirstIsDropped) {
+  auto fragments = FromWeb().Udp({.dport = 53}).Payload(std::vector<uint8_t>(2000, 7)).BuildFragments(800);
+  EXPECT_FALSE(Passes(kOut, fragments[2]));
+  EXPECT_EQ(Count(DROP_FRAG_NO_FIRST, DIR_EGRESS, VERDICT_DROPPED), 1u);
+  EXPECT_TRUE(Passes(kOut, fragments[0]));
+  EXPECT_TRUE(Passes(kOut, fragments[1]));
+  EXPECT_TRUE(Passes(kOut, fragments[2]));
+}
+
+TEST_F(FragmentTest, Ipv6FragmentsFollowTheFirst) {
+  auto fragments = FromWeb6().Udp({.dport = 53}).Payload(std::vector<uint8_t>(2000, 7)).BuildFragments(800, 99);
+  ASSERT_EQ(fragments.size(), 3u);
+  EXPECT_FALSE(Passes(kOut, fragments[1])) << "no first fragment yet";
+  for (const auto& f : fragments) EXPECT_TRUE(Passes(kOut, f));
+  auto denied = FromWeb6().Udp({.dport = 54}).Payload(std::vector<uint8_t>(2000, 7)).BuildFragments(800, 100);
+  for (const auto& f : denied) EXPECT_FALSE(Passes(kOut, f));
+}
+
+TEST_F(FragmentTest, FragmentOfAnotherDatagramDoesNotRideAlong) {
+  auto first = FromWeb().Udp({.dport = 53}).Payload(std::vector<uint8_t>(2000, 7)).BuildFragments(800);
+  ASSERT_TRUE(Passes(kOut, first[0]));
+  // Same addresses, other IP id: a different datagram whose first fragment was never seen.
+  PacketBuilder other;
+  other.Ethernet({.src = Mac(kWebMac)})
+      .Ipv4({.src = Ipv4(kWebIp), .dst = Ipv4(kBackendIp), .id = 4242, .fragment_offset = 100, .protocol = IPPROTO_UDP})
+      .Payload(std::vector<uint8_t>(64, 1));
+  EXPECT_FALSE(Passes(kOut, other.Build()));
+}
+
+using EndpointStateTest = WebEndpointTest;
+
+TEST_F(EndpointStateTest, NotReadyEndpointDropsEverything) {
+  SetWeb(ENDPOINT_F_NOT_READY);
+  EXPECT_FALSE(Passes(kOut, WebSyn()));
+  EXPECT_FALSE(Passes(kIn, ToWeb(kFrontendIp).Tcp({.dport = 80, .flags = kTcpSyn}).Build()));
+  EXPECT_FALSE(Passes(kOut, PacketBuilder()
+                                .Ethernet({.src = Mac(kWebMac)})
+                                .Arp({.sender_mac = Mac(kWebMac), .sender_ip = Ipv4(kWebIp)})
+                                .Build()));
+  EXPECT_EQ(Count(DROP_ENDPOINT_NOT_READY, DIR_EGRESS, VERDICT_DROPPED), 2u);
+  EXPECT_EQ(Count(DROP_ENDPOINT_NOT_READY, DIR_INGRESS, VERDICT_DROPPED), 1u);
+}
+
+TEST_F(EndpointStateTest, UnknownInterfaceFailsClosed) {
+  ASSERT_TRUE(dp_->endpoints().Clear().ok());
+  EXPECT_FALSE(Passes(kOut, WebSyn()));
+  EXPECT_FALSE(Passes(Hook::kXdp, WebSyn()));
+  EXPECT_EQ(Count(DROP_ENDPOINT_UNKNOWN, DIR_EGRESS, VERDICT_DROPPED), 2u);
+}
+
+TEST_F(EndpointStateTest, UnenforcedDirectionAllowsButStillTracks) {
+  SetWeb(ENDPOINT_F_ENFORCE_INGRESS);
+  EXPECT_TRUE(Passes(kOut, FromWeb(kWorldIp).Tcp({.dport = 443, .flags = kTcpSyn}).Build()));
+  EXPECT_TRUE(Passes(kIn, ToWeb(kWorldIp).Tcp({.sport = 443, .dport = 40000, .flags = kTcpSyn | kTcpAck}).Build()))
+      << "the reply of an unenforced egress flow passes enforced ingress";
+  EXPECT_FALSE(Passes(kIn, ToWeb(kWorldIp).Tcp({.sport = 443, .dport = 40001, .flags = kTcpSyn}).Build()));
+  EXPECT_FALSE(Passes(kOut, FromWeb(kBackendIp, "10.0.0.77").Udp().Build())) << "anti-spoofing still applies";
+}
+
+TEST_F(EndpointStateTest, TunnelsNeedAnExplicitAllowEvenUnenforced) {
+  SetWeb(0);
+  EXPECT_FALSE(Passes(kOut, FromWeb().Gre().Ipv4({.src = Ipv4("192.0.2.1"), .dst = Ipv4("192.0.2.2")}).Udp().Build()));
+  EXPECT_TRUE(Passes(kOut, FromWeb().Ipv4({.src = Ipv4("192.0.2.1"), .dst = Ipv4("192.0.2.2")}).Udp().Build()));
+}
+
+TEST_F(EndpointStateTest, VlanPassesWhereAllowed) {
+  SetWeb(ENDPOINT_F_ENFORCE_INGRESS | ENDPOINT_F_ENFORCE_EGRESS | ENDPOINT_F_ALLOW_VLAN);
+  EXPECT_TRUE(Passes(kOut, PacketBuilder()
+                               .Ethernet({.src = Mac(kWebMac)})
+                               .Vlan({.vid = 10})
+                               .Ipv4({.src = Ipv4(kWebIp), .dst = Ipv4(kBackendIp)})
+                               .Tcp({.dport = 5432, .flags = kTcpSyn})
+                               .Build()));
+}
+
+using AuditTest = WebEndpointTest;
+
+TEST_F(AuditTest, AuditModeReportsAndPasses) {
+  SetWeb(ENDPOINT_F_ENFORCE_INGRESS | ENDPOINT_F_ENFORCE_EGRESS | ENDPOINT_F_AUDIT);
+  EXPECT_TRUE(Passes(kOut, WebSyn(40000, 5433)));
+  EXPECT_EQ(Count(DROP_POLICY_DENIED, DIR_EGRESS, VERDICT_AUDIT), 1u);
+  std::vector<drop_event> events = DrainEvents();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].verdict, VERDICT_AUDIT);
+  EXPECT_EQ(events[0].reason, DROP_POLICY_DENIED);
+  // Audit is about policy; a spoofed source is still dropped.
+  EXPECT_FALSE(Passes(kOut, FromWeb(kBackendIp, "10.0.0.66").Udp().Build()));
+}
+
+TEST_F(AuditTest, AuditOnlyDenyRuleReportsAndPasses) {
+  std::vector<DatapathRule> rules = WebRules();
+  rules.push_back({.rule_id = 50, .local_identity = kWeb, .remote_identity = kBackend, .direction = DIR_EGRESS,
+                   .protocol = IPPROTO_TCP, .ports = {5432, 5432}, .action = POLICY_ACTION_DENY, .audit = true});
+  SetRules(rules);
+  EXPECT_TRUE(Passes(kOut, WebSyn()));
+  std::vector<drop_event> events = DrainEvents();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].verdict, VERDICT_AUDIT);
+  EXPECT_EQ(events[0].rule_id, 50u);
+}
+
+using EventTest = WebEndpointTest;
+
+TEST_F(EventTest, DropEventCarriesTheFlowAndWhoDecided) {
+  ASSERT_FALSE(Passes(kOut, FromWeb(kWorldIp).Tcp({.sport = 41000, .dport = 8666, .flags = kTcpSyn}).Build()));
+  std::vector<drop_event> events = DrainEvents();
+  ASSERT_EQ(events.size(), 1u);
+  const drop_event& e = events[0];
+  EXPECT_EQ(e.reason, DROP_POLICY_DENIED);
+  EXPECT_EQ(e.rule_id, 5u);
+  EXPECT_EQ(e.verdict, VERDICT_DROPPED);
+  EXPECT_EQ(e.direction, DIR_EGRESS);
+  EXPECT_EQ(e.ifindex, kTestRunIfindex);
+  EXPECT_EQ(e.local_identity, kWeb);
+  EXPECT_EQ(e.remote_identity, uint32_t{IDENTITY_WORLD});
+  EXPECT_EQ(e.family, STOCKADE_AF_INET);
+  EXPECT_EQ(e.protocol, IPPROTO_TCP);
+  EXPECT_EQ(FormatAddress(e.family, e.saddr), kWebIp);
+  EXPECT_EQ(FormatAddress(e.family, e.daddr), kWorldIp);
+  EXPECT_EQ(ntohs(e.sport), 41000);
+  EXPECT_EQ(ntohs(e.dport), 8666);
+  EXPECT_EQ(e.tcp_flags, kTcpSyn);
+  EXPECT_EQ(e.count, 1u);
+  EXPECT_EQ(e.packet_length, 14u + 20u + 20u);
+  uint64_t now = MonotonicNs();
+  EXPECT_LE(e.timestamp_ns, now);
+  EXPECT_GT(e.timestamp_ns, now - 10'000'000'000ull);
+}
+
+TEST_F(EventTest, Ipv6EventHasBothAddresses) {
+  ASSERT_FALSE(Passes(kOut, FromWeb6().Udp({.dport = 9}).Build()));
+  std::vector<drop_event> events = DrainEvents();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].family, STOCKADE_AF_INET6);
+  EXPECT_EQ(FormatAddress(events[0].family, events[0].saddr), kWebIp6);
+  EXPECT_EQ(FormatAddress(events[0].family, events[0].daddr), kBackendIp6);
+  EXPECT_EQ(events[0].remote_identity, kBackend);
+}
+
+TEST_F(EventTest, FloodOfOneFlowIsOneEventPerIntervalWithItsCount) {
+  stockade_config config = dp_->ReadConfig().value();
+  config.event_interval_ns = 200'000'000;
+  ASSERT_TRUE(dp_->WriteConfig(config).ok());
+  // Source ports vary: one flow for an operator, as a flood from random ports is.
+  for (uint16_t i = 0; i < 50; ++i) ASSERT_FALSE(Passes(kOut, WebSyn(20000 + i, 9999)));
+  std::vector<drop_event> first = DrainEvents();
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].count, 1u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  ASSERT_FALSE(Passes(kOut, WebSyn(30000, 9999)));
+  std::vector<drop_event> second = DrainEvents();
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].count, 50u) << "49 suppressed and this one";
+  EXPECT_EQ(Count(DROP_POLICY_DENIED, DIR_EGRESS, VERDICT_DROPPED), 51u) << "counters see every drop";
+  // Another destination port is another flow: reported at once.
+  ASSERT_FALSE(Passes(kOut, WebSyn(30000, 9998)));
+  EXPECT_EQ(DrainEvents().size(), 1u);
+}
+
+TEST_F(EventTest, ZeroIntervalReportsEveryDrop) {
+  stockade_config config = dp_->ReadConfig().value();
+  config.event_interval_ns = 0;
+  ASSERT_TRUE(dp_->WriteConfig(config).ok());
+  for (int i = 0; i < 5; ++i) ASSERT_FALSE(Passes(kOut, WebSyn(20000, 9999)));
+  EXPECT_EQ(DrainEvents().size(), 5u);
+}
+
+TEST_F(EventTest, ForwardedPacketsAndBytesAreCounted) {
+  std::vector<uint8_t> syn = WebSyn();
+  ASSERT_TRUE(Passes(kOut, syn));
+  ASSERT_TRUE(Passes(kOut, syn));
+  auto counter = dp_->Counter(REASON_NONE, DIR_EGRESS, VERDICT_FORWARDED);
+  ASSERT_TRUE(counter.ok());
+  EXPECT_EQ(counter->packets, 2u);
+  EXPECT_EQ(counter->bytes, 2 * syn.size());
+}
+
+class FullMapTest : public WebEndpointTest {};
+
+TEST_F(FullMapTest, FullRingBufferCountsEveryLostEvent) {
+  Reload({.conntrack_max = 1024, .events_ringbuf_bytes = 4096});
+  SetUpMapsAgain();
+  stockade_config config = dp_->ReadConfig().value();
+  config.event_interval_ns = 0;
+  ASSERT_TRUE(dp_->WriteConfig(config).ok());
+  constexpr int kDrops = 200;
+  for (int i = 0; i < kDrops; ++i) ASSERT_FALSE(Passes(kOut, WebSyn(20000, 9999)));
+  size_t delivered = DrainEvents().size();
+  uint64_t lost = Count(EVENT_LOST, DIR_EGRESS, VERDICT_DROPPED);
+  EXPECT_GT(lost, 0u);
+  EXPECT_EQ(delivered + lost, size_t{kDrops}) << "every drop is either reported or counted as lost";
+  EXPECT_EQ(Count(DROP_POLICY_DENIED, DIR_EGRESS, VERDICT_DROPPED), uint64_t{kDrops});
+}
+
+TEST_F(FullMapTest, FullConntrackNeverBecomesAnAllow) {
+  Reload({.conntrack_max = 64, .events_ringbuf_bytes = 4096});
+  SetUpMapsAgain();
+  // Many more allowed flows than the map holds: the LRU evicts the oldest.
+  constexpr uint16_t kFlows = 2000;
+  for (uint16_t i = 0; i < kFlows; ++i) ASSERT_TRUE(Passes(kOut, WebSyn(10000 + i)));
+  int evicted = 0;
+  for (uint16_t i = 0; i < kFlows; ++i) {
+    std::vector<uint8_t> reply = BackendReply(kTcpSyn | kTcpAck, 10000 + i);
+    ct_key key{};
+    bool tracked = false;
+    ASSERT_TRUE(dp_->conntrack()
+                    .ForEach([&](const ct_key& k, const ct_entry&) {
+                      if (k.port_a == htons(10000 + i) || k.port_b == htons(10000 + i)) tracked = true;
+                      key = k;
+                    })
+                    .ok());
+    bool passed = Passes(kIn, reply);
+    // A reply without its entry is a new ingress flow, which web's policy denies.
+    EXPECT_EQ(passed, tracked) << "flow " << i;
+    evicted += !tracked;
+  }
+  EXPECT_GT(evicted, 0) << "the map should have been too small";
+}
+
+}  // namespace
+}  // namespace stockade::testing

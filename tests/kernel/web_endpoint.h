@@ -62,6 +62,11 @@ class WebEndpointTest : public DatapathTest {
   void SetUp() override {
     DatapathTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
+    SetUpMapsAgain();
+  }
+
+  // Fills the maps of the current datapath (call again after Reload()).
+  void SetUpMapsAgain() {
     SetWeb(ENDPOINT_F_ENFORCE_INGRESS | ENDPOINT_F_ENFORCE_EGRESS);
     SetIdentity(std::string(kBackendIp) + "/32", kBackend);
     SetIdentity(std::string(kBackendIp6) + "/128", kBackend);
