@@ -1,1 +1,243 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Attaching for real: TCX links and the classic clsact fallback, XDP,
+// pinning that outlives the process's objects, adoption of pinned maps,
+// uninstall, and instances that do not collide.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <gtest/gtest.h>
+#include <linux/if_link.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "stockade/attach.h"
+#include "stockade/datapath.h"
+#include "stockade/lab/topology.h"
+#include "stockade/netns.h"
+#include "tests/support/bpf_test_env.h"
+
+namespace stockade::testing {
+namespace {
+
+// Program ids attached at a TCX hook of an interface in the current namespace.
+std::vector<uint32_t> TcxPrograms(uint32_t ifindex, bpf_attach_type type) {
+  uint32_t ids[8] = {};
+  LIBBPF_OPTS(bpf_prog_query_opts, opts, .prog_ids = ids, .count = 8);
+  if (bpf_prog_query_opts(static_cast<int>(ifindex), type, &opts) != 0) return {};
+  return std::vector<uint32_t>(ids, ids + opts.count);
+}
+
+uint32_t ClassicProgram(uint32_t ifindex, bpf_tc_attach_point point) {
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex), .attach_point = point);
+  LIBBPF_OPTS(bpf_tc_opts, opts, .handle = 0x5bd, .priority = 0x5bd);
+  if (bpf_tc_query(&hook, &opts) != 0) return 0;
+  return opts.prog_id;
+}
+
+uint32_t XdpProgram(uint32_t ifindex) {
+  LIBBPF_OPTS(bpf_xdp_query_opts, opts);
+  if (bpf_xdp_query(static_cast<int>(ifindex), 0, &opts) != 0) return 0;
+  return opts.prog_id ? opts.prog_id : opts.skb_prog_id;
+}
+
+uint32_t ProgId(int fd) {
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  return bpf_prog_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
+}
+
+class AttachTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    STOCKADE_REQUIRE_PRIVILEGES();
+    auto a = topology_.AddNamespace("a");
+    auto b = topology_.AddNamespace("b");
+    ASSERT_TRUE(a.ok() && b.ok());
+    ns_ = *a;
+    auto veth = topology_.AddVethPair(*a, "eth0", *b, "eth0");
+    ASSERT_TRUE(veth.ok()) << veth.status();
+    ASSERT_TRUE(topology_.SetUp(veth->first).ok());
+    ASSERT_TRUE(topology_.SetUp(veth->second).ok());
+    auto ifindex = topology_.IfIndex(veth->first);
+    ASSERT_TRUE(ifindex.ok());
+    ifindex_ = *ifindex;
+    instance_ = absl::StrCat("test-attach-", getpid(), "-", topology_.prefix());
+  }
+  void TearDown() override {
+    if (!instance_.empty()) (void)UninstallInstance(instance_);
+  }
+
+  std::unique_ptr<Datapath> Load(const std::string& instance = "") {
+    auto dp = Datapath::Load({.instance = instance, .conntrack_max = 1024});
+    EXPECT_TRUE(dp.ok()) << dp.status();
+    return dp.ok() ? std::move(*dp) : nullptr;
+  }
+
+  lab::Topology topology_;
+  lab::TopologyNetns ns_;
+  uint32_t ifindex_ = 0;
+  std::string instance_;
+};
+
+TEST_F(AttachTest, TcxAttachesAndDetachesWhenTheObjectGoes) {
+  auto dp = Load();
+  ASSERT_NE(dp, nullptr);
+  auto guard = NetnsGuard::Enter(ns_.path);
+  ASSERT_TRUE(guard.ok());
+  {
+    auto ingress = Attachment::AttachTc(dp->tc_ingress_fd(), ifindex_, TcHook::kIngress, TcAttachMode::kTcx);
+    auto egress = Attachment::AttachTc(dp->tc_egress_fd(), ifindex_, TcHook::kEgress, TcAttachMode::kTcx);
+    ASSERT_TRUE(ingress.ok()) << ingress.status();
+    ASSERT_TRUE(egress.ok()) << egress.status();
+    EXPECT_EQ(ingress->kind(), Attachment::Kind::kTcxLink);
+    EXPECT_EQ(TcxPrograms(ifindex_, BPF_TCX_INGRESS), std::vector<uint32_t>{ProgId(dp->tc_ingress_fd())});
+    EXPECT_EQ(TcxPrograms(ifindex_, BPF_TCX_EGRESS), std::vector<uint32_t>{ProgId(dp->tc_egress_fd())});
+  }
+  EXPECT_TRUE(TcxPrograms(ifindex_, BPF_TCX_INGRESS).empty());
+  EXPECT_TRUE(TcxPrograms(ifindex_, BPF_TCX_EGRESS).empty());
+}
+
+TEST_F(AttachTest, AutoPicksTcxOnThisKernel) {
+  auto dp = Load();
+  ASSERT_NE(dp, nullptr);
+  auto guard = NetnsGuard::Enter(ns_.path);
+  ASSERT_TRUE(guard.ok());
+  auto attachment = Attachment::AttachTc(dp->tc_ingress_fd(), ifindex_, TcHook::kIngress, TcAttachMode::kAuto);
+  ASSERT_TRUE(attachment.ok()) << attachment.status();
+  EXPECT_EQ(attachment->kind(), Attachment::Kind::kTcxLink);
+}
+
+TEST_F(AttachTest, ClassicFallbackAttachesAndDetaches) {
+  auto dp = Load();
+  ASSERT_NE(dp, nullptr);
+  auto guard = NetnsGuard::Enter(ns_.path);
+  ASSERT_TRUE(guard.ok());
+  {
+    auto ingress = Attachment::AttachTc(dp->tc_ingress_fd(), ifindex_, TcHook::kIngress, TcAttachMode::kClassic);
+    auto egress = Attachment::AttachTc(dp->tc_egress_fd(), ifindex_, TcHook::kEgress, TcAttachMode::kClassic);
+    ASSERT_TRUE(ingress.ok()) << ingress.status();
+    ASSERT_TRUE(egress.ok()) << egress.status();
+    EXPECT_EQ(ingress->kind(), Attachment::Kind::kClassicTc);
+    EXPECT_EQ(ClassicProgram(ifindex_, BPF_TC_INGRESS), ProgId(dp->tc_ingress_fd()));
+    EXPECT_EQ(ClassicProgram(ifindex_, BPF_TC_EGRESS), ProgId(dp->tc_egress_fd()));
+    EXPECT_FALSE(ingress->Pin("/sys/fs/bpf/never").ok()) << "a classic filter has no link to pin";
+  }
+  EXPECT_EQ(ClassicProgram(ifindex_, BPF_TC_INGRESS), 0u);
+  EXPECT_EQ(ClassicProgram(ifindex_, BPF_TC_EGRESS), 0u);
+}
+
+TEST_F(AttachTest, ClassicDetachFindsItsNamespaceFromAnotherThreadState) {
+  auto dp = Load();
+  ASSERT_NE(dp, nullptr);
+  std::optional<absl::StatusOr<Attachment>> attachment;
+  {
+    auto guard = NetnsGuard::Enter(ns_.path);
+    ASSERT_TRUE(guard.ok());
+    attachment.emplace(Attachment::AttachTc(dp->tc_ingress_fd(), ifindex_, TcHook::kIngress, TcAttachMode::kClassic));
+    ASSERT_TRUE(attachment->ok());
+  }
+  // Back in the original namespace: detaching must still act where the filter lives.
+  ASSERT_TRUE((*attachment)->Detach().ok());
+  auto guard = NetnsGuard::Enter(ns_.path);
+  ASSERT_TRUE(guard.ok());
+  EXPECT_EQ(ClassicProgram(ifindex_, BPF_TC_INGRESS), 0u);
+}
+
+TEST_F(AttachTest, XdpAttachesAndDetaches) {
+  auto dp = Load();
+  ASSERT_NE(dp, nullptr);
+  auto guard = NetnsGuard::Enter(ns_.path);
+  ASSERT_TRUE(guard.ok());
+  {
+    auto xdp = Attachment::AttachXdp(dp->xdp_fd(), ifindex_, XdpAttachMode::kAuto);
+    ASSERT_TRUE(xdp.ok()) << xdp.status();
+    EXPECT_EQ(xdp->kind(), Attachment::Kind::kXdpLink);
+    EXPECT_EQ(XdpProgram(ifindex_), ProgId(dp->xdp_fd()));
+  }
+  EXPECT_EQ(XdpProgram(ifindex_), 0u);
+}
+
+TEST_F(AttachTest, PinnedLinkOutlivesTheAgentAndUninstallRemovesIt) {
+  {
+    auto dp = Load(instance_);
+    ASSERT_NE(dp, nullptr);
+    EXPECT_TRUE(std::filesystem::exists(dp->pin_dir() + "/" STOCKADE_MAP_ENDPOINTS));
+    auto guard = NetnsGuard::Enter(ns_.path);
+    ASSERT_TRUE(guard.ok());
+    auto link = Attachment::AttachTc(dp->tc_ingress_fd(), ifindex_, TcHook::kIngress, TcAttachMode::kTcx);
+    ASSERT_TRUE(link.ok());
+    ASSERT_TRUE(link->Pin(absl::StrCat(dp->pin_dir(), "/links/tcx-ingress-", ifindex_)).ok());
+  }
+  // Every object of ours is gone; the program still sits on the interface.
+  {
+    auto guard = NetnsGuard::Enter(ns_.path);
+    ASSERT_TRUE(guard.ok());
+    EXPECT_EQ(TcxPrograms(ifindex_, BPF_TCX_INGRESS).size(), 1u);
+  }
+  ASSERT_TRUE(UninstallInstance(instance_).ok());
+  EXPECT_FALSE(std::filesystem::exists(InstancePinDir(instance_)));
+  auto guard = NetnsGuard::Enter(ns_.path);
+  ASSERT_TRUE(guard.ok());
+  EXPECT_TRUE(TcxPrograms(ifindex_, BPF_TCX_INGRESS).empty());
+}
+
+TEST_F(AttachTest, PinnedMapsAreAdoptedByTheNextLoad) {
+  endpoint_key key{.netns_cookie = 42, .ifindex = 7};
+  endpoint_info info{};
+  info.identity = 1234;
+  {
+    auto first = Load(instance_);
+    ASSERT_NE(first, nullptr);
+    ASSERT_TRUE(first->endpoints().Update(key, info).ok());
+    stockade_config config = first->ReadConfig().value();
+    config.event_interval_ns = 777;
+    ASSERT_TRUE(first->WriteConfig(config).ok());
+  }
+  auto second = Load(instance_);
+  ASSERT_NE(second, nullptr);
+  auto found = second->endpoints().Lookup(key);
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->identity, 1234u);
+  EXPECT_EQ(second->ReadConfig().value().event_interval_ns, 777u) << "an adopted config keeps its settings";
+}
+
+TEST_F(AttachTest, InstancesDoNotShareState) {
+  std::string other = instance_ + "-b";
+  auto a = Load(instance_);
+  auto b = Load(other);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  endpoint_key key{.netns_cookie = 1, .ifindex = 1};
+  ASSERT_TRUE(a->endpoints().Update(key, endpoint_info{}).ok());
+  EXPECT_FALSE(b->endpoints().Lookup(key).value().has_value());
+  EXPECT_NE(a->pin_dir(), b->pin_dir());
+  ASSERT_TRUE(UninstallInstance(other).ok());
+}
+
+TEST_F(AttachTest, UninstallRemovesClassicFiltersOfItsEndpoints) {
+  auto dp = Load(instance_);
+  ASSERT_NE(dp, nullptr);
+  auto guard = NetnsGuard::Enter(ns_.path);
+  ASSERT_TRUE(guard.ok());
+  auto filter = Attachment::AttachTc(dp->tc_ingress_fd(), ifindex_, TcHook::kIngress, TcAttachMode::kClassic);
+  ASSERT_TRUE(filter.ok());
+  filter->Release();  // left behind on purpose, as a crashed agent would
+  auto cookie = NetnsCookie(ns_.path);
+  ASSERT_TRUE(cookie.ok());
+  ASSERT_TRUE(dp->endpoints().Update({.netns_cookie = *cookie, .ifindex = ifindex_}, endpoint_info{}).ok());
+  dp.reset();
+  ASSERT_NE(ClassicProgram(ifindex_, BPF_TC_INGRESS), 0u);
+  ASSERT_TRUE(UninstallInstance(instance_).ok());
+  EXPECT_EQ(ClassicProgram(ifindex_, BPF_TC_INGRESS), 0u);
+}
+
+TEST_F(AttachTest, BadInstanceNameIsRefused) {
+  auto dp = Datapath::Load({.instance = "../escape"});
+  ASSERT_FALSE(dp.ok());
+  EXPECT_NE(dp.status().message().find("../escape"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace stockade::testing

@@ -127,7 +127,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
   // host's namespace cookie is always ours: XDP cannot ask for it.
   auto cfg = dp->ReadConfig();
   if (!cfg.ok()) return cfg.status();
-  auto cookie = NetnsCookie("/proc/self/ns/net");
+  auto cookie = NetnsCookie("/proc/thread-self/ns/net");
   if (!cookie.ok()) return cookie.status();
   if (cfg->host_netns_cookie == 0) cfg->event_interval_ns = STOCKADE_DEFAULT_EVENT_INTERVAL_NS;
   cfg->host_netns_cookie = *cookie;
@@ -193,7 +193,7 @@ absl::Status UninstallInstance(const std::string& instance) {
   if (!std::filesystem::exists(dir, ec)) return absl::OkStatus();
   // Classic tc filters are not links: find them through the endpoints the instance knew.
   auto endpoints = EndpointMap::FromPin(absl::StrCat(dir, "/", STOCKADE_MAP_ENDPOINTS));
-  auto cookie = NetnsCookie("/proc/self/ns/net");
+  auto cookie = NetnsCookie("/proc/thread-self/ns/net");
   if (endpoints.ok() && cookie.ok()) {
     absl::Status s = endpoints->ForEach([&](const endpoint_key& key, const endpoint_info&) {
       if (key.netns_cookie == *cookie) RemoveClassicTcFilters(key.ifindex);

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// Test-only builder for throwaway network topologies: namespaces, veth pairs,
-// bridges and macvlans, all removed again when the TestTopology goes away.
+// Builder for throwaway network topologies: namespaces, veth pairs, bridges
+// and macvlans, all removed again when the Topology goes away. The tests, the
+// netns demo and the benchmark build their scenes with it.
 //
-//   stockade::test::TestTopology topology;
+//   stockade::lab::Topology topology;
 //   // Creates /run/netns/stkXXXXX-client:
 //   auto client = topology.AddNamespace("client");
 //   auto server = topology.AddNamespace("server");
@@ -29,8 +30,8 @@
 // Not thread-safe. Commands run through RunCommand() (`ip` from iproute2),
 // each entering its namespace with setns(), never via `ip netns exec`.
 
-#ifndef STOCKADE_TESTS_SUPPORT_TOPOLOGY_H_
-#define STOCKADE_TESTS_SUPPORT_TOPOLOGY_H_
+#ifndef STOCKADE_INCLUDE_STOCKADE_LAB_TOPOLOGY_H_
+#define STOCKADE_INCLUDE_STOCKADE_LAB_TOPOLOGY_H_
 
 #include <array>
 #include <chrono>
@@ -45,10 +46,10 @@
 #include "absl/types/span.h"
 #include "stockade/netns.h"
 
-namespace stockade::test {
+namespace stockade::lab {
 
 // A network namespace of a topology: one it created, or the host namespace
-// (the namespace the calling thread was in when the TestTopology was built).
+// (the namespace the calling thread was in when the Topology was built).
 struct TopologyNetns {
   // Name under /run/netns, e.g. "stkq3x9a-client"; empty for the host.
   std::string name;
@@ -70,27 +71,23 @@ struct TopologyLink {
   friend bool operator==(const TopologyLink&, const TopologyLink&) = default;
 };
 
+// As stockade/addresses.h parses and formats it.
 using MacAddress = std::array<uint8_t, 6>;
-
-// "02:00:00:00:00:01" style, lower case.
-std::string FormatMac(const MacAddress& mac);
-// Accepts "aa:bb:cc:dd:ee:ff" (either case).
-[[nodiscard]] absl::StatusOr<MacAddress> ParseMac(std::string_view text);
 
 enum class MacvlanMode { kBridge, kPrivate, kVepa, kPassthru };
 
-class TestTopology {
+class Topology {
  public:
   // Opens the host namespace fd and picks the random prefix; does not touch
   // the system otherwise, so it cannot fail in a way a test must handle
   // (a failure to open the fd surfaces from the first Add* call).
-  TestTopology();
+  Topology();
   // Teardown(); errors are printed to stderr since a destructor cannot fail.
-  ~TestTopology();
+  ~Topology();
 
   // Owns system state tied to one object; neither copy nor move.
-  TestTopology(const TestTopology&) = delete;
-  TestTopology& operator=(const TestTopology&) = delete;
+  Topology(const Topology&) = delete;
+  Topology& operator=(const Topology&) = delete;
 
   // "stk" + 5 characters; every name this topology creates starts with it.
   const std::string& prefix() const { return prefix_; }
@@ -171,6 +168,6 @@ class TestTopology {
   std::vector<HostLink> host_links_;       // creation order
 };
 
-}  // namespace stockade::test
+}  // namespace stockade::lab
 
-#endif  // STOCKADE_TESTS_SUPPORT_TOPOLOGY_H_
+#endif  // STOCKADE_INCLUDE_STOCKADE_LAB_TOPOLOGY_H_

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-#include "tests/support/topology.h"
+#include "stockade/lab/topology.h"
 
 #include <fcntl.h>
 #include <net/if.h>
@@ -21,10 +21,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "stockade/addresses.h"
 #include "stockade/errno_status.h"
 #include "stockade/netns.h"
 
-namespace stockade::test {
+namespace stockade::lab {
 namespace {
 
 // Debian's Abseil has its own absl::string_view, which std::string_view does
@@ -105,36 +106,7 @@ bool IsMissingDevice(const absl::Status& status) {
 
 }  // namespace
 
-std::string FormatMac(const MacAddress& mac) {
-  return absl::StrFormat("%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1],
-                         mac[2], mac[3], mac[4], mac[5]);
-}
-
-absl::StatusOr<MacAddress> ParseMac(std::string_view text) {
-  auto hex_value = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  MacAddress mac{};
-  // Exactly "xx:xx:xx:xx:xx:xx": 6 * 2 digits + 5 colons.
-  bool valid = text.size() == mac.size() * 3 - 1;
-  for (size_t i = 0; valid && i < mac.size(); ++i) {
-    const int high = hex_value(text[i * 3]);
-    const int low = hex_value(text[i * 3 + 1]);
-    const bool separator_ok = i + 1 == mac.size() || text[i * 3 + 2] == ':';
-    valid = high >= 0 && low >= 0 && separator_ok;
-    mac[i] = static_cast<uint8_t>(high * 16 + low);
-  }
-  if (!valid) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("\"%s\" is not a MAC address", text));
-  }
-  return mac;
-}
-
-TestTopology::TestTopology() : prefix_(MakePrefix()) {
+Topology::Topology() : prefix_(MakePrefix()) {
   // Pin the host namespace by fd: "host" then keeps meaning the namespace
   // the topology was made in, even while the caller holds a NetnsGuard.
   host_netns_fd_ = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
@@ -146,15 +118,15 @@ TestTopology::TestTopology() : prefix_(MakePrefix()) {
   host_.path = absl::StrFormat("/proc/%d/fd/%d", ::getpid(), host_netns_fd_);
 }
 
-TestTopology::~TestTopology() {
+Topology::~Topology() {
   if (const absl::Status status = Teardown(); !status.ok()) {
-    std::fprintf(stderr, "TestTopology %s: teardown failed: %s\n",
-                 prefix_.c_str(), status.ToString().c_str());
+    std::fprintf(stderr, "Topology %s: teardown failed: %s\n", prefix_.c_str(),
+                 status.ToString().c_str());
   }
   if (host_netns_fd_ >= 0) ::close(host_netns_fd_);
 }
 
-absl::Status TestTopology::CheckNetnsOwned(const TopologyNetns& netns) const {
+absl::Status Topology::CheckNetnsOwned(const TopologyNetns& netns) const {
   if (!host_netns_status_.ok()) return host_netns_status_;
   if (netns == host_) return absl::OkStatus();
   if (std::find(namespaces_.begin(), namespaces_.end(), netns) !=
@@ -166,7 +138,7 @@ absl::Status TestTopology::CheckNetnsOwned(const TopologyNetns& netns) const {
                       netns.name, netns.path, prefix_));
 }
 
-absl::Status TestTopology::CheckLinkOwned(const TopologyLink& link) const {
+absl::Status Topology::CheckLinkOwned(const TopologyLink& link) const {
   if (absl::Status s = CheckNetnsOwned(link.netns); !s.ok()) return s;
   if (!link.netns.is_host()) return absl::OkStatus();
   const bool created_here =
@@ -178,7 +150,7 @@ absl::Status TestTopology::CheckLinkOwned(const TopologyLink& link) const {
       link.ifname, prefix_));
 }
 
-absl::StatusOr<std::string> TestTopology::KernelIfname(
+absl::StatusOr<std::string> Topology::KernelIfname(
     const TopologyNetns& netns, std::string_view ifname) const {
   if (absl::Status s = ValidateIfname(ifname); !s.ok()) return s;
   if (!netns.is_host()) return std::string(ifname);
@@ -192,20 +164,19 @@ absl::StatusOr<std::string> TestTopology::KernelIfname(
   return kernel_name;
 }
 
-void TestTopology::RecordIfHost(const TopologyLink& link) {
+void Topology::RecordIfHost(const TopologyLink& link) {
   if (!link.netns.is_host()) return;
   absl::StatusOr<uint32_t> ifindex = IfIndexInNetns(host_.path, link.ifname);
   host_links_.push_back({link.ifname, ifindex.ok() ? *ifindex : 0});
 }
 
-absl::StatusOr<std::string> TestTopology::RunIp(
+absl::StatusOr<std::string> Topology::RunIp(
     const TopologyNetns& netns, std::vector<std::string> args) const {
   args.insert(args.begin(), "ip");
   return RunCommand(args, netns.path);
 }
 
-absl::StatusOr<TopologyNetns> TestTopology::AddNamespace(
-    std::string_view name) {
+absl::StatusOr<TopologyNetns> Topology::AddNamespace(std::string_view name) {
   if (!host_netns_status_.ok()) return host_netns_status_;
   if (absl::Status s = ValidateNamespaceName(name); !s.ok()) return s;
   TopologyNetns netns;
@@ -229,7 +200,7 @@ absl::StatusOr<TopologyNetns> TestTopology::AddNamespace(
   return netns;
 }
 
-absl::StatusOr<std::pair<TopologyLink, TopologyLink>> TestTopology::AddVethPair(
+absl::StatusOr<std::pair<TopologyLink, TopologyLink>> Topology::AddVethPair(
     const TopologyNetns& netns_a, std::string_view ifname_a,
     const TopologyNetns& netns_b, std::string_view ifname_b) {
   if (absl::Status s = CheckNetnsOwned(netns_a); !s.ok()) return s;
@@ -257,8 +228,8 @@ absl::StatusOr<std::pair<TopologyLink, TopologyLink>> TestTopology::AddVethPair(
   return pair;
 }
 
-absl::StatusOr<TopologyLink> TestTopology::AddBridge(const TopologyNetns& netns,
-                                                     std::string_view name) {
+absl::StatusOr<TopologyLink> Topology::AddBridge(const TopologyNetns& netns,
+                                                 std::string_view name) {
   if (absl::Status s = CheckNetnsOwned(netns); !s.ok()) return s;
   absl::StatusOr<std::string> kernel_name = KernelIfname(netns, name);
   if (!kernel_name.ok()) return kernel_name.status();
@@ -273,8 +244,8 @@ absl::StatusOr<TopologyLink> TestTopology::AddBridge(const TopologyNetns& netns,
   return bridge;
 }
 
-absl::Status TestTopology::Enslave(const TopologyLink& port,
-                                   const TopologyLink& bridge) {
+absl::Status Topology::Enslave(const TopologyLink& port,
+                               const TopologyLink& bridge) {
   if (absl::Status s = CheckLinkOwned(port); !s.ok()) return s;
   if (absl::Status s = CheckLinkOwned(bridge); !s.ok()) return s;
   if (port.netns != bridge.netns) {
@@ -287,7 +258,7 @@ absl::Status TestTopology::Enslave(const TopologyLink& port,
       .status();
 }
 
-absl::StatusOr<TopologyLink> TestTopology::AddMacvlan(
+absl::StatusOr<TopologyLink> Topology::AddMacvlan(
     const TopologyLink& parent, const TopologyNetns& child_netns,
     std::string_view child_name, MacvlanMode mode) {
   if (absl::Status s = CheckLinkOwned(parent); !s.ok()) return s;
@@ -312,8 +283,8 @@ absl::StatusOr<TopologyLink> TestTopology::AddMacvlan(
   return child;
 }
 
-absl::Status TestTopology::AddAddress(const TopologyLink& link,
-                                      std::string_view cidr) {
+absl::Status Topology::AddAddress(const TopologyLink& link,
+                                  std::string_view cidr) {
   if (absl::Status s = CheckLinkOwned(link); !s.ok()) return s;
   std::vector<std::string> args = {"addr", "add", std::string(cidr), "dev",
                                    link.ifname};
@@ -323,25 +294,24 @@ absl::Status TestTopology::AddAddress(const TopologyLink& link,
   return RunIp(link.netns, std::move(args)).status();
 }
 
-absl::Status TestTopology::SetUp(const TopologyLink& link) {
+absl::Status Topology::SetUp(const TopologyLink& link) {
   if (absl::Status s = CheckLinkOwned(link); !s.ok()) return s;
   return RunIp(link.netns, {"link", "set", "dev", link.ifname, "up"}).status();
 }
 
-absl::Status TestTopology::SetMac(const TopologyLink& link,
-                                  const MacAddress& mac) {
+absl::Status Topology::SetMac(const TopologyLink& link, const MacAddress& mac) {
   if (absl::Status s = CheckLinkOwned(link); !s.ok()) return s;
-  return RunIp(link.netns,
-               {"link", "set", "dev", link.ifname, "address", FormatMac(mac)})
+  return RunIp(link.netns, {"link", "set", "dev", link.ifname, "address",
+                            FormatMac(mac.data())})
       .status();
 }
 
-absl::StatusOr<uint32_t> TestTopology::IfIndex(const TopologyLink& link) const {
+absl::StatusOr<uint32_t> Topology::IfIndex(const TopologyLink& link) const {
   if (absl::Status s = CheckNetnsOwned(link.netns); !s.ok()) return s;
   return IfIndexInNetns(link.netns.path, link.ifname);
 }
 
-absl::StatusOr<MacAddress> TestTopology::Mac(const TopologyLink& link) const {
+absl::StatusOr<MacAddress> Topology::Mac(const TopologyLink& link) const {
   if (absl::Status s = CheckNetnsOwned(link.netns); !s.ok()) return s;
   absl::StatusOr<std::string> out =
       RunIp(link.netns, {"-o", "link", "show", "dev", link.ifname});
@@ -352,21 +322,21 @@ absl::StatusOr<MacAddress> TestTopology::Mac(const TopologyLink& link) const {
   for (size_t i = 0; i + 1 < fields.size(); ++i) {
     if (absl::StartsWith(fields[i], "link/")) {
       const absl::string_view mac = fields[i + 1];
-      return ParseMac(std::string_view(mac.data(), mac.size()));
+      return ParseMac(mac);
     }
   }
   return absl::InternalError(absl::StrCat("no link/ address in `ip link` for ",
                                           link.ifname, ": ", *out));
 }
 
-absl::StatusOr<std::string> TestTopology::Run(
+absl::StatusOr<std::string> Topology::Run(
     const TopologyNetns& netns, absl::Span<const std::string> argv,
     std::chrono::milliseconds timeout) const {
   if (absl::Status s = CheckNetnsOwned(netns); !s.ok()) return s;
   return RunCommand(argv, netns.path, timeout);
 }
 
-absl::Status TestTopology::Teardown() {
+absl::Status Topology::Teardown() {
   absl::Status first_error;
   auto note = [&first_error](const absl::Status& status) {
     if (!status.ok() && first_error.ok()) first_error = status;
@@ -399,4 +369,4 @@ absl::Status TestTopology::Teardown() {
   return first_error;
 }
 
-}  // namespace stockade::test
+}  // namespace stockade::lab

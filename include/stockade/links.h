@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The interfaces of a network namespace, read over rtnetlink: what the agent
+// needs to find a container's host-side veth or its macvlan.
+#ifndef STOCKADE_INCLUDE_STOCKADE_LINKS_H_
+#define STOCKADE_INCLUDE_STOCKADE_LINKS_H_
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace stockade {
+
+struct LinkInfo {
+  uint32_t ifindex = 0;
+  std::string name;
+  std::string kind;              // "veth", "macvlan", "vxlan", "bridge", "" for physical
+  std::array<uint8_t, 6> mac{};  // all zero when the link has none
+  uint32_t peer_ifindex = 0;     // IFLA_LINK: a veth's peer, a macvlan's parent
+  bool peer_in_other_netns = false;  // IFLA_LINK_NETNSID present
+  uint32_t master_ifindex = 0;   // the bridge it is enslaved to
+  bool up = false;
+};
+
+// The links of the calling thread's network namespace (enter another with NetnsGuard).
+[[nodiscard]] absl::StatusOr<std::vector<LinkInfo>> ListLinks();
+
+}  // namespace stockade
+
+#endif  // STOCKADE_INCLUDE_STOCKADE_LINKS_H_

@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: Apache-2.0
+// MapSync against real maps: ordering, revisions, adoption, and a full map.
+#include "stockade/agent/map_sync.h"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+
+#include "tests/kernel/web_endpoint.h"
+
+namespace stockade::testing {
+namespace {
+
+class MapSyncTest : public DatapathTest {
+ protected:
+  WantedMaps Wanted(const std::vector<DatapathRule>& rules) {
+    WantedMaps wanted;
+    wanted.endpoints.push_back({{.netns_cookie = netns_cookie_, .ifindex = kTestRunIfindex},
+                                MakeEndpointInfo({.identity = kWeb, .ipv4 = kWebIp, .mac = kWebMac,
+                                                  .flags = ENDPOINT_F_ENFORCE_INGRESS | ENDPOINT_F_ENFORCE_EGRESS})});
+    wanted.ipcache.push_back({ParseIpPrefix("10.0.0.3/32").value(), kBackend});
+    wanted.policy = CompilePolicyEntries(rules).value();
+    return wanted;
+  }
+  uint32_t WebRevision() {
+    auto info = dp_->endpoints().Lookup({.netns_cookie = netns_cookie_, .ifindex = kTestRunIfindex});
+    return info.ok() && info->has_value() ? (*info)->policy_revision : 0;
+  }
+};
+
+DatapathRule AllowBackend5432() {
+  return {.rule_id = 2, .local_identity = kWeb, .remote_identity = kBackend, .direction = DIR_EGRESS,
+          .protocol = IPPROTO_TCP, .ports = {5432, 5432}};
+}
+
+TEST_F(MapSyncTest, WritesWhatIsWantedAndNothingTwice) {
+  MapSync sync(*dp_);
+  ASSERT_TRUE(sync.Adopt().ok());
+  auto first = sync.Apply(Wanted({AllowBackend5432()}));
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->written, 3);
+  EXPECT_TRUE(Passes(Hook::kTcIngress, FromWeb().Tcp({.dport = 5432, .flags = kTcpSyn}).Build()));
+  auto again = sync.Apply(Wanted({AllowBackend5432()}));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->written, 0);
+  EXPECT_EQ(again->removed, 0);
+}
+
+TEST_F(MapSyncTest, RemovingARuleBumpsTheRevisionAndCutsTheFlow) {
+  MapSync sync(*dp_);
+  ASSERT_TRUE(sync.Adopt().ok());
+  ASSERT_TRUE(sync.Apply(Wanted({AllowBackend5432()})).ok());
+  uint32_t before = WebRevision();
+  ASSERT_TRUE(Passes(Hook::kTcIngress, FromWeb().Tcp({.dport = 5432, .flags = kTcpSyn}).Build()));
+  auto stats = sync.Apply(Wanted({}));
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->removed, 1);
+  EXPECT_EQ(stats->revisions_bumped, 1);
+  EXPECT_GT(WebRevision(), before);
+  EXPECT_FALSE(Passes(Hook::kTcIngress, FromWeb().Tcp({.dport = 5432, .flags = kTcpAck}).Build()));
+}
+
+TEST_F(MapSyncTest, ANewSyncAdoptsWhatIsPinnedAndKeepsRevisionsMonotonic) {
+  {
+    MapSync sync(*dp_);
+    ASSERT_TRUE(sync.Adopt().ok());
+    ASSERT_TRUE(sync.Apply(Wanted({AllowBackend5432()})).ok());
+    ASSERT_TRUE(sync.Apply(Wanted({})).ok());
+  }
+  uint32_t revision = WebRevision();
+  MapSync restarted(*dp_);
+  ASSERT_TRUE(restarted.Adopt().ok());
+  auto stats = restarted.Apply(Wanted({}));
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->written, 0) << "a restarted agent rewrites nothing that is right";
+  ASSERT_TRUE(restarted.Apply(Wanted({AllowBackend5432()})).ok());
+  EXPECT_GT(WebRevision(), revision);
+}
+
+TEST_F(MapSyncTest, FullPolicyMapKeepsTheOldPolicyInForce) {
+  Reload({.conntrack_max = 1024, .events_ringbuf_bytes = 4096, .policy_max = 4});
+  MapSync sync(*dp_);
+  ASSERT_TRUE(sync.Adopt().ok());
+  ASSERT_TRUE(sync.Apply(Wanted({AllowBackend5432()})).ok());
+  // 30 prefixes for this range: far more than 4 entries.
+  std::vector<DatapathRule> many = {AllowBackend5432(),
+                                    {.rule_id = 3, .local_identity = kWeb, .direction = DIR_EGRESS,
+                                     .protocol = IPPROTO_TCP, .ports = {1, 65534}}};
+  auto stats = sync.Apply(Wanted(many));
+  ASSERT_FALSE(stats.ok());
+  EXPECT_EQ(stats.status().code(), absl::StatusCode::kResourceExhausted) << stats.status();
+  EXPECT_NE(stats.status().message().find("policy"), std::string::npos);
+  EXPECT_TRUE(Passes(Hook::kTcIngress, FromWeb().Tcp({.sport = 1, .dport = 5432, .flags = kTcpSyn}).Build()));
+  EXPECT_FALSE(Passes(Hook::kTcIngress, FromWeb().Tcp({.sport = 2, .dport = 5433, .flags = kTcpSyn}).Build()))
+      << "what did not fit is not allowed";
+}
+
+}  // namespace
+}  // namespace stockade::testing

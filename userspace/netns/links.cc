@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "stockade/links.h"
+
+#include <linux/if.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include "stockade/errno_status.h"
+#include "stockade/scoped_fd.h"
+
+namespace stockade {
+namespace {
+
+void ParseLinkInfoKind(const rtattr* info, int len, LinkInfo& link) {
+  for (const rtattr* a = static_cast<const rtattr*>(RTA_DATA(info)); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+    if (a->rta_type == IFLA_INFO_KIND) link.kind = static_cast<const char*>(RTA_DATA(a));
+  }
+}
+
+LinkInfo ParseLink(const nlmsghdr* msg) {
+  const auto* ifi = static_cast<const ifinfomsg*>(NLMSG_DATA(msg));
+  LinkInfo link;
+  link.ifindex = static_cast<uint32_t>(ifi->ifi_index);
+  link.up = ifi->ifi_flags & IFF_UP;
+  int len = static_cast<int>(IFLA_PAYLOAD(msg));
+  for (const rtattr* a = IFLA_RTA(ifi); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+    switch (a->rta_type) {
+      case IFLA_IFNAME:
+        link.name = static_cast<const char*>(RTA_DATA(a));
+        break;
+      case IFLA_ADDRESS:
+        if (RTA_PAYLOAD(a) == 6) std::memcpy(link.mac.data(), RTA_DATA(a), 6);
+        break;
+      case IFLA_LINK:
+        std::memcpy(&link.peer_ifindex, RTA_DATA(a), 4);
+        break;
+      case IFLA_LINK_NETNSID:
+        link.peer_in_other_netns = true;
+        break;
+      case IFLA_MASTER:
+        std::memcpy(&link.master_ifindex, RTA_DATA(a), 4);
+        break;
+      case IFLA_LINKINFO:
+        ParseLinkInfoKind(a, static_cast<int>(RTA_PAYLOAD(a)), link);
+        break;
+    }
+  }
+  return link;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<LinkInfo>> ListLinks() {
+  ScopedFd sock(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  if (!sock.valid()) return ErrnoStatus(errno, "open rtnetlink socket");
+  struct {
+    nlmsghdr header;
+    ifinfomsg body;
+  } request{};
+  request.header.nlmsg_len = sizeof(request);
+  request.header.nlmsg_type = RTM_GETLINK;
+  request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  request.header.nlmsg_seq = 1;
+  request.body.ifi_family = AF_UNSPEC;
+  if (send(sock.get(), &request, sizeof(request), 0) < 0) return ErrnoStatus(errno, "send RTM_GETLINK dump");
+
+  std::vector<LinkInfo> links;
+  alignas(nlmsghdr) char buf[32768];
+  for (;;) {
+    ssize_t n = recv(sock.get(), buf, sizeof(buf), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, "read RTM_GETLINK dump");
+    }
+    int len = static_cast<int>(n);
+    for (auto* msg = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(msg, static_cast<unsigned>(len));
+         msg = NLMSG_NEXT(msg, len)) {
+      if (msg->nlmsg_type == NLMSG_DONE) return links;
+      if (msg->nlmsg_type == NLMSG_ERROR) {
+        const auto* err = static_cast<const nlmsgerr*>(NLMSG_DATA(msg));
+        return ErrnoStatus(-err->error, "RTM_GETLINK dump");
+      }
+      if (msg->nlmsg_type == RTM_NEWLINK) links.push_back(ParseLink(msg));
+    }
+  }
+}
+
+}  // namespace stockade
