@@ -25,8 +25,18 @@ struct LinkInfo {
   bool up = false;
 };
 
+struct LinkAddress {
+  uint32_t ifindex = 0;
+  uint8_t family = 0;  // AF_INET or AF_INET6
+  std::array<uint8_t, 16> bytes{};
+  uint8_t prefix_length = 0;
+  bool link_local = false;  // IPv6 fe80::/10
+};
+
 // The links of the calling thread's network namespace (enter another with NetnsGuard).
 [[nodiscard]] absl::StatusOr<std::vector<LinkInfo>> ListLinks();
+// Its interface addresses.
+[[nodiscard]] absl::StatusOr<std::vector<LinkAddress>> ListAddresses();
 
 }  // namespace stockade
 

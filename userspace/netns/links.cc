@@ -2,6 +2,7 @@
 #include "stockade/links.h"
 
 #include <linux/if.h>
+#include <linux/if_addr.h>
 #include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -52,41 +53,72 @@ LinkInfo ParseLink(const nlmsghdr* msg) {
   return link;
 }
 
-}  // namespace
-
-absl::StatusOr<std::vector<LinkInfo>> ListLinks() {
+// Sends one rtnetlink dump request and hands every answer of `type` to `parse`.
+template <typename Body, typename Parse>
+absl::Status Dump(uint16_t request_type, uint16_t answer_type, uint8_t family, const char* what, Parse parse) {
   ScopedFd sock(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
   if (!sock.valid()) return ErrnoStatus(errno, "open rtnetlink socket");
   struct {
     nlmsghdr header;
-    ifinfomsg body;
+    Body body;
   } request{};
   request.header.nlmsg_len = sizeof(request);
-  request.header.nlmsg_type = RTM_GETLINK;
+  request.header.nlmsg_type = request_type;
   request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   request.header.nlmsg_seq = 1;
-  request.body.ifi_family = AF_UNSPEC;
-  if (send(sock.get(), &request, sizeof(request), 0) < 0) return ErrnoStatus(errno, "send RTM_GETLINK dump");
+  std::memcpy(&request.body, &family, 1);  // ifi_family and ifa_family both lead their struct
+  if (send(sock.get(), &request, sizeof(request), 0) < 0) return ErrnoStatus(errno, what);
 
-  std::vector<LinkInfo> links;
   alignas(nlmsghdr) char buf[32768];
   for (;;) {
     ssize_t n = recv(sock.get(), buf, sizeof(buf), 0);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return ErrnoStatus(errno, "read RTM_GETLINK dump");
+      return ErrnoStatus(errno, what);
     }
     int len = static_cast<int>(n);
     for (auto* msg = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(msg, static_cast<unsigned>(len));
          msg = NLMSG_NEXT(msg, len)) {
-      if (msg->nlmsg_type == NLMSG_DONE) return links;
+      if (msg->nlmsg_type == NLMSG_DONE) return absl::OkStatus();
       if (msg->nlmsg_type == NLMSG_ERROR) {
         const auto* err = static_cast<const nlmsgerr*>(NLMSG_DATA(msg));
-        return ErrnoStatus(-err->error, "RTM_GETLINK dump");
+        return ErrnoStatus(-err->error, what);
       }
-      if (msg->nlmsg_type == RTM_NEWLINK) links.push_back(ParseLink(msg));
+      if (msg->nlmsg_type == answer_type) parse(msg);
     }
   }
+}
+
+LinkAddress ParseAddress(const nlmsghdr* msg) {
+  const auto* ifa = static_cast<const ifaddrmsg*>(NLMSG_DATA(msg));
+  LinkAddress addr;
+  addr.ifindex = ifa->ifa_index;
+  addr.family = ifa->ifa_family;
+  addr.prefix_length = ifa->ifa_prefixlen;
+  int len = static_cast<int>(IFA_PAYLOAD(msg));
+  for (const rtattr* a = IFA_RTA(ifa); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+    if (a->rta_type == IFA_ADDRESS && RTA_PAYLOAD(a) <= 16) std::memcpy(addr.bytes.data(), RTA_DATA(a), RTA_PAYLOAD(a));
+  }
+  addr.link_local = addr.family == AF_INET6 && addr.bytes[0] == 0xfe && (addr.bytes[1] & 0xc0) == 0x80;
+  return addr;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<LinkInfo>> ListLinks() {
+  std::vector<LinkInfo> links;
+  absl::Status s = Dump<ifinfomsg>(RTM_GETLINK, RTM_NEWLINK, AF_UNSPEC, "RTM_GETLINK dump",
+                                   [&](const nlmsghdr* msg) { links.push_back(ParseLink(msg)); });
+  if (!s.ok()) return s;
+  return links;
+}
+
+absl::StatusOr<std::vector<LinkAddress>> ListAddresses() {
+  std::vector<LinkAddress> addresses;
+  absl::Status s = Dump<ifaddrmsg>(RTM_GETADDR, RTM_NEWADDR, AF_UNSPEC, "RTM_GETADDR dump",
+                                   [&](const nlmsghdr* msg) { addresses.push_back(ParseAddress(msg)); });
+  if (!s.ok()) return s;
+  return addresses;
 }
 
 }  // namespace stockade
