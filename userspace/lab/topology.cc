@@ -233,9 +233,13 @@ absl::StatusOr<TopologyLink> Topology::AddBridge(const TopologyNetns& netns,
   if (absl::Status s = CheckNetnsOwned(netns); !s.ok()) return s;
   absl::StatusOr<std::string> kernel_name = KernelIfname(netns, name);
   if (!kernel_name.ok()) return kernel_name.status();
+  // Multicast snooping off: with it, the bridge joins the all-snoopers
+  // groups and sends its own IGMP/MLD reports to every port, traffic no test
+  // asked for.
   if (absl::StatusOr<std::string> out =
           RunIp(netns, {"link", "add", "name", *kernel_name, "type", "bridge",
-                        "stp_state", "0", "forward_delay", "0"});
+                        "stp_state", "0", "forward_delay", "0",
+                        "mcast_snooping", "0"});
       !out.ok()) {
     return out.status();
   }

@@ -104,7 +104,8 @@ class Topology {
   AddVethPair(const TopologyNetns& netns_a, std::string_view ifname_a,
               const TopologyNetns& netns_b, std::string_view ifname_b);
 
-  // Creates a bridge (STP off, forward delay 0 so ports forward at once).
+  // Creates a bridge: STP off, forward delay 0 so ports forward at once,
+  // multicast snooping off so the bridge sends nothing of its own.
   [[nodiscard]] absl::StatusOr<TopologyLink> AddBridge(
       const TopologyNetns& netns, std::string_view name);
 

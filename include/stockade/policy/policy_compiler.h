@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// From policies and endpoints to what the datapath holds: each endpoint's
+// enforcement flags, the rules for the policy map (CompilePolicyEntries), and
+// the CIDR identities for the ipcache. Everything is decided per identity,
+// since the policy map is keyed by identity: endpoints with the same identity
+// labels get the same flags and rules. Pure logic; docs/policy.md has the
+// semantics.
+#ifndef STOCKADE_INCLUDE_STOCKADE_POLICY_POLICY_COMPILER_H_
+#define STOCKADE_INCLUDE_STOCKADE_POLICY_POLICY_COMPILER_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "stockade/identity/identity_allocator.h"
+#include "stockade/identity/labels.h"
+#include "stockade/policy/policy.h"
+#include "stockade/policy_entries.h"
+
+namespace stockade {
+
+struct PolicyEndpoint {
+  std::string id;  // the agent's name for it, e.g. the container id
+  uint32_t identity = IDENTITY_UNMANAGED;
+  LabelSet labels;                   // its identity labels; empty for IDENTITY_UNMANAGED
+  std::optional<Policy> label_policy;  // from its stockade.policy label (ParseLabelPolicy)
+};
+
+// An identity that can be a peer without being an endpoint here.
+struct KnownIdentity {
+  uint32_t identity = 0;
+  LabelSet labels;
+};
+
+struct PolicyInputs {
+  std::vector<Policy> policies;  // file policies, names unique
+  std::vector<PolicyEndpoint> endpoints;
+  std::vector<KnownIdentity> identities;  // besides the endpoints' own
+};
+
+struct EndpointPolicy {
+  std::string id;
+  uint32_t identity = 0;
+  bool enforce_ingress = false;
+  bool enforce_egress = false;
+  bool audit = false;
+  std::vector<std::string> policies;  // names of the policies whose rules apply, sorted
+  std::vector<std::string> notes;     // why something does not apply, for the endpoint's status
+  uint32_t Flags() const;             // ENDPOINT_F_ENFORCE_INGRESS/EGRESS, ENDPOINT_F_AUDIT
+};
+
+// Where a rule id comes from: drop events carry the id.
+struct RuleOrigin {
+  std::string policy;
+  RuleSection section = RuleSection::kIngress;
+  size_t index = 0;      // in the section's list
+  std::string location;  // "policies/db.yaml:9"
+  std::string ToString() const;  // "db-ingress ingress[0] (policies/db.yaml:9)"
+};
+
+struct CidrIdentity {
+  IpPrefix prefix;
+  uint32_t identity = 0;
+};
+
+struct CompiledPolicy {
+  std::vector<EndpointPolicy> endpoints;  // in input order
+  std::vector<DatapathRule> rules;        // sorted; input to CompilePolicyEntries
+  std::map<uint32_t, RuleOrigin> rule_origins;
+  std::vector<CidrIdentity> cidr_identities;  // ipcache entries, sorted by prefix
+
+  // A stable, readable rendering of all of the above (tests, debug dumps).
+  std::string Describe() const;
+};
+
+// Compiles `inputs`. CIDR identities come from `allocator` (new prefixes get
+// new ids). Fails on inconsistent inputs: duplicate policy names, an
+// endpoint with a reserved identity, one identity with two label sets.
+[[nodiscard]] absl::StatusOr<CompiledPolicy> CompilePolicies(const PolicyInputs& inputs, IdentityAllocator& allocator);
+
+}  // namespace stockade
+
+#endif  // STOCKADE_INCLUDE_STOCKADE_POLICY_POLICY_COMPILER_H_

@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Which container labels make an identity, on a container and image captured
+// from a real dockerd (tests/data/docker) and on hand-made label sets.
+#include "stockade/identity/labels.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "stockade/docker/docker_parse.h"
+
+namespace stockade {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::Field;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+std::string ReadSample(const std::string& name) {
+  std::ifstream file(std::string(STOCKADE_DOCKER_TEST_DATA) + "/" + name);
+  EXPECT_TRUE(file.good()) << "missing sample " << name;
+  std::stringstream content;
+  content << file.rdbuf();
+  return content.str();
+}
+
+TEST(ContainerLabelsTest, RunTimeOverrideOfAnImageLabelCounts) {
+  // The image was built with stockade.tier=db and team=payments; the container
+  // was run with stockade.tier=web and stockade.test=...
+  absl::StatusOr<ContainerInfo> container = ParseContainerInspect(ReadSample("container_inspect_image_labels.json"));
+  absl::StatusOr<ImageInfo> image = ParseImageInspect(ReadSample("image_inspect_labelled.json"));
+  ASSERT_TRUE(container.ok()) << container.status();
+  ASSERT_TRUE(image.ok()) << image.status();
+  ASSERT_EQ(container->image_id, image->id);
+
+  StockadeLabels labels = ReadContainerLabels(container->labels, image->labels);
+  EXPECT_EQ(labels.identity, (LabelSet{{"test", container->labels.at("stockade.test")}, {"tier", "web"}}));
+  EXPECT_THAT(labels.ignored, IsEmpty());
+  EXPECT_FALSE(labels.policy_text.has_value());
+}
+
+TEST(ContainerLabelsTest, LabelTheImageSetIsIgnoredWithAReason) {
+  const LabelMap image = {{"stockade.tier", "db"}, {"team", "payments"}};
+  LabelMap container = image;  // what Docker reports when nothing is given at run time
+  container["stockade.env"] = "prod";
+
+  StockadeLabels labels = ReadContainerLabels(container, image);
+  EXPECT_EQ(labels.identity, (LabelSet{{"env", "prod"}}));
+  ASSERT_EQ(labels.ignored.size(), 1u);
+  EXPECT_EQ(labels.ignored[0].key, "stockade.tier");
+  EXPECT_EQ(labels.ignored[0].value, "db");
+  EXPECT_THAT(labels.ignored[0].reason, HasSubstr("set by the image"));
+}
+
+TEST(ContainerLabelsTest, ContainerWithOnlyImageLabelsIsUnmanaged) {
+  const LabelMap image = {{"stockade.tier", "db"}};
+  EXPECT_THAT(ReadContainerLabels(image, image).identity, IsEmpty());
+}
+
+TEST(ContainerLabelsTest, ComposeProjectAndServiceJoinTheIdentity) {
+  const LabelMap container = {{"com.docker.compose.project", "shop"},
+                              {"com.docker.compose.service", "web"},
+                              {"com.docker.compose.container-number", "1"},
+                              {"stockade.tier", "frontend"},
+                              {"maintainer", "someone"}};
+  EXPECT_EQ(ReadContainerLabels(container, {}).identity,
+            (LabelSet{{"compose.project", "shop"}, {"compose.service", "web"}, {"tier", "frontend"}}));
+}
+
+TEST(ContainerLabelsTest, StockadeLabelCannotPoseAsComposeOrBeNameless) {
+  const LabelMap container = {{"stockade.compose.service", "db"}, {"stockade.", "x"}, {"stockade.tier", "web"}};
+  StockadeLabels labels = ReadContainerLabels(container, {});
+  EXPECT_EQ(labels.identity, (LabelSet{{"tier", "web"}}));
+  EXPECT_THAT(labels.ignored, ElementsAre(Field(&IgnoredLabel::key, "stockade."),
+                                          Field(&IgnoredLabel::key, "stockade.compose.service")));
+}
+
+TEST(ContainerLabelsTest, PolicyLabelIsNotIdentityAndTheImageCannotSetIt) {
+  const std::string spec = R"({"ingress": []})";
+  StockadeLabels own = ReadContainerLabels({{"stockade.policy", spec}, {"stockade.tier", "db"}}, {});
+  EXPECT_EQ(own.policy_text, spec);
+  EXPECT_EQ(own.identity, (LabelSet{{"tier", "db"}}));
+
+  StockadeLabels from_image = ReadContainerLabels({{"stockade.policy", spec}}, {{"stockade.policy", spec}});
+  EXPECT_FALSE(from_image.policy_text.has_value());
+  ASSERT_EQ(from_image.ignored.size(), 1u);
+  EXPECT_THAT(from_image.ignored[0].reason, HasSubstr("cannot carry its own policy"));
+}
+
+TEST(ContainerLabelsTest, FormatLabelsIsOrdered) {
+  EXPECT_EQ(FormatLabels({{"tier", "db"}, {"compose.service", "web"}}), "{compose.service=web, tier=db}");
+  EXPECT_EQ(FormatLabels({}), "{}");
+}
+
+}  // namespace
+}  // namespace stockade

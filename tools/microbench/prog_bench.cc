@@ -1,0 +1,450 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tools/microbench/prog_bench.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/pkt_cls.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "bench_bpf.skel.h"
+#include "maps/abi.h"
+#include "stockade/addresses.h"
+#include "stockade/datapath.h"
+#include "stockade/errno_status.h"
+#include "stockade/netns.h"
+#include "stockade/policy_entries.h"
+#include "tests/support/packet_builder.h"
+#include "tools/microbench/common.h"
+
+namespace stockade::microbench {
+namespace {
+
+using testing::PacketBuilder;
+
+constexpr uint32_t kLocalIdentity = 256;
+constexpr uint32_t kPeerIdentity = 500;
+constexpr uint32_t kFillerIdentityBase = 1000;
+constexpr uint32_t kFillerRuleIdBase = 1000;
+// BPF_PROG_TEST_RUN hands its packets to the loopback interface of the caller's namespace.
+constexpr uint32_t kTestRunIfindex = 1;
+constexpr char kEndpointIp[] = "10.0.0.1";
+constexpr char kEndpointIp6[] = "fd00::1";
+// bench_new_flow rewrites the IPv4 source address into 10.128.0.0/9 (and the
+// source port) every run. On an IPv6 packet the same fixed offsets (12..15,
+// 20..21) lie inside the source address, whose first 48 bits stay
+// fd00:0:a80: every run is a new IPv6 flow from inside fd00:0:a80::/48.
+constexpr char kPeerIp[] = "10.128.0.1";
+constexpr char kPeerPrefix[] = "10.128.0.0/9";
+constexpr char kPeerIp6[] = "fd00:0:a80::1";
+constexpr char kPeerPrefix6[] = "fd00:0:a80::/48";
+// 10.64.0.0 up: filler /32s, clear of the endpoint and its peers.
+constexpr uint32_t kFillerIpv4Base = 0x0a400000;
+constexpr uint16_t kSourcePort = 40000;
+// Runs per path in the check that each path is the one it is named after.
+constexpr uint32_t kPathCheckRuns = 1000;
+
+constexpr uint32_t kPolicySizes[] = {10, 1'000, 10'000, 100'000};
+
+struct Kind {
+  const char* name;
+  bool ipv6;
+  uint8_t protocol;
+  uint16_t port;
+};
+constexpr Kind kKinds[] = {
+    {"ipv4-tcp", false, IPPROTO_TCP, 80}, {"ipv4-udp", false, IPPROTO_UDP, 53}, {"ipv6-tcp", true, IPPROTO_TCP, 80}};
+// ref_min_filter parses IPv4 only; IPv6 is held against the IPv4 TCP floor.
+constexpr char kIpv6FloorKind[] = "ipv4-tcp";
+
+constexpr char kEstablished[] = "established";
+constexpr char kNewFlow[] = "new flow";
+constexpr char kRefPass[] = "ref_pass";
+constexpr char kRefMinFilter[] = "ref_min_filter";
+
+// The key of bench.bpf.c's min_filter_allow, a benchmark-only map outside the ABI.
+struct MinFilterKey {
+  uint32_t saddr;
+  uint32_t daddr;
+  uint16_t sport;
+  uint16_t dport;
+  uint8_t protocol;
+  uint8_t pad[3];
+};
+static_assert(sizeof(MinFilterKey) == 16);
+
+// A frame of `kind` between the endpoint and its peer. What the endpoint
+// sends is mid-stream (ACK); what it receives opens a flow (SYN).
+std::vector<uint8_t> Frame(const Kind& kind, bool from_endpoint) {
+  PacketBuilder packet;
+  packet.Ethernet();
+  if (kind.ipv6) {
+    auto local = testing::Ipv6(kEndpointIp6), remote = testing::Ipv6(kPeerIp6);
+    packet.Ipv6({.src = from_endpoint ? local : remote, .dst = from_endpoint ? remote : local});
+  } else {
+    auto local = testing::Ipv4(kEndpointIp), remote = testing::Ipv4(kPeerIp);
+    packet.Ipv4({.src = from_endpoint ? local : remote, .dst = from_endpoint ? remote : local});
+  }
+  if (kind.protocol == IPPROTO_TCP) {
+    packet.Tcp({.sport = kSourcePort, .dport = kind.port, .flags = from_endpoint ? testing::kTcpAck : testing::kTcpSyn});
+  } else {
+    packet.Udp({.sport = kSourcePort, .dport = kind.port});
+  }
+  return packet.Build();
+}
+
+// The maps a policy decision reads; both BPF objects have their own.
+struct EnforcementMaps {
+  EndpointMap& endpoints;
+  IpcacheMap& ipcache;
+  PolicyMap& policy;
+};
+
+absl::Status WriteRules(PolicyMap& policy, const std::vector<DatapathRule>& rules) {
+  auto entries = CompilePolicyEntries(rules);
+  if (!entries.ok()) return entries.status();
+  for (const PolicyEntry& entry : *entries) {
+    if (absl::Status s = policy.Update(entry.key, entry.value); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SetIdentity(IpcacheMap& ipcache, const char* cidr, uint32_t identity) {
+  auto prefix = ParseIpPrefix(cidr);
+  if (!prefix.ok()) return prefix.status();
+  return ipcache.Update(prefix->ToIpcacheKey(), ipcache_value{identity, 0});
+}
+
+// The endpoint on the test-run interface, on a host-side veth (TC ingress is
+// what it sends), its peers' identity and the rules that let the measured flows pass.
+absl::Status InstallEndpoint(EnforcementMaps maps, uint64_t netns_cookie) {
+  endpoint_key key{.netns_cookie = netns_cookie, .ifindex = kTestRunIfindex};
+  endpoint_info info{};
+  info.identity = kLocalIdentity;
+  info.flags = ENDPOINT_F_ENFORCE_INGRESS | ENDPOINT_F_ENFORCE_EGRESS;
+  info.policy_revision = 1;
+  info.role = HOOK_ROLE_HOST_VETH;
+  info.ipv4 = ParseIpAddress(kEndpointIp)->ipv4_network_order();
+  std::memcpy(info.ipv6, ParseIpAddress(kEndpointIp6)->bytes.data(), sizeof(info.ipv6));
+  if (absl::Status s = maps.endpoints.Update(key, info); !s.ok()) return s;
+  for (const char* prefix : {kPeerPrefix, kPeerPrefix6}) {
+    if (absl::Status s = SetIdentity(maps.ipcache, prefix, kPeerIdentity); !s.ok()) return s;
+  }
+  std::vector<DatapathRule> rules;
+  for (uint8_t direction : {DIR_INGRESS, DIR_EGRESS}) {
+    for (const Kind& kind : kKinds) {
+      if (kind.ipv6) continue;  // same protocol and port as ipv4-tcp
+      rules.push_back({.rule_id = static_cast<uint32_t>(rules.size() + 1), .local_identity = kLocalIdentity,
+                       .remote_identity = kPeerIdentity, .direction = direction, .protocol = kind.protocol,
+                       .ports = {kind.port, kind.port}});
+    }
+  }
+  return WriteRules(maps.policy, rules);
+}
+
+// Filler number `from` to `to` - 1: each a /32 of its own identity and one
+// rule (one policy entry) for that identity and a port; the measured packets
+// match none of them, but every lookup walks tries that hold them.
+absl::Status AddFiller(EnforcementMaps maps, uint32_t from, uint32_t to) {
+  std::vector<DatapathRule> rules;
+  for (uint32_t i = from; i < to; ++i) {
+    uint32_t identity = kFillerIdentityBase + i;
+    IpPrefix prefix{.address = {.family = STOCKADE_AF_INET}, .length = 32};
+    uint32_t address = htonl(kFillerIpv4Base + i);
+    std::memcpy(prefix.address.bytes.data(), &address, sizeof(address));
+    if (absl::Status s = maps.ipcache.Update(prefix.ToIpcacheKey(), ipcache_value{identity, 0}); !s.ok()) return s;
+    uint16_t port = 1024 + i % 60000;
+    rules.push_back({.rule_id = kFillerRuleIdBase + i, .local_identity = kLocalIdentity, .remote_identity = identity,
+                     .direction = static_cast<uint8_t>(i % 2 ? DIR_INGRESS : DIR_EGRESS),
+                     .protocol = IPPROTO_TCP, .ports = {port, port}});
+  }
+  return WriteRules(maps.policy, rules);
+}
+
+struct BenchObjectDeleter {
+  void operator()(bench_bpf* skel) const { bench_bpf__destroy(skel); }
+};
+using BenchObject = std::unique_ptr<bench_bpf, BenchObjectDeleter>;
+
+// bench.bpf.c's own copies of the maps, wrapped.
+struct BenchMaps {
+  EndpointMap endpoints;
+  IpcacheMap ipcache;
+  PolicyMap policy;
+  ConntrackMap conntrack;
+  TypedMap<MinFilterKey, uint32_t> min_filter_allow;
+
+  EnforcementMaps enforcement() { return {endpoints, ipcache, policy}; }
+};
+
+template <typename Map>
+absl::StatusOr<Map> Wrap(bpf_map* map) {
+  return Map::FromFd(bpf_map__fd(map));
+}
+
+absl::StatusOr<BenchMaps> WrapBenchMaps(bench_bpf* skel) {
+  auto endpoints = Wrap<EndpointMap>(skel->maps.endpoints);
+  auto ipcache = Wrap<IpcacheMap>(skel->maps.ipcache);
+  auto policy = Wrap<PolicyMap>(skel->maps.policy);
+  auto conntrack = Wrap<ConntrackMap>(skel->maps.conntrack);
+  auto min_filter_allow = Wrap<TypedMap<MinFilterKey, uint32_t>>(skel->maps.min_filter_allow);
+  for (const absl::Status& s :
+       {endpoints.status(), ipcache.status(), policy.status(), conntrack.status(), min_filter_allow.status()}) {
+    if (!s.ok()) return s;
+  }
+  return BenchMaps{std::move(*endpoints), std::move(*ipcache), std::move(*policy), std::move(*conntrack),
+                   std::move(*min_filter_allow)};
+}
+
+// Lets ref_min_filter take its allow path on the established frame of `kind`.
+absl::Status AllowInMinFilter(TypedMap<MinFilterKey, uint32_t>& allow, const Kind& kind) {
+  MinFilterKey key{};
+  key.saddr = ParseIpAddress(kEndpointIp)->ipv4_network_order();
+  key.daddr = ParseIpAddress(kPeerIp)->ipv4_network_order();
+  key.sport = htons(kSourcePort);
+  key.dport = htons(kind.port);
+  key.protocol = kind.protocol;
+  return allow.Update(key, 1);
+}
+
+struct TestRunResult {
+  int retval;
+  uint32_t ns_per_run;  // the kernel's average over the repeats
+};
+
+absl::StatusOr<TestRunResult> TestRun(int prog_fd, const std::vector<uint8_t>& frame, uint32_t repeat) {
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_size_in = static_cast<uint32_t>(frame.size()),
+              .repeat = static_cast<int>(repeat));
+  if (bpf_prog_test_run_opts(prog_fd, &opts) != 0)
+    return ErrnoStatus(errno, absl::StrCat("BPF_PROG_TEST_RUN x", repeat, " on a ", frame.size(), "-byte frame"));
+  return TestRunResult{static_cast<int>(opts.retval), opts.duration};
+}
+
+struct Measurement {
+  std::string kind;
+  std::string path;
+  int prog_fd;
+  std::vector<uint8_t> frame;
+  Samples ns;
+};
+
+// Every measured packet must pass: a drop would mean a broken setup, and
+// the cost of another path.
+absl::StatusOr<uint32_t> TimePassingRuns(const Measurement& m, uint32_t repeat) {
+  auto result = TestRun(m.prog_fd, m.frame, repeat);
+  if (!result.ok()) return result.status();
+  if (result->retval != TC_ACT_UNSPEC)
+    return absl::InternalError(absl::StrCat(m.path, " ", m.kind, " returned ", result->retval,
+                                            " instead of passing: the benchmark setup is wrong"));
+  return result->ns_per_run;
+}
+
+std::vector<Measurement> Measurements(Datapath& dp, bench_bpf* bench) {
+  std::vector<Measurement> list;
+  const Kind& ipv4_tcp = kKinds[0];
+  list.push_back({ipv4_tcp.name, kRefPass, bpf_program__fd(bench->progs.ref_pass), Frame(ipv4_tcp, true)});
+  for (const Kind& kind : kKinds) {
+    if (!kind.ipv6)
+      list.push_back({kind.name, kRefMinFilter, bpf_program__fd(bench->progs.ref_min_filter), Frame(kind, true)});
+    list.push_back({kind.name, kEstablished, dp.tc_ingress_fd(), Frame(kind, true)});
+    list.push_back({kind.name, kNewFlow, bpf_program__fd(bench->progs.bench_new_flow), Frame(kind, false)});
+  }
+  return list;
+}
+
+absl::StatusOr<uint64_t> ConntrackPackets(const ConntrackMap& conntrack) {
+  uint64_t packets = 0;
+  absl::Status s = conntrack.ForEach([&](const ct_key&, const ct_entry& e) { packets += e.packets; });
+  if (!s.ok()) return s;
+  return packets;
+}
+
+// Shows that the established path hits conntrack (its one entry per flow
+// counts every run) and that the new-flow path inserts a flow every run.
+absl::Status CheckPaths(uint32_t policy_size, Datapath& dp, BenchMaps& bench, std::vector<Measurement>& list) {
+  for (const Measurement& m : list) {
+    if (m.path == kEstablished) {
+      if (auto primed = TimePassingRuns(m, 1); !primed.ok()) return primed.status();
+    }
+  }
+  auto packets_before = ConntrackPackets(dp.conntrack());
+  auto flows_before = bench.conntrack.Count();
+  if (!packets_before.ok()) return packets_before.status();
+  if (!flows_before.ok()) return flows_before.status();
+  uint64_t established_runs = 0, new_flow_runs = 0;
+  for (const Measurement& m : list) {
+    if (m.path != kEstablished && m.path != kNewFlow) continue;
+    if (auto t = TimePassingRuns(m, kPathCheckRuns); !t.ok()) return t.status();
+    (m.path == kEstablished ? established_runs : new_flow_runs) += kPathCheckRuns;
+  }
+  auto packets_after = ConntrackPackets(dp.conntrack());
+  auto flows_after = bench.conntrack.Count();
+  auto established_flows = dp.conntrack().Count();
+  if (!packets_after.ok()) return packets_after.status();
+  if (!flows_after.ok()) return flows_after.status();
+  if (!established_flows.ok()) return established_flows.status();
+  uint64_t counted = *packets_after - *packets_before, inserted = *flows_after - *flows_before;
+  std::printf("path check at N=%u: established: %zu conntrack entries counted %llu of %llu runs; "
+              "new flow: %llu of %llu runs inserted a flow\n",
+              policy_size, *established_flows, static_cast<unsigned long long>(counted),
+              static_cast<unsigned long long>(established_runs), static_cast<unsigned long long>(inserted),
+              static_cast<unsigned long long>(new_flow_runs));
+  if (*established_flows != std::size(kKinds) || counted != established_runs || inserted != new_flow_runs)
+    return absl::InternalError("a measured path is not the one it is named after");
+  return absl::OkStatus();
+}
+
+struct Row {
+  uint32_t policy_size;
+  double median;
+  double ratio;  // to ref_min_filter
+};
+
+void PrintRow(const std::string& n, const Measurement& m, double ratio) {
+  std::printf("%7s  %-9s %-15s %22s  %6.2f\n", n.c_str(), m.kind.c_str(), m.path.c_str(), m.ns.Format(1).c_str(),
+              ratio);
+}
+
+// One PASS or FAIL line per kind: the worst ratio of `path` over every N.
+void CheckRatioTarget(const std::map<std::pair<std::string, std::string>, std::vector<Row>>& rows,
+                      const std::string& path, double limit) {
+  std::printf("  %s <= %.0fx ref_min_filter\n", path.c_str(), limit);
+  for (const Kind& kind : kKinds) {
+    const std::vector<Row>& series = rows.at({kind.name, path});
+    const Row& worst = *std::max_element(series.begin(), series.end(),
+                                         [](const Row& a, const Row& b) { return a.ratio < b.ratio; });
+    std::printf("    %s  %-9s worst %.2fx (%.1f ns at N=%u)\n", worst.ratio <= limit ? "PASS" : "FAIL", kind.name,
+                worst.ratio, worst.median, worst.policy_size);
+  }
+}
+
+// One PASS or FAIL line per kind: the spread of `path`'s medians over N.
+void CheckFlatTarget(const std::map<std::pair<std::string, std::string>, std::vector<Row>>& rows,
+                     const std::string& path, double tolerance) {
+  for (const Kind& kind : kKinds) {
+    const std::vector<Row>& series = rows.at({kind.name, path});
+    auto [low, high] = std::minmax_element(series.begin(), series.end(),
+                                           [](const Row& a, const Row& b) { return a.median < b.median; });
+    double spread = high->median / low->median - 1;
+    std::printf("    %s  %-9s %-12s spread %4.1f%% (%.1f ns at N=%u .. %.1f ns at N=%u)\n",
+                spread <= tolerance ? "PASS" : "FAIL", kind.name, path.c_str(), spread * 100, low->median,
+                low->policy_size, high->median, high->policy_size);
+  }
+}
+
+// Everything measured at one N, with its own datapath and bench object, so
+// that every N is measured in the same rounds: the speed of a shared VM
+// drifts by tens of percent within a minute, and interleaving makes the
+// drift weigh on every N alike.
+struct Scene {
+  uint32_t policy_size = 0;
+  std::unique_ptr<Datapath> dp;
+  BenchObject bench;
+  std::unique_ptr<BenchMaps> bench_maps;
+  std::vector<Measurement> list;
+};
+
+absl::StatusOr<std::unique_ptr<Scene>> BuildScene(uint32_t policy_size, uint64_t netns_cookie) {
+  auto scene = std::make_unique<Scene>();
+  scene->policy_size = policy_size;
+  // Conntrack of the established flows: three entries; the default would preallocate ~70 MB for nothing.
+  auto dp = Datapath::Load({.conntrack_max = 1024, .events_ringbuf_bytes = 1u << 16});
+  if (!dp.ok()) return dp.status();
+  scene->dp = std::move(*dp);
+  // bench_new_flow keeps the production conntrack size, so its inserts evict as a full table would.
+  scene->bench.reset(bench_bpf__open_and_load());
+  if (!scene->bench) return ErrnoStatus(errno, "open and load BPF object bench_bpf");
+  auto bench_maps = WrapBenchMaps(scene->bench.get());
+  if (!bench_maps.ok()) return bench_maps.status();
+  scene->bench_maps = std::make_unique<BenchMaps>(std::move(*bench_maps));
+
+  EnforcementMaps datapath_maps{scene->dp->endpoints(), scene->dp->ipcache(), scene->dp->policy()};
+  for (EnforcementMaps maps : {datapath_maps, scene->bench_maps->enforcement()}) {
+    if (absl::Status s = InstallEndpoint(maps, netns_cookie); !s.ok()) return s;
+    if (absl::Status s = AddFiller(maps, 0, policy_size); !s.ok()) return s;
+  }
+  for (const Kind& kind : kKinds) {
+    if (kind.ipv6) continue;
+    if (absl::Status s = AllowInMinFilter(scene->bench_maps->min_filter_allow, kind); !s.ok()) return s;
+  }
+  scene->list = Measurements(*scene->dp, scene->bench.get());
+  if (absl::Status s = CheckPaths(policy_size, *scene->dp, *scene->bench_maps, scene->list); !s.ok()) return s;
+  // Fill bench_new_flow's conntrack before measuring: from then on every insert evicts, the steady state.
+  uint32_t ct_max = bpf_map__max_entries(scene->bench->maps.conntrack);
+  auto fill = TestRun(bpf_program__fd(scene->bench->progs.bench_new_flow), Frame(kKinds[0], false), ct_max);
+  if (!fill.ok()) return fill.status();
+  return scene;
+}
+
+}  // namespace
+
+absl::Status RunProgBench(bool quick) {
+  const uint32_t repeat = quick ? 50'000 : 1'000'000;
+  const int rounds = quick ? 3 : 5;
+  // BPF_PROG_TEST_RUN runs on the calling CPU; one CPU for the whole run keeps caches and clocks alike.
+  if (absl::Status s = PinToCpu(static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)) - 1); !s.ok()) return s;
+  auto cookie = NetnsCookie("/proc/thread-self/ns/net");
+  if (!cookie.ok()) return cookie.status();
+  std::vector<std::unique_ptr<Scene>> scenes;
+  std::vector<Measurement*> all;
+  for (uint32_t policy_size : kPolicySizes) {
+    auto scene = BuildScene(policy_size, *cookie);
+    if (!scene.ok()) return scene.status();
+    for (Measurement& m : (*scene)->list) all.push_back(&m);
+    scenes.push_back(std::move(*scene));
+  }
+
+  std::printf("\nBPF_PROG_TEST_RUN: %u repeats a sample, %d rounds, every N and path interleaved in each round "
+              "(ABBA); ns/packet is the kernel's average over the repeats; median (min-max) of the rounds.\n"
+              "N = filler rules (one policy entry each) and filler /32 ipcache entries, on top of the 4 rules and "
+              "2 prefixes the measured flows use. bench_new_flow conntrack: %u entries, full before timing.\n\n",
+              repeat, rounds, bpf_map__max_entries(scenes[0]->bench->maps.conntrack));
+  std::fflush(stdout);
+  for (int round = 0; round < rounds; ++round) {
+    for (size_t index : InterleavedOrder(all.size(), round)) {
+      auto ns = TimePassingRuns(*all[index], repeat);
+      if (!ns.ok()) return ns.status();
+      all[index]->ns.Add(*ns);
+    }
+  }
+
+  std::printf("%7s  %-9s %-15s %22s  %6s\n", "N", "kind", "path", "ns/packet med (min-max)", "x min");
+  std::map<std::pair<std::string, std::string>, std::vector<Row>> rows;
+  for (const auto& scene : scenes) {
+    std::map<std::string, double> floor;
+    for (const Measurement& m : scene->list) {
+      if (m.path == kRefMinFilter) floor[m.kind] = m.ns.Median();
+    }
+    for (const Kind& kind : kKinds) {
+      if (kind.ipv6) floor[kind.name] = floor[kIpv6FloorKind];
+    }
+    for (const Measurement& m : scene->list) {
+      double ratio = m.ns.Median() / floor[m.kind];
+      PrintRow(absl::StrCat(scene->policy_size), m, ratio);
+      rows[{m.kind, m.path}].push_back({scene->policy_size, m.ns.Median(), ratio});
+    }
+    std::printf("\n");
+  }
+
+  std::printf("targets (ratios to ref_min_filter of the same N and kind; ipv6-tcp against %s):\n", kIpv6FloorKind);
+  CheckRatioTarget(rows, kEstablished, 2);
+  CheckRatioTarget(rows, kNewFlow, 8);
+  std::printf("  flat from N=%u to N=%u within 10%% (highest median / lowest median - 1)\n", kPolicySizes[0],
+              kPolicySizes[std::size(kPolicySizes) - 1]);
+  CheckFlatTarget(rows, kEstablished, 0.10);
+  CheckFlatTarget(rows, kNewFlow, 0.10);
+  return absl::OkStatus();
+}
+
+}  // namespace stockade::microbench

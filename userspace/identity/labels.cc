@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "stockade/identity/labels.h"
+
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace stockade {
+namespace {
+
+bool SetByImage(const LabelMap& image, const std::string& key, const std::string& value) {
+  auto found = image.find(key);
+  return found != image.end() && found->second == value;
+}
+
+// Why a `stockade.*` label cannot be an identity label; empty when it can.
+std::string WhyNotIdentity(absl::string_view name) {
+  if (name.empty()) return "no name after 'stockade.'";
+  // compose.* comes from compose's own labels; a stockade label must not pose as one.
+  if (absl::StartsWith(name, "compose.")) return "reserved: compose.* names come from compose's labels";
+  return "";
+}
+
+}  // namespace
+
+StockadeLabels ReadContainerLabels(const LabelMap& container, const LabelMap& image) {
+  StockadeLabels out;
+  for (const auto& [key, value] : container) {
+    if (key == kComposeProjectLabel) {
+      out.identity[std::string(kComposeProjectKey)] = value;
+      continue;
+    }
+    if (key == kComposeServiceLabel) {
+      out.identity[std::string(kComposeServiceKey)] = value;
+      continue;
+    }
+    if (!absl::StartsWith(key, kStockadeLabelPrefix)) continue;
+
+    std::string reason;
+    const bool is_policy = key == kPolicyLabel;
+    if (SetByImage(image, key, value)) {
+      reason = is_policy ? "set by the image: an image cannot carry its own policy"
+                         : "set by the image: an image cannot give its containers an identity";
+    } else if (!is_policy) {
+      reason = WhyNotIdentity(absl::string_view(key).substr(kStockadeLabelPrefix.size()));
+    }
+    if (!reason.empty()) {
+      out.ignored.push_back({key, value, std::move(reason)});
+    } else if (is_policy) {
+      out.policy_text = value;
+    } else {
+      out.identity[key.substr(kStockadeLabelPrefix.size())] = value;
+    }
+  }
+  std::sort(out.ignored.begin(), out.ignored.end(),
+            [](const IgnoredLabel& a, const IgnoredLabel& b) { return a.key < b.key; });
+  return out;
+}
+
+std::string FormatLabels(const LabelSet& labels) {
+  return absl::StrCat("{", absl::StrJoin(labels, ", ", absl::PairFormatter("=")), "}");
+}
+
+}  // namespace stockade

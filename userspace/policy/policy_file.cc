@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The one part of the policy parser that touches the system: reading a file.
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "stockade/errno_status.h"
+#include "stockade/policy/policy_parser.h"
+
+namespace stockade {
+
+absl::StatusOr<std::vector<Policy>> ValidatePolicyFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return ErrnoStatus(errno, absl::StrCat("read policy file ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return ErrnoStatus(errno, absl::StrCat("read policy file ", path));
+  return ParsePolicyText(text.str(), path);
+}
+
+}  // namespace stockade

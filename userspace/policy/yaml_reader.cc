@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "userspace/policy/yaml_reader.h"
+
+#include <algorithm>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace stockade {
+namespace {
+
+const char* Describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Scalar:
+      return "a scalar";
+    default:
+      return "nothing";
+  }
+}
+
+}  // namespace
+
+YamlValue::YamlValue(YAML::Node node, std::string path, int line)
+    : node_(std::move(node)), path_(std::move(path)), line_(node_.Mark().is_null() ? line : node_.Mark().line + 1) {}
+
+void YamlValue::Fail(const std::string& reason) const { throw YamlSchemaError(line_, path_, reason); }
+
+void YamlValue::Expect(YAML::NodeType::value type, const char* what) const {
+  if (node_.Type() != type) Fail(absl::StrCat("expected ", what, ", found ", Describe(node_)));
+}
+
+std::string YamlValue::String() const {
+  Expect(YAML::NodeType::Scalar, "a string");
+  return node_.Scalar();
+}
+
+uint64_t YamlValue::Integer(uint64_t max) const {
+  Expect(YAML::NodeType::Scalar, "a number");
+  uint64_t value = 0;
+  if (!absl::SimpleAtoi(node_.Scalar(), &value) || value > max)
+    Fail(absl::StrCat("\"", node_.Scalar(), "\" is not a number from 0 to ", max));
+  return value;
+}
+
+bool YamlValue::Bool() const {
+  Expect(YAML::NodeType::Scalar, "true or false");
+  if (node_.Scalar() == "true") return true;
+  if (node_.Scalar() == "false") return false;
+  Fail(absl::StrCat("\"", node_.Scalar(), "\" is not true or false"));
+}
+
+std::vector<YamlValue> YamlValue::ListOrEmpty() const {
+  Expect(YAML::NodeType::Sequence, "a list");
+  std::vector<YamlValue> out;
+  for (size_t i = 0; i < node_.size(); ++i) out.emplace_back(node_[i], absl::StrCat(path_, "[", i, "]"), line_);
+  return out;
+}
+
+std::vector<YamlValue> YamlValue::List() const {
+  std::vector<YamlValue> out = ListOrEmpty();
+  if (out.empty()) Fail("empty list: it would match nothing; list something or remove the key");
+  return out;
+}
+
+std::vector<std::pair<std::string, YamlValue>> YamlValue::Entries() const {
+  Expect(YAML::NodeType::Map, "a map");
+  std::vector<std::pair<std::string, YamlValue>> out;
+  for (auto it = node_.begin(); it != node_.end(); ++it) {
+    YamlValue key(it->first, path_, line_);
+    const std::string name = key.String();
+    for (const auto& [seen, value] : out)
+      if (seen == name) key.Fail(absl::StrCat("duplicate key '", name, "' (also on line ", value.line(), ")"));
+    out.emplace_back(name, YamlValue(it->second, path_.empty() ? name : absl::StrCat(path_, ".", name), key.line()));
+  }
+  return out;
+}
+
+YamlMap YamlValue::Map(std::initializer_list<absl::string_view> allowed) const {
+  std::vector<std::pair<std::string, YamlValue>> entries = Entries();
+  for (const auto& [name, value] : entries) {
+    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end())
+      throw YamlSchemaError(value.line(), path_,
+                            absl::StrCat("unknown key '", name, "' (expected one of: ", absl::StrJoin(allowed, ", "), ")"));
+  }
+  return YamlMap(*this, std::move(entries));
+}
+
+const YamlValue* YamlMap::Find(absl::string_view key) const {
+  for (const auto& [name, value] : entries_)
+    if (name == key) return &value;
+  return nullptr;
+}
+
+const YamlValue& YamlMap::Get(absl::string_view key) const {
+  const YamlValue* found = Find(key);
+  if (found == nullptr) self_.Fail(absl::StrCat("missing key '", key, "'"));
+  return *found;
+}
+
+}  // namespace stockade

@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Strict reading of a YAML tree for a schema: every value knows its path
+// ("spec.ingress[0].toPorts") and line, maps reject unknown and duplicate
+// keys, and scalars are read as exactly the type asked for. A mismatch
+// throws YamlSchemaError, which the parser turns into one Status: reading
+// stops at the first error and nothing half-read is used.
+#ifndef STOCKADE_USERSPACE_POLICY_YAML_READER_H_
+#define STOCKADE_USERSPACE_POLICY_YAML_READER_H_
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace stockade {
+
+struct YamlSchemaError : std::runtime_error {
+  YamlSchemaError(int line, std::string path, const std::string& reason)
+      : std::runtime_error(reason), line(line), path(std::move(path)) {}
+  int line;  // 1-based
+  std::string path;
+};
+
+class YamlMap;
+
+class YamlValue {
+ public:
+  // `line` stands in where the node has no position of its own.
+  YamlValue(YAML::Node node, std::string path, int line);
+
+  const std::string& path() const { return path_; }
+  int line() const { return line_; }
+  [[noreturn]] void Fail(const std::string& reason) const;
+
+  std::string String() const;  // any scalar, quoted or not
+  uint64_t Integer(uint64_t max) const;
+  bool Bool() const;  // true or false
+  // A sequence; empty is an error unless allowed.
+  std::vector<YamlValue> List() const;
+  std::vector<YamlValue> ListOrEmpty() const;
+  // A map with any keys, in order.
+  std::vector<std::pair<std::string, YamlValue>> Entries() const;
+  // A map whose keys must be among `allowed`.
+  YamlMap Map(std::initializer_list<absl::string_view> allowed) const;
+
+ private:
+  void Expect(YAML::NodeType::value type, const char* what) const;
+
+  YAML::Node node_;
+  std::string path_;
+  int line_;
+};
+
+class YamlMap {
+ public:
+  YamlMap(const YamlValue& self, std::vector<std::pair<std::string, YamlValue>> entries)
+      : self_(self), entries_(std::move(entries)) {}
+
+  const YamlValue& self() const { return self_; }
+  const YamlValue* Find(absl::string_view key) const;  // nullptr when absent
+  const YamlValue& Get(absl::string_view key) const;   // absent: fails
+
+ private:
+  YamlValue self_;
+  std::vector<std::pair<std::string, YamlValue>> entries_;
+};
+
+}  // namespace stockade
+
+#endif  // STOCKADE_USERSPACE_POLICY_YAML_READER_H_
