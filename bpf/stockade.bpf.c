@@ -42,13 +42,6 @@ int stockade_tc_egress(struct __sk_buff *skb)
 	return tc_decide(skb, HOOK_TC_EGRESS);
 }
 
-static __always_inline __u64 host_netns_cookie(void)
-{
-	struct stockade_config *cfg = config_get();
-
-	return cfg ? cfg->host_netns_cookie : 0;
-}
-
 SEC("xdp")
 int stockade_xdp(struct xdp_md *xdp)
 {
@@ -56,7 +49,7 @@ int stockade_xdp(struct xdp_md *xdp)
 	struct flow flow = {};
 	int parsed;
 
-	packet_from_xdp(&pkt, xdp, host_netns_cookie());
+	packet_from_xdp(&pkt, xdp);
 	parsed = parse_xdp(xdp, &flow);
 	return stockade_decide(&pkt, &flow, parsed) == VERDICT_DROPPED ? XDP_DROP : XDP_PASS;
 }
@@ -66,6 +59,6 @@ int stockade_xdp_prefilter(struct xdp_md *xdp)
 {
 	struct packet pkt;
 
-	packet_from_xdp(&pkt, xdp, host_netns_cookie());
+	packet_from_xdp(&pkt, xdp);
 	return prefilter_decide(&pkt) == VERDICT_DROPPED ? XDP_DROP : XDP_PASS;
 }

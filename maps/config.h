@@ -7,10 +7,14 @@
 
 #define STOCKADE_DEFAULT_EVENT_INTERVAL_NS 1000000000ull
 
+enum stockade_config_flags {
+	/* Written by a loader: a restarted agent keeps it as it is. */
+	STOCKADE_CONFIG_F_SET = 1u << 0,
+};
+
 struct stockade_config {
 	__u64 event_interval_ns; /* 0: one record per drop */
-	/* Namespace of the interfaces XDP runs on; XDP cannot ask the kernel. */
-	__u64 host_netns_cookie;
+	__u64 flags;             /* enum stockade_config_flags */
 };
 STOCKADE_ABI_SIZE(struct stockade_config, 16);
 

@@ -8,6 +8,39 @@
 #define STOCKADE_BPF_LIB_PACKET_H
 
 #include "common.h"
+#include <bpf/bpf_core_read.h>
+
+/*
+ * The namespace of the interface a program runs on. bpf_get_netns_cookie()
+ * will not do: for an skb it answers with the namespace of the skb's socket,
+ * or init_net when there is none, which is wrong for a container's packets
+ * seen on a host-side veth and for anything forwarded into a container. So
+ * the device's own namespace is read, through the kernel context and CO-RE.
+ * Only the fields read are declared; libbpf finds them in the running kernel.
+ */
+struct net___stockade {
+	__u64 net_cookie;
+} __attribute__((preserve_access_index));
+
+struct net_device___stockade {
+	struct {
+		struct net___stockade *net;
+	} nd_net;
+} __attribute__((preserve_access_index));
+
+struct sk_buff___stockade {
+	struct net_device___stockade *dev;
+} __attribute__((preserve_access_index));
+
+struct xdp_rxq_info___stockade {
+	struct net_device___stockade *dev;
+} __attribute__((preserve_access_index));
+
+struct xdp_buff___stockade {
+	struct xdp_rxq_info___stockade *rxq;
+} __attribute__((preserve_access_index));
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
 enum hook_point {
 	HOOK_TC_INGRESS = 0, /* packets the interface receives */
@@ -39,18 +72,20 @@ static __always_inline void packet_from_skb(struct packet *pkt, struct __sk_buff
 	pkt->data_end = (void *)(long)skb->data_end;
 	pkt->len = skb->len;
 	pkt->ifindex = skb->ifindex;
-	pkt->netns_cookie = bpf_get_netns_cookie(skb);
+	pkt->netns_cookie =
+		BPF_CORE_READ((struct sk_buff___stockade *)bpf_cast_to_kern_ctx(skb), dev, nd_net.net, net_cookie);
 	pkt->hook = hook;
 	pkt->vlan_offloaded = skb->vlan_present;
 }
 
-static __always_inline void packet_from_xdp(struct packet *pkt, struct xdp_md *xdp, __u64 netns_cookie)
+static __always_inline void packet_from_xdp(struct packet *pkt, struct xdp_md *xdp)
 {
 	pkt->data = (void *)(long)xdp->data;
 	pkt->data_end = (void *)(long)xdp->data_end;
 	pkt->len = xdp->data_end - xdp->data;
 	pkt->ifindex = xdp->ingress_ifindex;
-	pkt->netns_cookie = netns_cookie;
+	pkt->netns_cookie =
+		BPF_CORE_READ((struct xdp_buff___stockade *)bpf_cast_to_kern_ctx(xdp), rxq, dev, nd_net.net, net_cookie);
 	pkt->hook = HOOK_XDP;
 	pkt->vlan_offloaded = 0;
 }

@@ -32,6 +32,10 @@ class Attachment {
   [[nodiscard]] static absl::StatusOr<Attachment> AttachTc(int prog_fd, uint32_t ifindex, TcHook hook,
                                                            TcAttachMode mode);
   [[nodiscard]] static absl::StatusOr<Attachment> AttachXdp(int prog_fd, uint32_t ifindex, XdpAttachMode mode);
+  // Takes over a link a previous agent pinned at `path` and points it at
+  // `prog_fd` (a freshly loaded program) without a moment unattached. The
+  // result stays pinned: Unpin() removes it.
+  [[nodiscard]] static absl::StatusOr<Attachment> AdoptPinned(const std::string& path, int prog_fd);
 
   Attachment(Attachment&& other) noexcept;
   Attachment& operator=(Attachment&&) = delete;
@@ -46,6 +50,8 @@ class Attachment {
   void Release() { released_ = true; }
   // Detaches now.
   [[nodiscard]] absl::Status Detach();
+  // Removes the pin and detaches.
+  [[nodiscard]] absl::Status Unpin();
 
   Kind kind() const { return kind_; }
   // "tcx ingress on ifindex 7", for messages.
@@ -62,6 +68,7 @@ class Attachment {
   bool xdp_generic_;
   bool released_ = false;
   ScopedFd netns_;  // where a classic filter lives, to remove it from there
+  std::string pin_path_;
 };
 
 // Removes the classic tc filters stockade put on an interface of the current

@@ -11,12 +11,15 @@
 // wait could not turn silence into an answer.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <optional>
+#include <ostream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -160,12 +163,57 @@ struct AttachVariant {
   const char* name;
   TcAttachMode tc_mode;
   bool xdp_on_host_veths;
+  // What `bpftool net show` lists on a host-side veth.
+  std::set<std::string> hooks;
 };
+
+void PrintTo(const AttachVariant& variant, std::ostream* os) {
+  *os << variant.name;
+}
+
+const AttachVariant kTcx = {
+    "Tcx", TcAttachMode::kTcx, false, {"tcx/ingress", "tcx/egress"}};
+const AttachVariant kClassicTc = {"ClassicTc",
+                                  TcAttachMode::kClassic,
+                                  false,
+                                  {"clsact/ingress", "clsact/egress"}};
+const AttachVariant kXdpIngress = {"XdpInPlaceOfTcIngress",
+                                   TcAttachMode::kTcx,
+                                   true,
+                                   {"xdp/generic", "tcx/egress"}};
+
+// The hooks with a program on `link`, as bpftool lists them: "tcx/ingress",
+// "clsact/egress", "xdp/generic".
+std::set<std::string> AttachedHooks(const TopologyLink& link) {
+  absl::StatusOr<std::string> out = RunCommand(
+      {"bpftool", "-j", "net", "show", "dev", link.ifname}, link.netns.path);
+  EXPECT_TRUE(out.ok()) << out.status();
+  if (!out.ok()) return {};
+  std::set<std::string> hooks;
+  for (const nlohmann::json& netns : nlohmann::json::parse(*out)) {
+    for (const nlohmann::json& xdp : netns.value("xdp", nlohmann::json())) {
+      hooks.insert("xdp/" + xdp.value("mode", std::string()));
+    }
+    for (const nlohmann::json& tc : netns.value("tc", nlohmann::json())) {
+      hooks.insert(tc.value("kind", std::string()));
+    }
+  }
+  return hooks;
+}
 
 struct ChainParam {
   AttachVariant variant;
   IpFamily family;
 };
+
+std::string ChainParamName(const ChainParam& param) {
+  return absl::StrCat(param.variant.name, "_",
+                      param.family == IpFamily::kIpv4 ? "Ipv4" : "Ipv6");
+}
+
+void PrintTo(const ChainParam& param, std::ostream* os) {
+  *os << ChainParamName(param);
+}
 
 class ChainTest : public SegmentationTest,
                   public ::testing::WithParamInterface<ChainParam> {
@@ -180,6 +228,11 @@ TEST_P(ChainTest, EachHopIsAllowedAndEverythingElseIsDropped) {
   const IpFamily f = GetParam().family;
   const Tier *frontend = &lab_->frontend(), *web = &lab_->web(),
              *backend = &lab_->backend(), *db = &lab_->db();
+  // The programs sit where the variant says, so each variant tests its path.
+  for (const Tier* tier : lab_->chain()) {
+    EXPECT_EQ(AttachedHooks(*tier->hook), GetParam().variant.hooks)
+        << tier->hook->ifname;
+  }
 
   // Each hop on its port, and DNS and ping along it. Every one of these is a
   // connection or exchange whose reverse direction has no rule: the answers
@@ -227,13 +280,8 @@ TEST_P(ChainTest, EachHopIsAllowedAndEverythingElseIsDropped) {
 }
 
 std::vector<ChainParam> ChainParams() {
-  const AttachVariant variants[] = {
-      {"Tcx", TcAttachMode::kTcx, false},
-      {"ClassicTc", TcAttachMode::kClassic, false},
-      {"XdpInPlaceOfTcIngress", TcAttachMode::kTcx, true},
-  };
   std::vector<ChainParam> params;
-  for (const AttachVariant& variant : variants) {
+  for (const AttachVariant& variant : {kTcx, kClassicTc, kXdpIngress}) {
     for (IpFamily family : {IpFamily::kIpv4, IpFamily::kIpv6}) {
       params.push_back({variant, family});
     }
@@ -244,9 +292,7 @@ std::vector<ChainParam> ChainParams() {
 INSTANTIATE_TEST_SUITE_P(
     AttachModes, ChainTest, ::testing::ValuesIn(ChainParams()),
     [](const ::testing::TestParamInfo<ChainParam>& info) {
-      return absl::StrCat(info.param.variant.name, "_",
-                          info.param.family == IpFamily::kIpv4 ? "Ipv4"
-                                                               : "Ipv6");
+      return ChainParamName(info.param);
     });
 
 // ---------------------------------------------------------------------------
@@ -370,11 +416,13 @@ TEST_F(DefaultLabTest, ConntrackRemembersTheAnsweredConnection) {
 // ---------------------------------------------------------------------------
 // Macvlan siblings, enforced from inside one of them.
 
+// The lab puts XDP only on host-side veths: inside the container both
+// directions are TC, attached either way.
 class MacvlanTest : public SegmentationTest,
-                    public ::testing::WithParamInterface<TcAttachMode> {
+                    public ::testing::WithParamInterface<AttachVariant> {
  protected:
   void SetUp() override {
-    StartLab({.tc_mode = GetParam(), .macvlan_siblings = true});
+    StartLab({.tc_mode = GetParam().tc_mode, .macvlan_siblings = true});
   }
 };
 
@@ -390,6 +438,7 @@ TEST_P(MacvlanTest, SiblingsAreSegmentedInsideTheContainer) {
   EXPECT_EQ(web.endpoint.netns_cookie, *cookie);
   EXPECT_EQ(web.endpoint.ifindex, *ifindex);
   EXPECT_FALSE(backend.hook.has_value());
+  EXPECT_EQ(AttachedHooks(*web.hook), GetParam().hooks);
 
   for (IpFamily f : {IpFamily::kIpv4, IpFamily::kIpv6}) {
     SCOPED_TRACE(f == IpFamily::kIpv4 ? "IPv4" : "IPv6");
@@ -402,13 +451,11 @@ TEST_P(MacvlanTest, SiblingsAreSegmentedInsideTheContainer) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AttachModes, MacvlanTest,
-                         ::testing::Values(TcAttachMode::kTcx,
-                                           TcAttachMode::kClassic),
-                         [](const ::testing::TestParamInfo<TcAttachMode>& i) {
-                           return i.param == TcAttachMode::kTcx ? "Tcx"
-                                                                : "ClassicTc";
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    AttachModes, MacvlanTest, ::testing::Values(kTcx, kClassicTc),
+    [](const ::testing::TestParamInfo<AttachVariant>& info) {
+      return std::string(info.param.name);
+    });
 
 // ---------------------------------------------------------------------------
 // Pins and cleanup.

@@ -90,7 +90,7 @@ void DatapathTest::ResetSharedState() {
   ASSERT_TRUE(dp_->event_agg().Clear().ok());
   stockade_config config{};
   config.event_interval_ns = STOCKADE_DEFAULT_EVENT_INTERVAL_NS;
-  config.host_netns_cookie = netns_cookie_;
+  config.flags = STOCKADE_CONFIG_F_SET;
   ASSERT_TRUE(dp_->WriteConfig(config).ok());
   ASSERT_TRUE(dp_->ZeroCounters().ok());
   DrainEvents();

@@ -100,7 +100,7 @@ TEST_P(IdentityTableErrorTest, IsRejectedWithAClearReason) {
   absl::StatusOr<IdentityTable> table = ParseIdentityTable(GetParam().json);
   ASSERT_FALSE(table.ok());
   EXPECT_EQ(table.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(table.status().message(), HasSubstr(GetParam().error));
+  EXPECT_THAT(std::string(table.status().message()), HasSubstr(GetParam().error));
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -56,8 +56,7 @@ class Scene {
   PolicyInputs inputs_;
 };
 
-const std::string kFourTier =
-    PolicyDoc("web-ingress", R"(  endpointSelector: {matchLabels: {tier: web}}
+const std::string kFourTier = PolicyDoc("web-ingress", R"(  endpointSelector: {matchLabels: {tier: web}}
   ingress:
     - fromEndpoints: [{matchLabels: {tier: frontend}}]
       toPorts: [{ports: [{port: "80", protocol: TCP}]}]
@@ -262,9 +261,9 @@ const std::string kModes = PolicyDoc("lockdown", R"(  endpointSelector: {matchLa
 // denies all ingress; never wins over the others.
 TEST(PolicyCompilerGoldenTest, EnforcementModes) {
   Scene scene;
-  scene.AddEndpoint("backend-1", {{"tier", "backend"}});                 // 256
-  scene.AddEndpoint("db-1", {{"tier", "db"}});                           // 257
-  scene.AddEndpoint("cache-1", {{"tier", "cache"}});                     // 258
+  scene.AddEndpoint("backend-1", {{"tier", "backend"}});                  // 256
+  scene.AddEndpoint("db-1", {{"tier", "db"}});                            // 257
+  scene.AddEndpoint("cache-1", {{"tier", "cache"}});                      // 258
   scene.AddEndpoint("cache-debug", {{"tier", "cache"}, {"debug", "1"}});  // 259
   absl::StatusOr<CompiledPolicy> compiled = scene.Compile(kModes);
   ASSERT_TRUE(compiled.ok()) << compiled.status();
@@ -309,7 +308,8 @@ TEST(PolicyCompilerTest, KnownIdentitiesArePeers) {
   Scene scene;
   scene.AddEndpoint("db-1", {{"tier", "db"}});  // 256
   scene.inputs().identities.push_back({.identity = 900, .labels = {{"tier", "backend"}}});
-  absl::StatusOr<CompiledPolicy> compiled = scene.Compile(PolicyDoc("db-ingress", R"(  endpointSelector: {matchLabels: {tier: db}}
+  absl::StatusOr<CompiledPolicy> compiled =
+      scene.Compile(PolicyDoc("db-ingress", R"(  endpointSelector: {matchLabels: {tier: db}}
   ingress:
     - fromEndpoints: [{matchLabels: {tier: backend}}]
 )"));
@@ -334,8 +334,9 @@ TEST(PolicyCompilerTest, RuleIdsMapBackAndSurviveOtherPolicies) {
   absl::StatusOr<CompiledPolicy> second = scene.Compile(
       PolicyDoc("aaa-first", "  endpointSelector: {}\n  egress:\n    - toEntities: [world]\n") + kFourTier);
   ASSERT_TRUE(second.ok()) << second.status();
-  const DatapathRule& db_again = *std::find_if(second->rules.begin(), second->rules.end(),
-                                              [](const DatapathRule& r) { return r.local_identity == 259 && r.direction == DIR_INGRESS; });
+  const DatapathRule& db_again = *std::find_if(second->rules.begin(), second->rules.end(), [](const DatapathRule& r) {
+    return r.local_identity == 259 && r.direction == DIR_INGRESS;
+  });
   EXPECT_EQ(db_again.rule_id, db_rule);
   EXPECT_EQ(second->rule_origins.at(db_rule).policy, "db-ingress");
 }
@@ -360,14 +361,15 @@ TEST(PolicyCompilerTest, InconsistentInputsAreRefused) {
     scene.inputs().endpoints.push_back({.id = "db-2", .identity = 256, .labels = {{"tier", "web"}}});
     absl::StatusOr<CompiledPolicy> compiled = scene.Compile(kFourTier);
     EXPECT_FALSE(compiled.ok());
-    EXPECT_THAT(compiled.status().message(), HasSubstr("endpoint db-2: identity 256 has labels {tier=web}"));
+    EXPECT_THAT(std::string(compiled.status().message()),
+                HasSubstr("endpoint db-2: identity 256 has labels {tier=web}"));
   }
   {
     Scene scene;
     scene.inputs().endpoints.push_back({.id = "odd", .identity = IDENTITY_HOST, .labels = {{"tier", "db"}}});
     absl::StatusOr<CompiledPolicy> compiled = scene.Compile(kFourTier);
     EXPECT_FALSE(compiled.ok());
-    EXPECT_THAT(compiled.status().message(), HasSubstr("endpoint odd: identity host"));
+    EXPECT_THAT(std::string(compiled.status().message()), HasSubstr("endpoint odd: identity host"));
   }
   {
     // The same name in two files: each file is fine alone.
@@ -379,7 +381,8 @@ TEST(PolicyCompilerTest, InconsistentInputsAreRefused) {
     IdentityAllocator allocator;
     absl::StatusOr<CompiledPolicy> compiled = CompilePolicies(scene.inputs(), allocator);
     EXPECT_FALSE(compiled.ok());
-    EXPECT_THAT(compiled.status().message(), HasSubstr("'web-ingress' is defined twice: a.yaml:1 and b.yaml:1"));
+    EXPECT_THAT(std::string(compiled.status().message()),
+                HasSubstr("'web-ingress' is defined twice: a.yaml:1 and b.yaml:1"));
   }
 }
 

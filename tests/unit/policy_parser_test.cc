@@ -22,7 +22,6 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-using ::testing::StartsWith;
 
 // The example of the issue, line by line.
 constexpr char kDbPolicy[] = R"(apiVersion: stockade/v1
@@ -124,7 +123,8 @@ TEST(PolicyParserTest, SelectorsFollowKubernetesSemantics) {
       - {key: owner, operator: Exists}
       - {key: legacy, operator: DoesNotExist}
   ingress: []
-)"), "sel.yaml");
+)"),
+                                                                 "sel.yaml");
   ASSERT_TRUE(policies.ok()) << policies.status();
   const LabelSelector& s = *policies->at(0).endpoint_selector;
   EXPECT_EQ(s.ToString(),
@@ -159,10 +159,10 @@ TEST(PolicyParserTest, EmptyIngressListIsDefaultDenyInThatDirectionOnly) {
 }
 
 TEST(PolicyParserTest, ModesAndAudit) {
-  absl::StatusOr<std::vector<Policy>> policies = ParsePolicyText(
-      WithSpec("  endpointSelector: {}\n  enforcementMode: always\n  audit: true\n  egressDeny:\n"
-               "    - toEntities: [world, host]\n"),
-      "modes.yaml");
+  absl::StatusOr<std::vector<Policy>> policies =
+      ParsePolicyText(WithSpec("  endpointSelector: {}\n  enforcementMode: always\n  audit: true\n  egressDeny:\n"
+                               "    - toEntities: [world, host]\n"),
+                      "modes.yaml");
   ASSERT_TRUE(policies.ok()) << policies.status();
   const Policy& policy = policies->at(0);
   EXPECT_EQ(policy.mode, EnforcementMode::kAlways);
@@ -187,11 +187,11 @@ TEST(PolicyParserTest, SeveralDocumentsAndEmptyOnes) {
 }
 
 TEST(PolicyParserTest, OneBadDocumentRejectsTheWholeFile) {
-  const std::string text = std::string(kDbPolicy) + "---\n" +
-                           absl::StrReplaceAll(kDbPolicy, {{"db-ingress", "other"}, {"5432", "5432x"}});
+  const std::string text =
+      std::string(kDbPolicy) + "---\n" + absl::StrReplaceAll(kDbPolicy, {{"db-ingress", "other"}, {"5432", "5432x"}});
   absl::StatusOr<std::vector<Policy>> policies = ParsePolicyText(text, "mixed.yaml");
   ASSERT_FALSE(policies.ok());
-  EXPECT_EQ(policies.status().message(),
+  EXPECT_EQ(std::string(policies.status().message()),
             "mixed.yaml:19: spec.ingress[0].toPorts[0].ports[0].port: \"5432x\" is not a port or range");
 }
 
@@ -199,15 +199,15 @@ TEST(PolicyParserTest, DuplicateNamesAreRefused) {
   absl::StatusOr<std::vector<Policy>> policies =
       ParsePolicyText(std::string(kDbPolicy) + "---\n" + kDbPolicy, "dup.yaml");
   ASSERT_FALSE(policies.ok());
-  EXPECT_EQ(policies.status().message(), "policy name 'db-ingress' is defined twice: dup.yaml:1 and dup.yaml:12");
+  EXPECT_EQ(std::string(policies.status().message()),
+            "policy name 'db-ingress' is defined twice: dup.yaml:1 and dup.yaml:12");
 }
 
 TEST(PolicyParserTest, SyntaxErrorHasTheLine) {
-  absl::StatusOr<std::vector<Policy>> policies =
-      ParsePolicyText(absl::StrReplaceAll(kDbPolicy, {{"{tier: backend}}]", "{tier: backend}"}}), "db.yaml");
+  absl::StatusOr<std::vector<Policy>> policies = ParsePolicyText(
+      absl::StrReplaceAll(kDbPolicy, {{"kind: Policy\n", "kind: Policy\n  badly: indented\n"}}), "db.yaml");
   ASSERT_FALSE(policies.ok());
-  EXPECT_THAT(policies.status().message(), StartsWith("db.yaml:"));
-  EXPECT_THAT(policies.status().message(), HasSubstr("flow"));
+  EXPECT_EQ(std::string(policies.status().message()), "db.yaml:3: illegal map value");
 }
 
 struct BadPolicy {
@@ -223,7 +223,7 @@ TEST_P(PolicyErrorTest, IsRefusedWithFileLinePathAndReason) {
   absl::StatusOr<std::vector<Policy>> policies = ParsePolicyText(text, "db.yaml");
   ASSERT_FALSE(policies.ok()) << text;
   EXPECT_EQ(policies.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(policies.status().message(), GetParam().error) << text;
+  EXPECT_EQ(std::string(policies.status().message()), GetParam().error) << text;
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -231,7 +231,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadPolicy{"\"5432\"", "\"54x2\"",
                   "db.yaml:8: spec.ingress[0].toPorts[0].ports[0].port: \"54x2\" is not a port or range"},
-        BadPolicy{"\"5432\"", "\"0\"", "db.yaml:8: spec.ingress[0].toPorts[0].ports[0].port: \"0\" is not a port or range"},
+        BadPolicy{"\"5432\"", "\"0\"",
+                  "db.yaml:8: spec.ingress[0].toPorts[0].ports[0].port: \"0\" is not a port or range"},
         BadPolicy{"\"5432\"", "\"65536\"",
                   "db.yaml:8: spec.ingress[0].toPorts[0].ports[0].port: \"65536\" is not a port or range"},
         BadPolicy{"\"5432\"", "\"90-80\"", "db.yaml:8: spec.ingress[0].toPorts[0].ports[0].port: range 90-80 is empty"},
@@ -281,8 +282,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadPolicy{"- toCIDRSet: [{cidr: 198.51.100.0/24, except: [198.51.100.128/25]}]", "- {}",
                   "db.yaml:10: spec.egress[0]: the rule names neither peers nor ports; for any peer write "
                   "toEntities: [all]"},
-        BadPolicy{"stockade/v1", "stockade/v2", "db.yaml:1: apiVersion: \"stockade/v2\" is not supported (expected "
-                                                "stockade/v1)"},
+        BadPolicy{"stockade/v1", "stockade/v2",
+                  "db.yaml:1: apiVersion: \"stockade/v2\" is not supported (expected "
+                  "stockade/v1)"},
         BadPolicy{"kind: Policy", "kind: NetworkPolicy",
                   "db.yaml:2: kind: \"NetworkPolicy\" is not supported (expected Policy)"},
         BadPolicy{"{name: db-ingress}", "{name: DB_Ingress}",
@@ -327,17 +329,17 @@ TEST(LabelPolicyTest, YamlSpecWorksToo) {
 TEST(LabelPolicyTest, MistakesNameTheContainerAndLabel) {
   absl::StatusOr<Policy> policy = ParseLabelPolicy(R"({"endpointSelector": {}, "ingress": []})", "web-1");
   ASSERT_FALSE(policy.ok());
-  EXPECT_EQ(policy.status().message(),
+  EXPECT_EQ(std::string(policy.status().message()),
             "container web-1 label stockade.policy:1: endpointSelector: a label policy selects the container that "
             "carries it: remove endpointSelector");
   policy = ParseLabelPolicy("ingress:\n  - toPorts: [{ports: [{port: http}]}]\n", "web-1");
   ASSERT_FALSE(policy.ok());
-  EXPECT_EQ(policy.status().message(),
+  EXPECT_EQ(std::string(policy.status().message()),
             "container web-1 label stockade.policy:2: ingress[0].toPorts[0].ports[0].port: \"http\" is not a port or "
             "range");
   policy = ParseLabelPolicy("", "web-1");
   ASSERT_FALSE(policy.ok());
-  EXPECT_THAT(policy.status().message(), HasSubstr("expected one spec, found 0 documents"));
+  EXPECT_THAT(std::string(policy.status().message()), HasSubstr("expected one spec, found 0 documents"));
 }
 
 TEST(PolicyFileTest, ValidateReadsTheFile) {
@@ -353,7 +355,7 @@ TEST(PolicyFileTest, ValidateReadsTheFile) {
 
   absl::StatusOr<std::vector<Policy>> missing = ValidatePolicyFile(path);
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(missing.status().message(), HasSubstr(path));
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr(path));
 }
 
 // docs/policy.md must not show a policy stockade refuses: every ```yaml block parses.

@@ -26,7 +26,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "maps/abi.h"
 #include "stockade/addresses.h"
@@ -206,24 +205,16 @@ absl::StatusOr<FloodResult> Flood(int fd, uint64_t max_packets, std::chrono::mil
 // The receiver's veth end is the endpoint: its own interface
 // (HOOK_ROLE_IN_CONTAINER), so what it receives is its ingress, and only UDP
 // to kAllowedPort from the sender is allowed.
-//
-// On TC, bpf_get_netns_cookie(skb) names the namespace of the skb's socket,
-// not the interface's: for these floods that is the sender's namespace, since
-// a veth keeps skb->sk. XDP takes the cookie from the config (the receiver's).
-// The endpoint goes in under both keys so both hooks take the same path; the
-// datapath's keying is a finding of this benchmark (docs/benchmarks.md).
-absl::Status InstallReceiverEndpoint(Datapath& dp, uint64_t receiver_cookie, uint64_t sender_cookie,
-                                     uint32_t receiver_ifindex) {
+absl::Status InstallReceiverEndpoint(Datapath& dp, uint64_t receiver_cookie, uint32_t receiver_ifindex) {
   endpoint_info info{};
   info.identity = kReceiverIdentity;
   info.flags = ENDPOINT_F_ENFORCE_INGRESS;
   info.policy_revision = 1;
   info.role = HOOK_ROLE_IN_CONTAINER;
   info.ipv4 = ParseIpAddress(kReceiverIp)->ipv4_network_order();
-  for (uint64_t cookie : {receiver_cookie, sender_cookie}) {
-    if (absl::Status s = dp.endpoints().Update({.netns_cookie = cookie, .ifindex = receiver_ifindex}, info); !s.ok())
-      return s;
-  }
+  if (absl::Status s = dp.endpoints().Update({.netns_cookie = receiver_cookie, .ifindex = receiver_ifindex}, info);
+      !s.ok())
+    return s;
   auto sender = ParseIpPrefix(kSenderIp);
   if (!sender.ok()) return sender.status();
   if (absl::Status s = dp.ipcache().Update(sender->ToIpcacheKey(), {kSenderIdentity, 0}); !s.ok()) return s;
@@ -234,12 +225,7 @@ absl::Status InstallReceiverEndpoint(Datapath& dp, uint64_t receiver_cookie, uin
   for (const PolicyEntry& e : *entries) {
     if (absl::Status s = dp.policy().Update(e.key, e.value); !s.ok()) return s;
   }
-  // XDP cannot ask which namespace its interface is in: the config tells it.
-  // Here that is the receiver's namespace, not the host's.
-  auto config = dp.ReadConfig();
-  if (!config.ok()) return config.status();
-  config->host_netns_cookie = receiver_cookie;
-  return dp.WriteConfig(*config);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Attachment> Attach(Hook hook, Datapath& dp, const std::string& receiver_netns, uint32_t ifindex) {
@@ -351,14 +337,12 @@ absl::Status RunVethBench(bool quick) {
     return added.status();
   auto receiver_ifindex = topology.IfIndex(veth->second);
   auto receiver_cookie = NetnsCookie(receiver->path);
-  auto sender_cookie = NetnsCookie(sender->path);
   if (!receiver_ifindex.ok()) return receiver_ifindex.status();
   if (!receiver_cookie.ok()) return receiver_cookie.status();
-  if (!sender_cookie.ok()) return sender_cookie.status();
 
   auto dp = Datapath::Load({.conntrack_max = 4096, .events_ringbuf_bytes = 1u << 16});
   if (!dp.ok()) return dp.status();
-  if (absl::Status s = InstallReceiverEndpoint(**dp, *receiver_cookie, *sender_cookie, *receiver_ifindex); !s.ok()) return s;
+  if (absl::Status s = InstallReceiverEndpoint(**dp, *receiver_cookie, *receiver_ifindex); !s.ok()) return s;
 
   auto snmp = OpenSnmp(receiver->path);
   if (!snmp.ok()) return snmp.status();

@@ -74,6 +74,30 @@ absl::StatusOr<Attachment> Attachment::AttachXdp(int prog_fd, uint32_t ifindex, 
   return Attachment(Kind::kXdpLink, ScopedFd(link), ifindex, TcHook::kIngress, true);
 }
 
+absl::StatusOr<Attachment> Attachment::AdoptPinned(const std::string& path, int prog_fd) {
+  ScopedFd link(bpf_obj_get(path.c_str()));
+  if (!link.valid()) return ErrnoStatus(errno, absl::StrCat("open pinned link ", path));
+  bpf_link_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_link_get_info_by_fd(link.get(), &info, &len) != 0) return ErrnoStatus(errno, absl::StrCat("inspect link ", path));
+  if (bpf_link_update(link.get(), prog_fd, nullptr) != 0)
+    return ErrnoStatus(errno, absl::StrCat("point pinned link ", path, " at the new program"));
+  Kind kind = info.type == BPF_LINK_TYPE_XDP ? Kind::kXdpLink : Kind::kTcxLink;
+  uint32_t ifindex = kind == Kind::kXdpLink ? info.xdp.ifindex : info.tcx.ifindex;
+  TcHook hook = info.tcx.attach_type == BPF_TCX_EGRESS ? TcHook::kEgress : TcHook::kIngress;
+  Attachment adopted(kind, std::move(link), ifindex, hook, false);
+  adopted.released_ = true;
+  adopted.pin_path_ = path;
+  return adopted;
+}
+
+absl::Status Attachment::Unpin() {
+  if (!pin_path_.empty() && unlink(pin_path_.c_str()) != 0 && errno != ENOENT)
+    return ErrnoStatus(errno, absl::StrCat("unpin ", pin_path_));
+  released_ = false;
+  return Detach();
+}
+
 Attachment::Attachment(Attachment&& other) noexcept
     : kind_(other.kind_),
       link_(std::move(other.link_)),
@@ -81,7 +105,8 @@ Attachment::Attachment(Attachment&& other) noexcept
       hook_(other.hook_),
       xdp_generic_(other.xdp_generic_),
       released_(std::exchange(other.released_, true)),
-      netns_(std::move(other.netns_)) {}
+      netns_(std::move(other.netns_)),
+      pin_path_(std::move(other.pin_path_)) {}
 
 Attachment::~Attachment() {
   if (!released_) (void)Detach();
@@ -93,6 +118,7 @@ absl::Status Attachment::Pin(const std::string& path) {
   if (bpf_obj_pin(link_.get(), path.c_str()) != 0)
     return ErrnoStatus(errno, absl::StrCat("pin ", Describe(), " at ", path));
   released_ = true;  // the pin holds the link now
+  pin_path_ = path;
   return absl::OkStatus();
 }
 

@@ -123,14 +123,13 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
                                             std::move(*fragments), std::move(*event_agg), std::move(*config),
                                             std::move(*metrics)));
 
-  // A fresh config gets the defaults; an adopted one keeps what was set. The
-  // host's namespace cookie is always ours: XDP cannot ask for it.
+  // A fresh config gets the defaults; an adopted one keeps what was set.
   auto cfg = dp->ReadConfig();
   if (!cfg.ok()) return cfg.status();
-  auto cookie = NetnsCookie("/proc/thread-self/ns/net");
-  if (!cookie.ok()) return cookie.status();
-  if (cfg->host_netns_cookie == 0) cfg->event_interval_ns = STOCKADE_DEFAULT_EVENT_INTERVAL_NS;
-  cfg->host_netns_cookie = *cookie;
+  if (!(cfg->flags & STOCKADE_CONFIG_F_SET)) {
+    cfg->event_interval_ns = STOCKADE_DEFAULT_EVENT_INTERVAL_NS;
+    cfg->flags |= STOCKADE_CONFIG_F_SET;
+  }
   if (absl::Status s = dp->WriteConfig(*cfg); !s.ok()) return s;
   return dp;
 }

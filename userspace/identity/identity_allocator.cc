@@ -10,8 +10,7 @@
 namespace stockade {
 
 bool IpPrefixLess::operator()(const IpPrefix& a, const IpPrefix& b) const {
-  return std::tie(a.address.family, a.address.bytes, a.length) <
-         std::tie(b.address.family, b.address.bytes, b.length);
+  return std::tie(a.address.family, a.address.bytes, a.length) < std::tie(b.address.family, b.address.bytes, b.length);
 }
 
 absl::Status ValidateIdentityTable(const IdentityTable& table) {
@@ -23,14 +22,16 @@ absl::Status ValidateIdentityTable(const IdentityTable& table) {
     if (id >= table.next_id)
       return absl::InvalidArgumentError(absl::StrCat(owner, ": id ", id, " is not below next_id ", table.next_id));
     auto [it, inserted] = owners.try_emplace(id, owner);
-    if (!inserted) return absl::InvalidArgumentError(absl::StrCat("id ", id, " is used by both ", it->second, " and ", owner));
+    if (!inserted)
+      return absl::InvalidArgumentError(absl::StrCat("id ", id, " is used by both ", it->second, " and ", owner));
     return absl::OkStatus();
   };
   if (table.next_id < STOCKADE_IDENTITY_FIRST_ALLOCATED)
     return absl::InvalidArgumentError(absl::StrCat("next_id ", table.next_id, " is in the reserved range"));
   for (const auto& [labels, id] : table.labels) {
     if (labels.empty())
-      return absl::InvalidArgumentError(absl::StrCat("id ", id, ": the empty label set is IDENTITY_UNMANAGED, never allocated"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("id ", id, ": the empty label set is IDENTITY_UNMANAGED, never allocated"));
     if (absl::Status s = claim(id, absl::StrCat("labels ", FormatLabels(labels))); !s.ok()) return s;
   }
   for (const auto& [prefix, id] : table.cidrs)

@@ -343,15 +343,6 @@ absl::Status SegmentationLab::LoadDatapath() {
   if (!datapath.ok()) return datapath.status();
   datapath_ = *std::move(datapath);
 
-  // XDP cannot ask which namespace it runs in; ours runs only on the
-  // host-side veths, which live in the switch namespace.
-  absl::StatusOr<uint64_t> switch_cookie = NetnsCookie(switch_netns_.path);
-  if (!switch_cookie.ok()) return switch_cookie.status();
-  absl::StatusOr<stockade_config> config = datapath_->ReadConfig();
-  if (!config.ok()) return config.status();
-  config->host_netns_cookie = *switch_cookie;
-  if (absl::Status s = datapath_->WriteConfig(*config); !s.ok()) return s;
-
   absl::StatusOr<std::unique_ptr<EventReader>> reader = EventReader::Open(
       datapath_->events_fd(),
       [this](const drop_event& event) { pending_events_.push_back(event); });

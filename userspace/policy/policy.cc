@@ -91,9 +91,8 @@ bool Policy::EnforcesDirection(uint8_t direction) const {
     case EnforcementMode::kNever:
       return false;
     case EnforcementMode::kDefault:
-      return std::any_of(kRuleSections.begin(), kRuleSections.end(), [&](RuleSection s) {
-        return RuleSectionDirection(s) == direction && section(s).has_value();
-      });
+      return std::any_of(kRuleSections.begin(), kRuleSections.end(),
+                         [&](RuleSection s) { return RuleSectionDirection(s) == direction && section(s).has_value(); });
   }
   return false;
 }

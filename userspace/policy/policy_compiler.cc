@@ -30,6 +30,12 @@ bool EnforcesAny(const Policy& policy) {
   return policy.EnforcesDirection(DIR_INGRESS) || policy.EnforcesDirection(DIR_EGRESS);
 }
 
+void EnforceAsAnyOf(const std::vector<const AppliedPolicy*>& policies, IdentityDecision& d) {
+  for (uint8_t dir : {DIR_INGRESS, DIR_EGRESS})
+    d.enforce[dir] = std::any_of(policies.begin(), policies.end(),
+                                 [dir](const AppliedPolicy* a) { return a->policy->EnforcesDirection(dir); });
+}
+
 // An audit policy never changes what is forwarded, it only reports: its rules
 // apply only where nothing else enforces, with the endpoint's audit flag set
 // (the flag is per endpoint, so it cannot be set beside an enforcing policy).
@@ -51,17 +57,13 @@ IdentityDecision Decide(const std::vector<const AppliedPolicy*>& selecting) {
     d.notes.push_back(absl::StrCat("not enforced: policy '", never->policy->name, "' (", never->policy->location,
                                    ") has enforcementMode never"));
   } else if (!enforcing.empty()) {
-    for (uint8_t dir : {DIR_INGRESS, DIR_EGRESS})
-      d.enforce[dir] = std::any_of(enforcing.begin(), enforcing.end(),
-                                   [dir](const AppliedPolicy* a) { return a->policy->EnforcesDirection(dir); });
+    EnforceAsAnyOf(enforcing, d);
     for (const AppliedPolicy* a : audits)
       d.notes.push_back(absl::StrCat("audit policy '", a->policy->name, "' is not applied: policy '",
                                      enforcing.front()->policy->name, "' enforces this endpoint"));
   } else if (!audits.empty()) {
     d.applied = audits;
-    for (uint8_t dir : {DIR_INGRESS, DIR_EGRESS})
-      d.enforce[dir] = std::any_of(audits.begin(), audits.end(),
-                                   [dir](const AppliedPolicy* a) { return a->policy->EnforcesDirection(dir); });
+    EnforceAsAnyOf(audits, d);
     d.audit = true;
   }
   return d;
@@ -134,8 +136,8 @@ absl::Status Compiler::AllocateCidrIdentities() {
       if (!a.policy->section(section)) continue;
       for (const PolicyRule& rule : *a.policy->section(section)) {
         for (const CidrPeer& peer : rule.cidrs) {
-          std::vector<IpPrefix> prefixes = peer.except;
-          prefixes.push_back(peer.cidr);
+          std::vector<IpPrefix> prefixes = {peer.cidr};
+          prefixes.insert(prefixes.end(), peer.except.begin(), peer.except.end());
           for (const IpPrefix& prefix : prefixes) {
             absl::StatusOr<uint32_t> id = allocator_.ForCidr(prefix);
             if (!id.ok()) return id.status();
@@ -152,8 +154,8 @@ absl::Status Compiler::AllocateCidrIdentities() {
 std::vector<const AppliedPolicy*> Compiler::Selecting(uint32_t identity, const LabelSet& labels) const {
   std::vector<const AppliedPolicy*> out;
   for (const AppliedPolicy& a : applied_) {
-    const bool selects = a.carrier != nullptr ? a.carrier->identity == identity
-                                              : a.policy->endpoint_selector->Matches(labels);
+    const bool selects =
+        a.carrier != nullptr ? a.carrier->identity == identity : a.policy->endpoint_selector->Matches(labels);
     if (selects) out.push_back(&a);
   }
   return out;
@@ -164,7 +166,7 @@ std::vector<const AppliedPolicy*> Compiler::Selecting(uint32_t identity, const L
 // ipcache gives an address the identity of its longest prefix, so nested
 // prefixes from other rules and the excepts themselves are separate identities.
 std::set<uint32_t> Compiler::Remotes(const PolicyRule& rule) const {
-  if (rule.AnyPeer() || std::count(rule.entities.begin(), rule.entities.end(), Entity::kAll) > 0)
+  if (rule.AnyPeer() || std::find(rule.entities.begin(), rule.entities.end(), Entity::kAll) != rule.entities.end())
     return {IDENTITY_ANY};
   std::set<uint32_t> out;
   for (Entity entity : rule.entities) {
@@ -240,8 +242,9 @@ absl::StatusOr<CompiledPolicy> Compiler::Run() {
     EndpointPolicy result{.id = ep.id, .identity = ep.identity};
     if (ep.identity == IDENTITY_UNMANAGED) {
       if (ep.label_policy)
-        result.notes.push_back(absl::StrCat(kPolicyLabel, " ignored: the container has no identity labels, and "
-                                                          "policy rules are per identity"));
+        result.notes.push_back(absl::StrCat(kPolicyLabel,
+                                            " ignored: the container has no identity labels, and "
+                                            "policy rules are per identity"));
       out_.endpoints.push_back(std::move(result));
       continue;
     }

@@ -78,8 +78,8 @@ std::string CheckLabelKey(const YamlValue& where, const std::string& key) {
     where.Fail(absl::StrCat("write label keys without 'stockade.': '", key.substr(kStockadeLabelPrefix.size()), "'"));
   if (absl::StartsWith(key, "com.docker.compose.") ||
       (absl::StartsWith(key, "compose.") && key != kComposeProjectKey && key != kComposeServiceKey))
-    where.Fail(absl::StrCat("'", key, "': compose's labels are named ", kComposeProjectKey, " and ",
-                            kComposeServiceKey));
+    where.Fail(
+        absl::StrCat("'", key, "': compose's labels are named ", kComposeProjectKey, " and ", kComposeServiceKey));
   return key;
 }
 
@@ -104,8 +104,8 @@ LabelSelector ReadSelector(const YamlValue& value) {
   YamlMap map = value.Map({"matchLabels", "matchExpressions"});
   LabelSelector selector;
   if (const YamlValue* labels = map.Find("matchLabels"))
-    for (const auto& [key, label_value] : labels->Entries())
-      selector.match_labels[CheckLabelKey(label_value, key)] = label_value.String();
+    for (const YamlEntry& label : labels->Entries())
+      selector.match_labels[CheckLabelKey(label.value, label.key)] = label.value.String();
   if (const YamlValue* expressions = map.Find("matchExpressions"))
     for (const YamlValue& e : expressions->List()) selector.match_expressions.push_back(ReadRequirement(e));
   return selector;
@@ -189,8 +189,8 @@ PolicyRule ReadRule(const YamlValue& value, RuleSection section, const std::stri
 
 // The spec of a file policy, or the whole text of a label policy.
 void ReadSpec(const YamlValue& spec, bool from_label, const std::string& source, Policy& policy) {
-  YamlMap map = spec.Map(
-      {"endpointSelector", "enforcementMode", "audit", "ingress", "ingressDeny", "egress", "egressDeny"});
+  YamlMap map =
+      spec.Map({"endpointSelector", "enforcementMode", "audit", "ingress", "ingressDeny", "egress", "egressDeny"});
   if (const YamlValue* selector = map.Find("endpointSelector")) {
     if (from_label) selector->Fail("a label policy selects the container that carries it: remove endpointSelector");
     policy.endpoint_selector = ReadSelector(*selector);
@@ -224,7 +224,8 @@ Policy ReadDocument(const YamlValue& doc, const std::string& source) {
   if (api_version.String() != kApiVersion)
     api_version.Fail(absl::StrCat("\"", api_version.String(), "\" is not supported (expected ", kApiVersion, ")"));
   const YamlValue& kind = map.Get("kind");
-  if (kind.String() != kKind) kind.Fail(absl::StrCat("\"", kind.String(), "\" is not supported (expected ", kKind, ")"));
+  if (kind.String() != kKind)
+    kind.Fail(absl::StrCat("\"", kind.String(), "\" is not supported (expected ", kKind, ")"));
   Policy policy{.name = ReadName(map.Get("metadata").Map({"name"}).Get("name")),
                 .location = absl::StrCat(source, ":", doc.line())};
   ReadSpec(map.Get("spec"), /*from_label=*/false, source, policy);
@@ -285,8 +286,8 @@ absl::Status CheckUniquePolicyNames(const std::vector<Policy>& policies) {
   for (const Policy& policy : policies) {
     auto [it, inserted] = seen.try_emplace(policy.name, &policy);
     if (!inserted)
-      return absl::InvalidArgumentError(absl::StrCat("policy name '", policy.name, "' is defined twice: ",
-                                                     it->second->location, " and ", policy.location));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "policy name '", policy.name, "' is defined twice: ", it->second->location, " and ", policy.location));
   }
   return absl::OkStatus();
 }

@@ -67,32 +67,34 @@ std::vector<YamlValue> YamlValue::List() const {
   return out;
 }
 
-std::vector<std::pair<std::string, YamlValue>> YamlValue::Entries() const {
+std::vector<YamlEntry> YamlValue::Entries() const {
   Expect(YAML::NodeType::Map, "a map");
-  std::vector<std::pair<std::string, YamlValue>> out;
+  std::vector<YamlEntry> out;
   for (auto it = node_.begin(); it != node_.end(); ++it) {
     YamlValue key(it->first, path_, line_);
     const std::string name = key.String();
-    for (const auto& [seen, value] : out)
-      if (seen == name) key.Fail(absl::StrCat("duplicate key '", name, "' (also on line ", value.line(), ")"));
-    out.emplace_back(name, YamlValue(it->second, path_.empty() ? name : absl::StrCat(path_, ".", name), key.line()));
+    for (const YamlEntry& seen : out)
+      if (seen.key == name) key.Fail(absl::StrCat("duplicate key '", name, "' (also on line ", seen.key_line, ")"));
+    out.push_back(
+        {name, key.line(), YamlValue(it->second, path_.empty() ? name : absl::StrCat(path_, ".", name), key.line())});
   }
   return out;
 }
 
 YamlMap YamlValue::Map(std::initializer_list<absl::string_view> allowed) const {
-  std::vector<std::pair<std::string, YamlValue>> entries = Entries();
-  for (const auto& [name, value] : entries) {
-    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end())
-      throw YamlSchemaError(value.line(), path_,
-                            absl::StrCat("unknown key '", name, "' (expected one of: ", absl::StrJoin(allowed, ", "), ")"));
+  std::vector<YamlEntry> entries = Entries();
+  for (const YamlEntry& entry : entries) {
+    if (std::find(allowed.begin(), allowed.end(), entry.key) == allowed.end())
+      throw YamlSchemaError(
+          entry.key_line, path_,
+          absl::StrCat("unknown key '", entry.key, "' (expected one of: ", absl::StrJoin(allowed, ", "), ")"));
   }
   return YamlMap(*this, std::move(entries));
 }
 
 const YamlValue* YamlMap::Find(absl::string_view key) const {
-  for (const auto& [name, value] : entries_)
-    if (name == key) return &value;
+  for (const YamlEntry& entry : entries_)
+    if (entry.key == key) return &entry.value;
   return nullptr;
 }
 

@@ -14,7 +14,6 @@
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -29,6 +28,7 @@ struct YamlSchemaError : std::runtime_error {
 };
 
 class YamlMap;
+struct YamlEntry;
 
 class YamlValue {
  public:
@@ -46,7 +46,7 @@ class YamlValue {
   std::vector<YamlValue> List() const;
   std::vector<YamlValue> ListOrEmpty() const;
   // A map with any keys, in order.
-  std::vector<std::pair<std::string, YamlValue>> Entries() const;
+  std::vector<YamlEntry> Entries() const;
   // A map whose keys must be among `allowed`.
   YamlMap Map(std::initializer_list<absl::string_view> allowed) const;
 
@@ -58,10 +58,15 @@ class YamlValue {
   int line_;
 };
 
+struct YamlEntry {
+  std::string key;
+  int key_line;
+  YamlValue value;
+};
+
 class YamlMap {
  public:
-  YamlMap(const YamlValue& self, std::vector<std::pair<std::string, YamlValue>> entries)
-      : self_(self), entries_(std::move(entries)) {}
+  YamlMap(const YamlValue& self, std::vector<YamlEntry> entries) : self_(self), entries_(std::move(entries)) {}
 
   const YamlValue& self() const { return self_; }
   const YamlValue* Find(absl::string_view key) const;  // nullptr when absent
@@ -69,7 +74,7 @@ class YamlMap {
 
  private:
   YamlValue self_;
-  std::vector<std::pair<std::string, YamlValue>> entries_;
+  std::vector<YamlEntry> entries_;
 };
 
 }  // namespace stockade

@@ -69,8 +69,8 @@ struct PolicyRule {
 // The four rule lists of a spec, in this order everywhere.
 enum class RuleSection { kIngress = 0, kIngressDeny = 1, kEgress = 2, kEgressDeny = 3 };
 inline constexpr std::array<RuleSection, 4> kRuleSections = {RuleSection::kIngress, RuleSection::kIngressDeny,
-                                                              RuleSection::kEgress, RuleSection::kEgressDeny};
-const char* RuleSectionName(RuleSection section);  // "ingress", "ingressDeny", ...
+                                                             RuleSection::kEgress, RuleSection::kEgressDeny};
+const char* RuleSectionName(RuleSection section);   // "ingress", "ingressDeny", ...
 uint8_t RuleSectionDirection(RuleSection section);  // DIR_INGRESS or DIR_EGRESS
 bool RuleSectionDenies(RuleSection section);
 

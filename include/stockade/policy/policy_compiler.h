@@ -26,7 +26,7 @@ namespace stockade {
 struct PolicyEndpoint {
   std::string id;  // the agent's name for it, e.g. the container id
   uint32_t identity = IDENTITY_UNMANAGED;
-  LabelSet labels;                   // its identity labels; empty for IDENTITY_UNMANAGED
+  LabelSet labels;                     // its identity labels; empty for IDENTITY_UNMANAGED
   std::optional<Policy> label_policy;  // from its stockade.policy label (ParseLabelPolicy)
 };
 
@@ -57,8 +57,8 @@ struct EndpointPolicy {
 struct RuleOrigin {
   std::string policy;
   RuleSection section = RuleSection::kIngress;
-  size_t index = 0;      // in the section's list
-  std::string location;  // "policies/db.yaml:9"
+  size_t index = 0;              // in the section's list
+  std::string location;          // "policies/db.yaml:9"
   std::string ToString() const;  // "db-ingress ingress[0] (policies/db.yaml:9)"
 };
 

@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// stockaded's core. It keeps the maps and the attachments equal to what
+// Docker, the static endpoints file and the policy directory say:
+//
+//   Docker event / resync / policy change
+//     -> workloads (userspace/agent/docker_source.cc, static_endpoints.cc)
+//     -> hooks attached, fail closed until their record is written
+//     -> identities from labels (userspace/identity/)
+//     -> compiled policy (userspace/policy/)
+//     -> ordered map writes (map_sync.cc)
+//
+// Everything it attaches is pinned, so enforcement goes on when it exits; a
+// restarted agent adopts the pins and the maps.
+#ifndef STOCKADE_INCLUDE_STOCKADE_AGENT_AGENT_H_
+#define STOCKADE_INCLUDE_STOCKADE_AGENT_AGENT_H_
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "stockade/agent/hook_resolver.h"
+#include "stockade/agent/map_sync.h"
+#include "stockade/agent/workload.h"
+#include "stockade/attach.h"
+#include "stockade/datapath.h"
+#include "stockade/identity/identity_allocator.h"
+#include "stockade/identity/labels.h"
+#include "stockade/policy/policy.h"
+#include "stockade/policy/policy_compiler.h"
+#include "stockade/scoped_fd.h"
+
+namespace stockade {
+
+class DockerSource;
+
+struct AgentOptions {
+  std::string instance = "default";
+  std::string policy_dir;        // empty: no policy files
+  std::string static_endpoints;  // empty: none
+  bool docker = true;
+  std::string state_dir;    // default /var/lib/stockade/<instance>
+  std::string socket_path;  // default /run/stockade/<instance>.sock
+  absl::Duration resync_interval = absl::Seconds(30);
+  bool audit = false;  // every endpoint in audit mode: drops reported, traffic passes
+  TcAttachMode tc_mode = TcAttachMode::kAuto;
+};
+
+// One interface the agent hooks, and what it knows of it.
+struct EndpointState {
+  std::string workload_id;
+  std::string workload_name;
+  std::string source;  // docker, static
+  std::string network;
+  std::string driver;
+  ResolvedHook hook;
+  std::optional<IpAddress> ipv4, ipv6;
+  std::array<uint8_t, 6> mac{};
+  uint32_t identity = IDENTITY_UNMANAGED;
+  LabelSet labels;
+  std::vector<IgnoredLabel> ignored_labels;
+  EndpointPolicy policy;
+  std::string error;  // why it is not enforced as wanted, if it is not
+};
+
+class Agent {
+ public:
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Agent>> Start(const AgentOptions& options);
+  ~Agent();
+
+  // Runs until `stop` is set: Docker events, policy file changes, resyncs.
+  [[nodiscard]] absl::Status Run(const std::atomic<bool>& stop);
+
+  // Brings maps and attachments to what the sources say now.
+  [[nodiscard]] absl::Status ResyncAll();
+  // Re-reads the policy directory; a bad file keeps the last good policy.
+  absl::Status ReloadPolicies();
+  // Answers a control request (see stockadectl).
+  nlohmann::json HandleControl(const nlohmann::json& request);
+
+ private:
+  explicit Agent(AgentOptions options);
+  absl::Status Reconcile();  // with mu_ held
+  absl::Status SaveIdentities();
+  std::string LinkPinPath(const ResolvedHook& hook, TcHook direction) const;
+  absl::Status EnsureAttached(const ResolvedHook& hook);
+  void DetachUnwanted(const std::set<std::string>& wanted_pins);
+  nlohmann::json Status();
+  nlohmann::json EndpointList();
+  nlohmann::json IdentityList();
+  nlohmann::json PolicyGet();
+  nlohmann::json Explain(const nlohmann::json& request);
+
+  AgentOptions options_;
+  ScopedFd lock_;
+  std::unique_ptr<Datapath> datapath_;
+  std::unique_ptr<MapSync> sync_;
+  std::unique_ptr<DockerSource> docker_;
+  IdentityAllocator allocator_;
+  std::vector<Policy> policies_;  // the last good set
+  std::string policy_error_;      // why the newest files were rejected, if they were
+  absl::Time policy_loaded_at_ = absl::InfinitePast();
+  std::vector<Workload> static_workloads_;
+  std::vector<EndpointState> endpoints_;
+  CompiledPolicy compiled_;
+  std::map<std::string, Attachment> attachments_;  // by pin path
+  int reconciles_ = 0;
+  int resyncs_ = 0;
+  std::string last_error_;
+  std::recursive_mutex mu_;
+};
+
+}  // namespace stockade
+
+#endif  // STOCKADE_INCLUDE_STOCKADE_AGENT_AGENT_H_

@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Docker as a source of workloads. The event stream is lossy by design
+// (dockerd keeps 256 events and drops slow readers), so events only say
+// which container to look at again; the truth is always `docker inspect`.
+// Order: subscribe, then list and inspect, then apply events.
+#ifndef STOCKADE_INCLUDE_STOCKADE_AGENT_DOCKER_SOURCE_H_
+#define STOCKADE_INCLUDE_STOCKADE_AGENT_DOCKER_SOURCE_H_
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "stockade/agent/workload.h"
+#include "stockade/docker/docker_client.h"
+#include "stockade/docker/docker_events.h"
+
+namespace stockade {
+
+class DockerSource {
+ public:
+  explicit DockerSource(DockerClient client) : client_(std::move(client)) {}
+
+  // Subscribes (when not subscribed) and lists and inspects every running container.
+  [[nodiscard]] absl::Status Resync();
+  // Waits up to `timeout` for an event and applies it. True if workloads changed.
+  // An error means the stream broke: call Resync() again (after a backoff).
+  [[nodiscard]] absl::StatusOr<bool> Poll(absl::Duration timeout);
+  bool subscribed() const { return stream_ != nullptr; }
+
+  std::vector<Workload> Workloads() const;
+  // Gateway addresses of the networks containers are on: they are the host.
+  std::vector<IpAddress> HostAddresses() const;
+
+ private:
+  absl::Status Refresh(const std::string& container_id);
+  absl::StatusOr<Workload> ToWorkload(const ContainerInfo& info);
+  absl::StatusOr<NetworkInfo> Network(const std::string& id);
+
+  DockerClient client_;
+  std::unique_ptr<DockerEventStream> stream_;
+  std::map<std::string, Workload> workloads_;  // running containers by id
+  std::map<std::string, NetworkInfo> networks_;
+  std::map<std::string, ImageInfo> images_;
+};
+
+}  // namespace stockade
+
+#endif  // STOCKADE_INCLUDE_STOCKADE_AGENT_DOCKER_SOURCE_H_

@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// stockadectl: what stockaded does, for an operator. Talks to the agent's
+// root-only control socket; `policy validate` works without an agent.
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "stockade/agent/control_socket.h"
+#include "stockade/policy/policy_parser.h"
+
+namespace {
+
+constexpr char kUsage[] = R"(usage: stockadectl [--instance NAME] [--socket PATH] [-o json] COMMAND
+  status                         agent, Docker link, policies, drop counters
+  endpoint list                  containers, networks, interfaces, identities, labels used and ignored
+  identity list                  identities and their labels
+  policy get                     the compiled rules and where each comes from
+  policy validate FILE...        check policy files without applying them
+  explain FROM TO PORT[/tcp|udp] would FROM reach TO on PORT, and which rule says so
+)";
+
+std::string Str(const nlohmann::json& j) { return j.is_string() ? j.get<std::string>() : j.dump(); }
+
+void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width(header.size());
+  for (size_t c = 0; c < header.size(); ++c) width[c] = header[c].size();
+  for (const auto& row : rows)
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string out;
+    for (size_t c = 0; c < cells.size(); ++c) out += absl::StrFormat("%-*s  ", width[c], cells[c]);
+    std::printf("%s\n", std::string(absl::StripTrailingAsciiWhitespace(out)).c_str());
+  };
+  line(header);
+  for (const auto& row : rows) line(row);
+}
+
+int Fail(const std::string& message, int code = 1) {
+  std::fprintf(stderr, "stockadectl: %s\n", message.c_str());
+  return code;
+}
+
+int ValidatePolicies(const std::vector<std::string>& files, bool json) {
+  int bad = 0;
+  nlohmann::json results = nlohmann::json::array();
+  for (const std::string& file : files) {
+    auto policies = stockade::ValidatePolicyFile(file);
+    if (!policies.ok()) {
+      ++bad;
+      if (!json) std::fprintf(stderr, "%s\n", std::string(policies.status().message()).c_str());
+      results.push_back({{"file", file}, {"valid", false}, {"error", std::string(policies.status().message())}});
+      continue;
+    }
+    std::vector<std::string> names;
+    for (const auto& p : *policies) names.push_back(p.name);
+    if (!json) std::printf("%s: valid (%s)\n", file.c_str(), absl::StrJoin(names, ", ").c_str());
+    results.push_back({{"file", file}, {"valid", true}, {"policies", names}});
+  }
+  if (json) std::printf("%s\n", results.dump(2).c_str());
+  return bad ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string instance = "default", socket;
+  bool json = false;
+  std::vector<std::string> words;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if ((arg == "--instance" || arg == "--socket") && i + 1 < argc) {
+      (arg == "--instance" ? instance : socket) = argv[++i];
+    } else if (arg == "-o" && i + 1 < argc) {
+      json = std::string(argv[++i]) == "json";
+    } else if (arg == "-h" || arg == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else {
+      words.push_back(arg);
+    }
+  }
+  if (socket.empty()) socket = stockade::DefaultControlSocketPath(instance);
+  std::string command = words.empty() ? "" : words[0];
+  if (words.size() >= 2 && (command == "endpoint" || command == "identity" || command == "policy"))
+    command += " " + words[1];
+  if (command == "policy validate") {
+    if (words.size() < 3) return Fail("policy validate needs a FILE", 2);
+    return ValidatePolicies({words.begin() + 2, words.end()}, json);
+  }
+
+  nlohmann::json request = {{"command", command}};
+  if (command == "explain") {
+    if (words.size() != 4) return Fail("explain takes FROM TO PORT[/tcp|udp]", 2);
+    std::string port_text = words[3], proto = "tcp";
+    if (auto slash = port_text.find('/'); slash != std::string::npos) {
+      proto = port_text.substr(slash + 1);
+      port_text = port_text.substr(0, slash);
+    }
+    int port;
+    if (!absl::SimpleAtoi(port_text, &port) || port < 0 || port > 65535) return Fail("PORT must be 0-65535", 2);
+    if (proto != "tcp" && proto != "udp") return Fail("protocol must be tcp or udp", 2);
+    request["from"] = words[1];
+    request["to"] = words[2];
+    request["port"] = port;
+    request["protocol"] = proto == "tcp" ? 6 : 17;
+  } else if (command != "status" && command != "endpoint list" && command != "identity list" &&
+             command != "policy get") {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+
+  auto answer = stockade::ControlRequest(socket, request);
+  if (!answer.ok()) {
+    int code = absl::IsUnavailable(answer.status()) ? 3 : absl::IsPermissionDenied(answer.status()) ? 4 : 1;
+    return Fail(std::string(answer.status().message()), code);
+  }
+  const nlohmann::json& a = *answer;
+  if (json) {
+    std::printf("%s\n", a.dump(2).c_str());
+    return 0;
+  }
+  if (command == "status") {
+    for (const auto& [key, value] : a.items()) std::printf("%-20s %s\n", key.c_str(), Str(value).c_str());
+  } else if (command == "endpoint list") {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& e : a["endpoints"]) {
+      std::vector<std::string> ignored;
+      for (const auto& l : e["ignored_labels"]) ignored.push_back(Str(l["label"]));
+      std::vector<std::string> labels;
+      for (const auto& [k, v] : e["labels"].items()) labels.push_back(absl::StrCat(k, "=", Str(v)));
+      rows.push_back({Str(e["name"]), Str(e["mode"]), Str(e["network"]), Str(e["interface"]),
+                      absl::StrJoin({Str(e["ipv4"]), Str(e["ipv6"])}, " "), Str(e["identity_name"]),
+                      absl::StrJoin(labels, ","), ignored.empty() ? "-" : absl::StrJoin(ignored, ","),
+                      Str(e["state"]) + (Str(e["error"]).empty() ? "" : ": " + Str(e["error"]))});
+    }
+    PrintTable({"CONTAINER", "MODE", "NETWORK", "INTERFACE", "IPS", "IDENTITY", "LABELS", "IGNORED", "STATE"}, rows);
+  } else if (command == "identity list") {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& i : a["identities"]) rows.push_back({Str(i["identity"]), Str(i["name"])});
+    PrintTable({"IDENTITY", "LABELS"}, rows);
+  } else if (command == "policy get") {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& r : a["rules"])
+      rows.push_back({Str(r["rule"]), Str(r["action"]), Str(r["direction"]), Str(r["local"]), Str(r["remote"]),
+                      Str(r["protocol"]), Str(r["ports"]), Str(r["origin"])});
+    PrintTable({"RULE", "ACTION", "DIRECTION", "LOCAL", "REMOTE", "PROTO", "PORTS", "FROM"}, rows);
+    if (!Str(a["policy_error"]).empty()) std::printf("\nrejected (last good policy in force): %s\n", Str(a["policy_error"]).c_str());
+  } else if (command == "explain") {
+    std::printf("%s -> %s port %s: %s\n", Str(a["from"]).c_str(), Str(a["to"]).c_str(), Str(a["port"]).c_str(),
+                Str(a["verdict"]).c_str());
+    for (const char* side : {"egress_at_source", "ingress_at_destination"}) {
+      const auto& s = a[side];
+      std::printf("  %-24s %s%s%s\n", side, Str(s["verdict"]).c_str(), s.contains("rule") ? (" by rule " + Str(s["rule"])).c_str() : "",
+                  Str(s["why"]).empty() ? "" : (" — " + Str(s["why"])).c_str());
+    }
+  }
+  return 0;
+}

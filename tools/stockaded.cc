@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// stockaded: keeps the datapath's maps and attachments true to Docker, the
+// static endpoints file and the policy directory. See docs/architecture.md.
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "stockade/agent/agent.h"
+#include "stockade/agent/control_socket.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void OnSignal(int) { g_stop = true; }
+
+constexpr char kUsage[] = R"(usage: stockaded [options]
+  --instance NAME          state under /sys/fs/bpf/stockade/NAME (default: default)
+  --policy-dir DIR         policy files (*.yaml), reloaded on change
+  --static-endpoints FILE  endpoints that are not Docker containers
+  --no-docker              do not watch Docker
+  --socket PATH            control socket (default /run/stockade/NAME.sock)
+  --state-dir DIR          identity table (default /var/lib/stockade/NAME)
+  --resync SECONDS         full resync period (default 30)
+  --audit                  report would-be drops, let traffic pass
+  --tc-mode auto|tcx|classic
+  --uninstall              detach everything of the instance, remove its pins, exit
+Docker is reached as the docker CLI does: DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  stockade::AgentOptions options;
+  bool uninstall = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "stockaded: %s needs a value\n%s", arg.c_str(), kUsage);
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (arg == "--instance") {
+      options.instance = value();
+    } else if (arg == "--policy-dir") {
+      options.policy_dir = value();
+    } else if (arg == "--static-endpoints") {
+      options.static_endpoints = value();
+    } else if (arg == "--no-docker") {
+      options.docker = false;
+    } else if (arg == "--socket") {
+      options.socket_path = value();
+    } else if (arg == "--state-dir") {
+      options.state_dir = value();
+    } else if (arg == "--resync") {
+      int seconds;
+      if (!absl::SimpleAtoi(value(), &seconds) || seconds <= 0) {
+        std::fprintf(stderr, "stockaded: --resync takes a positive number of seconds\n");
+        return 2;
+      }
+      options.resync_interval = absl::Seconds(seconds);
+    } else if (arg == "--audit") {
+      options.audit = true;
+    } else if (arg == "--tc-mode") {
+      std::string mode = value();
+      if (mode == "auto") options.tc_mode = stockade::TcAttachMode::kAuto;
+      else if (mode == "tcx") options.tc_mode = stockade::TcAttachMode::kTcx;
+      else if (mode == "classic") options.tc_mode = stockade::TcAttachMode::kClassic;
+      else {
+        std::fprintf(stderr, "stockaded: --tc-mode is auto, tcx or classic, not '%s'\n", mode.c_str());
+        return 2;
+      }
+    } else if (arg == "--uninstall") {
+      uninstall = true;
+    } else if (arg == "-h" || arg == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else {
+      std::fprintf(stderr, "stockaded: unknown option '%s'\n%s", arg.c_str(), kUsage);
+      return 2;
+    }
+  }
+  if (uninstall) {
+    absl::Status s = stockade::UninstallInstance(options.instance);
+    if (!s.ok()) {
+      std::fprintf(stderr, "stockaded: uninstall %s: %s\n", options.instance.c_str(), std::string(s.message()).c_str());
+      return 1;
+    }
+    std::printf("stockaded: instance %s uninstalled\n", options.instance.c_str());
+    return 0;
+  }
+  if (options.socket_path.empty()) options.socket_path = stockade::DefaultControlSocketPath(options.instance);
+
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto agent = stockade::Agent::Start(options);
+  if (!agent.ok()) {
+    std::fprintf(stderr, "stockaded: %s\n", std::string(agent.status().message()).c_str());
+    return 1;
+  }
+  auto server = stockade::ControlServer::Start(
+      options.socket_path, [&](const nlohmann::json& request) { return (*agent)->HandleControl(request); });
+  if (!server.ok()) {
+    std::fprintf(stderr, "stockaded: %s\n", std::string(server.status().message()).c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "stockaded: instance %s running; control socket %s\n", options.instance.c_str(),
+               options.socket_path.c_str());
+  absl::Status s = (*agent)->Run(g_stop);
+  std::fprintf(stderr, "stockaded: stopping; enforcement stays in place (pinned)\n");
+  return s.ok() ? 0 : 1;
+}

@@ -1,0 +1,592 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "stockade/agent/agent.h"
+
+#include <arpa/inet.h>
+#include <poll.h>
+#include <sys/file.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_join.h"
+#include "stockade/agent/docker_source.h"
+#include "stockade/errno_status.h"
+#include "stockade/links.h"
+#include "stockade/netns.h"
+#include "stockade/policy/policy_parser.h"
+#include "stockade/policy_entries.h"
+
+namespace stockade {
+namespace {
+
+void Log(const std::string& line) {
+  std::fprintf(stderr, "%s stockaded: %s\n", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()).c_str(),
+               line.c_str());
+}
+
+// The lock that keeps a second agent off the same state; held while we live.
+absl::StatusOr<ScopedFd> LockInstance(const std::string& instance) {
+  std::filesystem::create_directories("/run/stockade");
+  std::string path = absl::StrCat("/run/stockade/", instance, ".lock");
+  ScopedFd fd(open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("open ", path));
+  if (flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {};
+    (void)!pread(fd.get(), pid, sizeof(pid) - 1, 0);
+    return absl::FailedPreconditionError(absl::StrCat("another stockaded runs for instance '", instance,
+                                                      "' (pid ", absl::StripAsciiWhitespace(pid), "); refusing to start"));
+  }
+  std::string me = absl::StrCat(getpid(), "\n");
+  (void)!ftruncate(fd.get(), 0);
+  (void)!pwrite(fd.get(), me.data(), me.size(), 0);
+  return fd;
+}
+
+std::string HookKeyName(const endpoint_key& key) { return absl::StrCat(key.netns_cookie, "-", key.ifindex); }
+
+// The interface of a static endpoint, named rather than known by MAC: its MAC and addresses.
+absl::Status FillFromInterface(WorkloadInterface& iface) {
+  auto guard = NetnsGuard::Enter(iface.netns_path);
+  if (!guard.ok()) return guard.status();
+  auto links = ListLinks();
+  if (!links.ok()) return links.status();
+  auto link = std::find_if(links->begin(), links->end(), [&](const LinkInfo& l) { return l.name == iface.ifname; });
+  if (link == links->end())
+    return absl::NotFoundError(absl::StrCat("no interface ", iface.ifname, " in ", iface.netns_path));
+  iface.mac = link->mac;
+  auto addresses = ListAddresses();
+  if (!addresses.ok()) return addresses.status();
+  for (const LinkAddress& a : *addresses) {
+    if (a.ifindex != link->ifindex || a.link_local) continue;
+    IpAddress addr{a.family == AF_INET ? uint8_t{STOCKADE_AF_INET} : uint8_t{STOCKADE_AF_INET6}, a.bytes};
+    if (a.family == AF_INET && !iface.ipv4) iface.ipv4 = addr;
+    if (a.family == AF_INET6 && !iface.ipv6) iface.ipv6 = addr;
+  }
+  return absl::OkStatus();
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+nlohmann::json LabelsJson(const LabelSet& labels) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [k, v] : labels) j[k] = v;
+  return j;
+}
+
+}  // namespace
+
+Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
+Agent::~Agent() = default;
+
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options) {
+  std::unique_ptr<Agent> agent(new Agent(options));
+  AgentOptions& o = agent->options_;
+  if (o.state_dir.empty()) o.state_dir = absl::StrCat("/var/lib/stockade/", o.instance);
+  auto lock = LockInstance(o.instance);
+  if (!lock.ok()) return lock.status();
+  agent->lock_ = std::move(*lock);
+  std::error_code ec;
+  std::filesystem::create_directories(o.state_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("create state directory ", o.state_dir, ": ", ec.message()));
+
+  auto datapath = Datapath::Load({.instance = o.instance});
+  if (!datapath.ok()) return datapath.status();
+  agent->datapath_ = std::move(*datapath);
+  agent->sync_ = std::make_unique<MapSync>(*agent->datapath_);
+  if (auto s = agent->sync_->Adopt(); !s.ok()) return s;
+
+  std::string table_path = o.state_dir + "/identities.json";
+  if (std::filesystem::exists(table_path)) {
+    auto table = ParseIdentityTable(ReadFile(table_path));
+    if (!table.ok()) return absl::DataLossError(absl::StrCat(table_path, ": ", table.status().message()));
+    auto allocator = IdentityAllocator::FromTable(*table);
+    if (!allocator.ok()) return allocator.status();
+    agent->allocator_ = std::move(*allocator);
+  }
+
+  // Adopt what a predecessor pinned: the links stay attached throughout.
+  std::string links_dir = agent->datapath_->pin_dir() + "/" STOCKADE_PIN_LINKS_SUBDIR;
+  for (const auto& entry : std::filesystem::directory_iterator(links_dir, ec)) {
+    std::string name = entry.path().filename();
+    int prog = name.ends_with("-egress") ? agent->datapath_->tc_egress_fd() : agent->datapath_->tc_ingress_fd();
+    auto adopted = Attachment::AdoptPinned(entry.path(), prog);
+    if (!adopted.ok()) {
+      Log(absl::StrCat("dropping stale pin: ", adopted.status().message()));
+      std::filesystem::remove(entry.path(), ec);
+      continue;
+    }
+    agent->attachments_.emplace(entry.path(), std::move(*adopted));
+  }
+
+  std::lock_guard<std::recursive_mutex> hold(agent->mu_);
+  if (!o.policy_dir.empty()) (void)agent->ReloadPolicies();
+  if (!o.static_endpoints.empty()) {
+    auto workloads = LoadStaticEndpoints(o.static_endpoints);
+    if (!workloads.ok()) return workloads.status();
+    agent->static_workloads_ = std::move(*workloads);
+  }
+  if (o.docker) {
+    auto client = DockerClient::FromEnvironment();
+    if (!client.ok()) return client.status();
+    agent->docker_ = std::make_unique<DockerSource>(std::move(*client));
+    if (auto s = agent->docker_->Resync(); !s.ok()) {
+      // Enforcement of what is pinned goes on; Run() retries Docker with backoff.
+      agent->last_error_ = absl::StrCat("docker: ", s.message());
+      Log(agent->last_error_);
+      return agent;
+    }
+    ++agent->resyncs_;
+  }
+  if (auto s = agent->Reconcile(); !s.ok()) Log(absl::StrCat("first reconcile: ", s.message()));
+  return agent;
+}
+
+absl::Status Agent::ReloadPolicies() {
+  std::lock_guard<std::recursive_mutex> hold(mu_);
+  std::vector<Policy> loaded;
+  std::error_code ec;
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(options_.policy_dir, ec)) {
+    std::string ext = entry.path().extension();
+    if (entry.is_regular_file() && (ext == ".yaml" || ext == ".yml")) files.push_back(entry.path());
+  }
+  if (ec) {
+    policy_error_ = absl::StrCat("read policy directory ", options_.policy_dir, ": ", ec.message());
+    Log(policy_error_ + "; keeping the last good policy");
+    return absl::NotFoundError(policy_error_);
+  }
+  std::sort(files.begin(), files.end());
+  for (const std::string& file : files) {
+    auto policies = ValidatePolicyFile(file);
+    if (!policies.ok()) {
+      policy_error_ = std::string(policies.status().message());
+      Log(absl::StrCat("policy rejected: ", policy_error_, "; keeping the last good policy"));
+      return policies.status();
+    }
+    for (Policy& p : *policies) loaded.push_back(std::move(p));
+  }
+  if (auto s = CheckUniquePolicyNames(loaded); !s.ok()) {
+    policy_error_ = std::string(s.message());
+    Log(absl::StrCat("policy rejected: ", policy_error_, "; keeping the last good policy"));
+    return s;
+  }
+  policies_ = std::move(loaded);
+  policy_error_.clear();
+  policy_loaded_at_ = absl::Now();
+  Log(absl::StrCat("loaded ", policies_.size(), " policies from ", files.size(), " files"));
+  return absl::OkStatus();
+}
+
+absl::Status Agent::ResyncAll() {
+  std::lock_guard<std::recursive_mutex> hold(mu_);
+  if (docker_) {
+    if (auto s = docker_->Resync(); !s.ok()) return s;
+    ++resyncs_;
+  }
+  if (!options_.static_endpoints.empty()) {
+    auto workloads = LoadStaticEndpoints(options_.static_endpoints);
+    if (workloads.ok()) {
+      static_workloads_ = std::move(*workloads);
+    } else {
+      Log(absl::StrCat("static endpoints rejected, keeping the last good list: ", workloads.status().message()));
+    }
+  }
+  return Reconcile();
+}
+
+std::string Agent::LinkPinPath(const ResolvedHook& hook, TcHook direction) const {
+  return absl::StrCat(datapath_->pin_dir(), "/" STOCKADE_PIN_LINKS_SUBDIR "/", HookKeyName(hook.key),
+                      direction == TcHook::kIngress ? "-ingress" : "-egress");
+}
+
+absl::Status Agent::EnsureAttached(const ResolvedHook& hook) {
+  std::optional<absl::StatusOr<NetnsGuard>> guard;
+  for (TcHook direction : {TcHook::kIngress, TcHook::kEgress}) {
+    std::string pin = LinkPinPath(hook, direction);
+    if (attachments_.contains(pin)) continue;
+    if (!hook.netns_path.empty() && !guard) {
+      guard.emplace(NetnsGuard::Enter(hook.netns_path));
+      if (!guard->ok()) return guard->status();
+    }
+    int prog = direction == TcHook::kIngress ? datapath_->tc_ingress_fd() : datapath_->tc_egress_fd();
+    auto attachment = Attachment::AttachTc(prog, hook.ifindex, direction, options_.tc_mode);
+    if (!attachment.ok())
+      return absl::Status(attachment.status().code(), absl::StrCat(hook.ifname, ": ", attachment.status().message()));
+    if (attachment->kind() == Attachment::Kind::kClassicTc) {
+      attachment->Release();  // no link to pin; the filter stays until uninstall
+    } else if (auto s = attachment->Pin(pin); !s.ok()) {
+      return s;
+    }
+    attachments_.emplace(pin, std::move(*attachment));
+  }
+  return absl::OkStatus();
+}
+
+void Agent::DetachUnwanted(const std::set<std::string>& wanted_pins) {
+  for (auto it = attachments_.begin(); it != attachments_.end();) {
+    if (wanted_pins.contains(it->first)) {
+      ++it;
+      continue;
+    }
+    if (auto s = it->second.Unpin(); !s.ok()) Log(absl::StrCat("detach ", it->first, ": ", s.message()));
+    it = attachments_.erase(it);
+  }
+}
+
+absl::Status Agent::Reconcile() {
+  std::lock_guard<std::recursive_mutex> hold(mu_);
+  ++reconciles_;
+  std::vector<Workload> workloads = static_workloads_;
+  if (docker_)
+    for (Workload& w : docker_->Workloads()) workloads.push_back(std::move(w));
+
+  std::vector<EndpointState> endpoints;
+  PolicyInputs inputs;
+  inputs.policies = policies_;
+  for (Workload& w : workloads) {
+    StockadeLabels labels = ReadContainerLabels(w.labels, w.image_labels);
+    uint32_t identity = IDENTITY_HOST;
+    if (!w.host_network) {
+      auto allocated = allocator_.ForLabels(labels.identity);
+      if (!allocated.ok()) return allocated.status();
+      identity = *allocated;
+    }
+    std::optional<Policy> label_policy;
+    std::string label_policy_error;
+    if (labels.policy_text) {
+      auto parsed = ParseLabelPolicy(*labels.policy_text, w.name);
+      if (parsed.ok()) {
+        label_policy = std::move(*parsed);
+      } else {
+        label_policy_error = absl::StrCat("stockade.policy label rejected: ", parsed.status().message());
+      }
+    }
+    if (w.host_network) {
+      EndpointState e;
+      e.workload_id = w.id;
+      e.workload_name = w.name;
+      e.source = w.source;
+      e.network = "host";
+      e.driver = "host";
+      e.identity = IDENTITY_HOST;
+      e.error = "host network: shares the host's stack and identity; not enforced per container";
+      endpoints.push_back(std::move(e));
+      continue;
+    }
+    for (WorkloadInterface& iface : w.interfaces) {
+      EndpointState e;
+      e.workload_id = w.id;
+      e.workload_name = w.name;
+      e.source = w.source;
+      e.network = iface.network;
+      e.driver = iface.driver;
+      e.identity = identity;
+      e.labels = labels.identity;
+      e.ignored_labels = labels.ignored;
+      e.error = label_policy_error;
+      absl::Status filled = iface.mac ? absl::OkStatus() : FillFromInterface(iface);
+      auto hook = filled.ok() ? ResolveHook(iface.netns_path, *iface.mac, iface.placement)
+                              : absl::StatusOr<ResolvedHook>(filled);
+      if (!hook.ok()) {
+        e.error = std::string(hook.status().message());
+        endpoints.push_back(std::move(e));
+        continue;
+      }
+      e.hook = *hook;
+      e.mac = *iface.mac;
+      e.ipv4 = iface.ipv4;
+      e.ipv6 = iface.ipv6;
+      if (auto s = EnsureAttached(e.hook); !s.ok()) e.error = std::string(s.message());
+      PolicyEndpoint pe{.id = absl::StrCat(w.id, "/", iface.network), .identity = identity, .labels = labels.identity};
+      if (label_policy) pe.label_policy = *label_policy;
+      if (identity != IDENTITY_UNMANAGED || label_policy) inputs.endpoints.push_back(std::move(pe));
+      endpoints.push_back(std::move(e));
+    }
+  }
+
+  auto compiled = CompilePolicies(inputs, allocator_);
+  if (!compiled.ok()) return compiled.status();
+  auto entries = CompilePolicyEntries(compiled->rules);
+  if (!entries.ok()) return entries.status();
+
+  std::map<std::string, EndpointPolicy> by_id;
+  for (const EndpointPolicy& p : compiled->endpoints) by_id[p.id] = p;
+  WantedMaps wanted;
+  wanted.policy = std::move(*entries);
+  std::set<std::string> wanted_pins;
+  std::map<std::string, std::pair<IpPrefix, uint32_t>> ipcache;
+  auto add_ip = [&](const std::optional<IpAddress>& addr, uint32_t identity) {
+    if (!addr) return;
+    IpPrefix prefix{*addr, static_cast<uint8_t>(addr->family == STOCKADE_AF_INET ? 32 : 128)};
+    ipcache[prefix.ToString()] = {prefix, identity};
+  };
+  for (EndpointState& e : endpoints) {
+    if (e.hook.ifindex == 0) continue;
+    auto policy = by_id.find(absl::StrCat(e.workload_id, "/", e.network));
+    if (policy != by_id.end()) e.policy = policy->second;
+    add_ip(e.ipv4, e.identity);
+    add_ip(e.ipv6, e.identity);
+    if (!e.error.empty() && e.error.rfind("stockade.policy", 0) != 0) continue;  // not attached
+    endpoint_info info{};
+    info.identity = e.identity;
+    info.flags = e.policy.Flags() | (options_.audit ? ENDPOINT_F_AUDIT : 0);
+    // A label policy that does not parse must not open anything: deny both ways.
+    if (e.error.rfind("stockade.policy", 0) == 0) info.flags |= ENDPOINT_F_ENFORCE_INGRESS | ENDPOINT_F_ENFORCE_EGRESS;
+    info.role = e.hook.role;
+    std::memcpy(info.mac, e.mac.data(), 6);
+    if (e.ipv4) info.ipv4 = e.ipv4->ipv4_network_order();
+    if (e.ipv6) std::memcpy(info.ipv6, e.ipv6->bytes.data(), 16);
+    std::memcpy(info.ipv6_link_local, e.hook.ipv6_link_local.data(), 16);
+    wanted.endpoints.push_back({e.hook.key, info});
+    wanted_pins.insert(LinkPinPath(e.hook, TcHook::kIngress));
+    wanted_pins.insert(LinkPinPath(e.hook, TcHook::kEgress));
+  }
+  if (docker_)
+    for (const IpAddress& gw : docker_->HostAddresses()) add_ip(gw, IDENTITY_HOST);
+  for (const CidrIdentity& c : compiled->cidr_identities) ipcache[c.prefix.ToString()] = {c.prefix, c.identity};
+  for (auto& [name, entry] : ipcache) wanted.ipcache.push_back(entry);
+
+  auto stats = sync_->Apply(wanted);
+  endpoints_ = std::move(endpoints);
+  compiled_ = std::move(*compiled);
+  if (!stats.ok()) {
+    last_error_ = absl::StrCat("map sync: ", stats.status().message());
+    Log(last_error_ + " (the previous state stays in force)");
+    return stats.status();
+  }
+  DetachUnwanted(wanted_pins);
+  if (stats->written || stats->removed)
+    Log(absl::StrCat("synced: ", stats->written, " written, ", stats->removed, " removed, ", stats->revisions_bumped,
+                     " revisions bumped"));
+  return SaveIdentities();
+}
+
+absl::Status Agent::SaveIdentities() {
+  std::string path = options_.state_dir + "/identities.json";
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << SerializeIdentityTable(allocator_.table());
+    if (!out) return absl::InternalError(absl::StrCat("write ", tmp));
+  }
+  if (rename(tmp.c_str(), path.c_str()) != 0) return ErrnoStatus(errno, absl::StrCat("rename ", tmp));
+  return absl::OkStatus();
+}
+
+absl::Status Agent::Run(const std::atomic<bool>& stop) {
+  std::thread docker_thread;
+  if (docker_) {
+    docker_thread = std::thread([&] {
+      absl::Duration backoff = absl::Seconds(1);
+      while (!stop) {
+        if (!docker_->subscribed()) {
+          absl::Status s = ResyncAll();
+          if (!s.ok()) {
+            Log(absl::StrCat("docker resync failed, retrying in ", absl::FormatDuration(backoff), ": ", s.message()));
+            for (absl::Time until = absl::Now() + backoff; !stop && absl::Now() < until;) absl::SleepFor(absl::Milliseconds(100));
+            backoff = std::min(backoff * 2, absl::Seconds(30));
+            continue;
+          }
+          backoff = absl::Seconds(1);
+        }
+        auto changed = docker_->Poll(absl::Milliseconds(500));
+        if (!changed.ok()) {
+          Log(absl::StrCat("docker event stream: ", changed.status().message(), "; resubscribing"));
+          continue;
+        }
+        if (*changed) {
+          std::lock_guard<std::recursive_mutex> hold(mu_);
+          if (auto s = Reconcile(); !s.ok()) Log(absl::StrCat("reconcile: ", s.message()));
+        }
+      }
+    });
+  }
+
+  ScopedFd inotify(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+  if (!options_.policy_dir.empty())
+    inotify_add_watch(inotify.get(), options_.policy_dir.c_str(),
+                      IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE);
+  absl::Time next_resync = absl::Now() + options_.resync_interval;
+  while (!stop) {
+    pollfd p{inotify.get(), POLLIN, 0};
+    if (poll(&p, 1, 200) > 0) {
+      char buf[4096];
+      while (read(inotify.get(), buf, sizeof(buf)) > 0) {
+      }
+      std::lock_guard<std::recursive_mutex> hold(mu_);
+      if (ReloadPolicies().ok())
+        if (auto s = Reconcile(); !s.ok()) Log(absl::StrCat("reconcile: ", s.message()));
+    }
+    if (absl::Now() >= next_resync) {
+      if (docker_ && !docker_->subscribed()) {
+        // The Docker thread is already resyncing.
+      } else if (auto s = ResyncAll(); !s.ok()) {
+        Log(absl::StrCat("periodic resync: ", s.message()));
+      }
+      next_resync = absl::Now() + options_.resync_interval;
+    }
+  }
+  if (docker_thread.joinable()) docker_thread.join();
+  return absl::OkStatus();
+}
+
+nlohmann::json Agent::HandleControl(const nlohmann::json& request) {
+  std::lock_guard<std::recursive_mutex> hold(mu_);
+  std::string command = request.value("command", "");
+  if (command == "status") return Status();
+  if (command == "endpoint list") return EndpointList();
+  if (command == "identity list") return IdentityList();
+  if (command == "policy get") return PolicyGet();
+  if (command == "explain") return Explain(request);
+  if (command == "resync") {
+    absl::Status s = ResyncAll();
+    if (!s.ok()) return {{"error", std::string(s.message())}};
+    return {{"ok", true}};
+  }
+  return {{"error", absl::StrCat("unknown command '", command, "'")}};
+}
+
+nlohmann::json Agent::Status() {
+  nlohmann::json drops = nlohmann::json::object();
+  for (int slot = 1; slot < STOCKADE_REASON_SLOTS; ++slot) {
+    int reason = -(STOCKADE_REASON_BASE + slot - 1);
+    uint64_t total = 0;
+    for (uint32_t dir = 0; dir < DIR_MAX; ++dir) {
+      auto c = datapath_->Counter(reason, dir, VERDICT_DROPPED);
+      if (c.ok()) total += c->packets;
+    }
+    if (total) drops[std::string(DropReasonName(reason))] = total;
+  }
+  std::vector<std::string> names;
+  for (const Policy& p : policies_) names.push_back(p.name);
+  int enforced = 0, failed = 0;
+  for (const EndpointState& e : endpoints_) (e.error.empty() && e.hook.ifindex ? enforced : failed)++;
+  return {{"instance", options_.instance},
+          {"pin_dir", datapath_->pin_dir()},
+          {"docker", docker_ ? (docker_->subscribed() ? "connected" : "disconnected") : "disabled"},
+          {"endpoints", endpoints_.size()},
+          {"endpoints_enforced", enforced},
+          {"endpoints_failed", failed},
+          {"identities", allocator_.table().labels.size()},
+          {"policies", names},
+          {"policy_error", policy_error_},
+          {"attachments", attachments_.size()},
+          {"reconciles", reconciles_},
+          {"resyncs", resyncs_},
+          {"last_error", last_error_},
+          {"drops", drops}};
+}
+
+nlohmann::json Agent::EndpointList() {
+  nlohmann::json list = nlohmann::json::array();
+  for (const EndpointState& e : endpoints_) {
+    nlohmann::json ignored = nlohmann::json::array();
+    for (const IgnoredLabel& l : e.ignored_labels)
+      ignored.push_back({{"label", absl::StrCat(l.key, "=", l.value)}, {"reason", l.reason}});
+    std::string state = !e.error.empty() ? (e.driver == "host" ? "host" : "error")
+                        : e.policy.enforce_ingress || e.policy.enforce_egress ? "enforcing"
+                                                                              : "allow-all";
+    list.push_back({{"id", e.workload_id.substr(0, 12)},
+                    {"name", e.workload_name},
+                    {"source", e.source},
+                    {"network", e.network},
+                    {"mode", e.driver},
+                    {"interface", e.hook.ifname},
+                    {"ipv4", e.ipv4 ? e.ipv4->ToString() : ""},
+                    {"ipv6", e.ipv6 ? e.ipv6->ToString() : ""},
+                    {"identity", e.identity},
+                    {"identity_name", FormatIdentity(e.identity)},
+                    {"labels", LabelsJson(e.labels)},
+                    {"ignored_labels", ignored},
+                    {"enforce_ingress", e.policy.enforce_ingress},
+                    {"enforce_egress", e.policy.enforce_egress},
+                    {"audit", e.policy.audit || options_.audit},
+                    {"policies", e.policy.policies},
+                    {"state", state},
+                    {"error", e.error}});
+  }
+  return {{"endpoints", list}};
+}
+
+nlohmann::json Agent::IdentityList() {
+  nlohmann::json list = nlohmann::json::array();
+  for (uint32_t reserved : {uint32_t{IDENTITY_HOST}, uint32_t{IDENTITY_WORLD}, uint32_t{IDENTITY_UNMANAGED}})
+    list.push_back({{"identity", reserved}, {"name", FormatIdentity(reserved)}, {"labels", nlohmann::json::object()}});
+  for (const auto& [labels, id] : allocator_.table().labels)
+    list.push_back({{"identity", id}, {"name", FormatLabels(labels)}, {"labels", LabelsJson(labels)}});
+  for (const auto& [prefix, id] : allocator_.table().cidrs)
+    list.push_back({{"identity", id}, {"name", absl::StrCat("cidr:", prefix.ToString())}});
+  return {{"identities", list}};
+}
+
+nlohmann::json Agent::PolicyGet() {
+  nlohmann::json rules = nlohmann::json::array();
+  for (const DatapathRule& r : compiled_.rules) {
+    auto origin = compiled_.rule_origins.find(r.rule_id);
+    rules.push_back({{"rule", r.rule_id},
+                     {"origin", origin != compiled_.rule_origins.end() ? origin->second.ToString() : ""},
+                     {"local", FormatIdentity(r.local_identity)},
+                     {"remote", FormatIdentity(r.remote_identity)},
+                     {"direction", r.direction == DIR_INGRESS ? "ingress" : "egress"},
+                     {"protocol", r.protocol},
+                     {"ports", absl::StrCat(r.ports.first, "-", r.ports.last)},
+                     {"action", r.action == POLICY_ACTION_DENY ? (r.audit ? "audit-deny" : "deny") : "allow"}});
+  }
+  return {{"compiled", compiled_.Describe()}, {"rules", rules}, {"policy_error", policy_error_}};
+}
+
+nlohmann::json Agent::Explain(const nlohmann::json& request) {
+  std::string from = request.value("from", ""), to = request.value("to", "");
+  uint16_t port = request.value("port", 0);
+  uint8_t protocol = request.value("protocol", IPPROTO_TCP);
+  const EndpointState *a = nullptr, *b = nullptr;
+  for (const EndpointState& e : endpoints_) {
+    if ((e.workload_name == from || e.workload_id.starts_with(from)) && !a) a = &e;
+    if ((e.workload_name == to || e.workload_id.starts_with(to)) && !b) b = &e;
+  }
+  if (!a || !b) return {{"error", absl::StrCat("no endpoint named '", a ? to : from, "'")}};
+  auto check = [&](const EndpointState& local, uint32_t remote, uint8_t dir) -> nlohmann::json {
+    bool enforced = dir == DIR_INGRESS ? local.policy.enforce_ingress : local.policy.enforce_egress;
+    if (!enforced) return {{"verdict", "allowed"}, {"why", "not enforced in this direction"}};
+    const policy_value* deny = nullptr;
+    std::optional<policy_value> found[2];
+    for (int i = 0; i < 2; ++i) {
+      policy_key key{};
+      key.prefixlen = POLICY_PREFIX_FULL;
+      key.local_identity = local.identity;
+      key.remote_identity = i == 0 ? remote : uint32_t{IDENTITY_ANY};
+      key.direction = dir;
+      key.protocol = protocol;
+      key.dport = htons(port);
+      auto v = datapath_->policy().Lookup(key);
+      if (v.ok() && v->has_value()) found[i] = **v;
+      if (found[i] && found[i]->action == POLICY_ACTION_DENY && !deny) deny = &*found[i];
+    }
+    const policy_value* decided = deny ? deny : found[0] ? &*found[0] : found[1] ? &*found[1] : nullptr;
+    if (!decided) return {{"verdict", "denied"}, {"why", "no rule matched (default deny)"}};
+    auto origin = compiled_.rule_origins.find(decided->rule_id);
+    return {{"verdict", decided->action == POLICY_ACTION_DENY ? "denied" : "allowed"},
+            {"rule", decided->rule_id},
+            {"why", origin != compiled_.rule_origins.end() ? origin->second.ToString() : ""}};
+  };
+  nlohmann::json egress = check(*a, b->identity, DIR_EGRESS);
+  nlohmann::json ingress = check(*b, a->identity, DIR_INGRESS);
+  bool allowed = egress["verdict"] == "allowed" && ingress["verdict"] == "allowed";
+  return {{"from", a->workload_name}, {"to", b->workload_name}, {"port", port}, {"protocol", protocol},
+          {"egress_at_source", egress}, {"ingress_at_destination", ingress}, {"verdict", allowed ? "allowed" : "denied"}};
+}
+
+}  // namespace stockade
