@@ -16,6 +16,7 @@
 #define STOCKADE_MAP_ENDPOINTS "endpoints"
 #define STOCKADE_MAP_IPCACHE "ipcache"
 #define STOCKADE_MAP_POLICY "policy"
+#define STOCKADE_MAP_POLICY_EXACT "policy_exact"
 #define STOCKADE_MAP_CONNTRACK "conntrack"
 #define STOCKADE_MAP_FRAGMENTS "fragments"
 #define STOCKADE_MAP_METRICS "metrics"

@@ -6,7 +6,11 @@
  *     becomes at most 2 * 16 - 2 entries, never one per port;
  *   - any protocol is a prefix that ends before the protocol byte;
  *   - any remote identity is remote_identity = IDENTITY_ANY, looked up second.
- * So a packet costs two trie lookups whatever the number of rules.
+ * So a packet costs two lookups whatever the number of rules. Full-length
+ * entries (one protocol, one port) are kept in a hash map, policy_exact, and
+ * looked up there first: a trie lookup grows with the trie's depth (~10 ns at
+ * 10 entries, ~70 ns at 100k), a hash lookup does not. The trie holds only
+ * the shorter prefixes, so hash-then-trie gives the longest match.
  *
  * Deny wins. Within one lookup the trie returns the longest prefix, so the
  * agent writes every entry with the deny of any wider entry folded in; across

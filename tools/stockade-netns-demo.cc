@@ -114,8 +114,8 @@ void PrintIntroduction(const SegmentationLab& lab) {
       "denied by rules 91-93, and\neverything else meets the default deny "
       "(rule 0). Replies pass by conntrack.\n\n",
       lab.switch_netns().name.c_str());
-  std::printf("  %-9s %-22s %-11s %-12s %-9s %s\n", "tier", "namespace",
-              "IPv4", "IPv6", "identity", "enforced on");
+  std::printf("  %-9s %-22s %-11s %-12s %-9s %s\n", "tier", "namespace", "IPv4",
+              "IPv6", "identity", "enforced on");
   for (const Tier* tier : lab.chain()) {
     std::printf("  %-9s %-22s %-11s %-12s %-9u %s (ifindex %u)\n",
                 tier->name.c_str(), tier->netns.name.c_str(),
@@ -135,14 +135,12 @@ int RunProbes(SegmentationLab& lab, std::vector<drop_event>& other_events) {
       "\nProbes (allowed ones answer at once; a denied one waits out %lld "
       "ms):\n\n",
       static_cast<long long>(kDenyTimeout.count()));
-  std::printf("  %-34s %-8s %-10s %s\n", "probe", "expected", "got",
-              "detail");
+  std::printf("  %-34s %-8s %-10s %s\n", "probe", "expected", "got", "detail");
   int surprises = 0;
   for (const ProbeRow& row : Rows(lab)) {
     if (g_stop) break;
-    absl::StatusOr<ProbeResult> result =
-        lab.Run(row.probe, {.timeout = row.allowed ? kAllowTimeout
-                                                   : kDenyTimeout});
+    absl::StatusOr<ProbeResult> result = lab.Run(
+        row.probe, {.timeout = row.allowed ? kAllowTimeout : kDenyTimeout});
     std::string got, detail;
     if (!result.ok()) {
       got = "error";
@@ -162,8 +160,7 @@ int RunProbes(SegmentationLab& lab, std::vector<drop_event>& other_events) {
         }
       }
     }
-    const bool as_expected =
-        result.ok() && result->answered() == row.allowed;
+    const bool as_expected = result.ok() && result->answered() == row.allowed;
     if (!as_expected) ++surprises;
     std::printf("  %-34s %-8s %-10s %s%s\n", Describe(row.probe).c_str(),
                 row.allowed ? "allow" : "deny", got.c_str(), detail.c_str(),
@@ -201,8 +198,7 @@ void PrintEventsAndCounters(SegmentationLab& lab,
         if (!counter.ok() || counter->packets == 0) continue;
         std::printf("  %-20s %-8s %-10s %8llu %10llu\n",
                     std::string(DropReasonName(reason)).c_str(),
-                    dir == DIR_EGRESS ? "egress" : "ingress",
-                    verdicts[verdict],
+                    dir == DIR_EGRESS ? "egress" : "ingress", verdicts[verdict],
                     static_cast<unsigned long long>(counter->packets),
                     static_cast<unsigned long long>(counter->bytes));
       }
@@ -240,8 +236,7 @@ int Main(int argc, char** argv) {
     }
   }
   if (::geteuid() != 0) {
-    std::fprintf(stderr,
-                 "stockade-netns-demo: needs root (namespaces, BPF)\n");
+    std::fprintf(stderr, "stockade-netns-demo: needs root (namespaces, BPF)\n");
     return 2;
   }
   // Ctrl-C must not skip the teardown: the handler only sets a flag, and

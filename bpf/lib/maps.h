@@ -40,6 +40,15 @@ struct {
 	__type(value, struct policy_value);
 } policy SEC(".maps");
 
+/* The full-length entries of the policy, see maps/policy.h. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STOCKADE_POLICY_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct policy_key);
+	__type(value, struct policy_value);
+} policy_exact SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, STOCKADE_CT_MAX);

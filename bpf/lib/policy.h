@@ -32,6 +32,14 @@ static __always_inline int udp_port_is_tunnel(__u16 dport)
 	return dport == bpf_htons(4789) || dport == bpf_htons(8472) || dport == bpf_htons(6081);
 }
 
+/* The longest match: the exact entry if there is one, else the trie's. */
+static __always_inline struct policy_value *policy_lookup(const struct policy_key *key)
+{
+	struct policy_value *exact = bpf_map_lookup_elem(&policy_exact, key);
+
+	return exact ? exact : bpf_map_lookup_elem(&policy, key);
+}
+
 static __always_inline void policy_decide(const struct policy_query *q, struct policy_result *res)
 {
 	struct policy_key key = {
@@ -50,9 +58,9 @@ static __always_inline void policy_decide(const struct policy_query *q, struct p
 	if (!q->enforced && !q->tunnel)
 		return;
 
-	exact = bpf_map_lookup_elem(&policy, &key);
+	exact = policy_lookup(&key);
 	key.remote_identity = IDENTITY_ANY;
-	any_remote = bpf_map_lookup_elem(&policy, &key);
+	any_remote = policy_lookup(&key);
 
 	if (exact && exact->action == POLICY_ACTION_DENY) {
 		allow = exact;

@@ -58,7 +58,14 @@ class Datapath {
   EndpointMap& endpoints() { return endpoints_; }
   IpcacheMap& ipcache() { return ipcache_; }
   PrefilterMap& prefilter() { return prefilter_; }
-  PolicyMap& policy() { return policy_; }
+  // The policy is two maps (maps/policy.h); these keep them one.
+  [[nodiscard]] absl::Status WritePolicy(const policy_key& key, const policy_value& value);
+  [[nodiscard]] absl::Status DeletePolicy(const policy_key& key);
+  [[nodiscard]] absl::Status ClearPolicy();
+  // What the programs' lookup finds for `key` (a full-length key).
+  [[nodiscard]] absl::StatusOr<std::optional<policy_value>> LookupPolicy(const policy_key& key) const;
+  PolicyMap& policy_prefixes() { return policy_; }
+  PolicyMap& policy_exact() { return policy_exact_; }
   ConntrackMap& conntrack() { return conntrack_; }
   FragmentMap& fragments() { return fragments_; }
   EventAggMap& event_agg() { return event_agg_; }
@@ -79,7 +86,7 @@ class Datapath {
 
  private:
   Datapath(stockade_bpf* skel, std::string pin_dir, EndpointMap endpoints, IpcacheMap ipcache,
-           PrefilterMap prefilter, PolicyMap policy, ConntrackMap conntrack, FragmentMap fragments,
+           PrefilterMap prefilter, PolicyMap policy, PolicyMap policy_exact, ConntrackMap conntrack, FragmentMap fragments,
            EventAggMap event_agg, ConfigMap config, MetricsMap metrics);
 
   stockade_bpf* skel_;
@@ -88,6 +95,7 @@ class Datapath {
   IpcacheMap ipcache_;
   PrefilterMap prefilter_;
   PolicyMap policy_;
+  PolicyMap policy_exact_;
   ConntrackMap conntrack_;
   FragmentMap fragments_;
   EventAggMap event_agg_;

@@ -79,7 +79,7 @@ TEST_F(ConntrackTest, ExpiredEntryIsNotAnAllow) {
   auto entry = dp_->conntrack().Lookup(keys[0]);
   ASSERT_TRUE(entry.ok() && entry->has_value());
   ct_entry expired = **entry;
-  expired.expires_ns = MonotonicNs() - 1;
+  expired.expires_ns = MonotonicNs() - 1'000'000'000;  // the datapath reads a coarse clock
   ASSERT_TRUE(dp_->conntrack().Update(keys[0], expired).ok());
   EXPECT_FALSE(Passes(kIn, BackendReply(kTcpAck)));
 }

@@ -84,7 +84,7 @@ void DatapathTest::ResetSharedState() {
   ASSERT_TRUE(dp_->endpoints().Clear().ok());
   ASSERT_TRUE(dp_->ipcache().Clear().ok());
   ASSERT_TRUE(dp_->prefilter().Clear().ok());
-  ASSERT_TRUE(dp_->policy().Clear().ok());
+  ASSERT_TRUE(dp_->ClearPolicy().ok());
   ASSERT_TRUE(dp_->conntrack().Clear().ok());
   ASSERT_TRUE(dp_->fragments().Clear().ok());
   ASSERT_TRUE(dp_->event_agg().Clear().ok());
@@ -120,8 +120,8 @@ void DatapathTest::SetIdentity(const std::string& cidr, uint32_t identity) {
 void DatapathTest::SetRules(const std::vector<DatapathRule>& rules) {
   auto entries = CompilePolicyEntries(rules);
   ASSERT_TRUE(entries.ok()) << entries.status();
-  ASSERT_TRUE(dp_->policy().Clear().ok());
-  for (const PolicyEntry& e : *entries) ASSERT_TRUE(dp_->policy().Update(e.key, e.value).ok());
+  ASSERT_TRUE(dp_->ClearPolicy().ok());
+  for (const PolicyEntry& e : *entries) ASSERT_TRUE(dp_->WritePolicy(e.key, e.value).ok());
 }
 
 int DatapathTest::Run(Hook hook, const std::vector<uint8_t>& frame) {

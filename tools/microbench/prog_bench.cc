@@ -107,14 +107,17 @@ std::vector<uint8_t> Frame(const Kind& kind, bool from_endpoint) {
 struct EnforcementMaps {
   EndpointMap& endpoints;
   IpcacheMap& ipcache;
-  PolicyMap& policy;
+  PolicyMap& policy_prefixes;
+  PolicyMap& policy_exact;
 };
 
-absl::Status WriteRules(PolicyMap& policy, const std::vector<DatapathRule>& rules) {
+// Full-length entries go to the hash map, the rest to the trie (maps/policy.h).
+absl::Status WriteRules(EnforcementMaps& maps, const std::vector<DatapathRule>& rules) {
   auto entries = CompilePolicyEntries(rules);
   if (!entries.ok()) return entries.status();
   for (const PolicyEntry& entry : *entries) {
-    if (absl::Status s = policy.Update(entry.key, entry.value); !s.ok()) return s;
+    PolicyMap& map = entry.key.prefixlen == POLICY_PREFIX_FULL ? maps.policy_exact : maps.policy_prefixes;
+    if (absl::Status s = map.Update(entry.key, entry.value); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -149,7 +152,7 @@ absl::Status InstallEndpoint(EnforcementMaps maps, uint64_t netns_cookie) {
                        .ports = {kind.port, kind.port}});
     }
   }
-  return WriteRules(maps.policy, rules);
+  return WriteRules(maps, rules);
 }
 
 // Filler number `from` to `to` - 1: each a /32 of its own identity and one
@@ -168,7 +171,7 @@ absl::Status AddFiller(EnforcementMaps maps, uint32_t from, uint32_t to) {
                      .direction = static_cast<uint8_t>(i % 2 ? DIR_INGRESS : DIR_EGRESS),
                      .protocol = IPPROTO_TCP, .ports = {port, port}});
   }
-  return WriteRules(maps.policy, rules);
+  return WriteRules(maps, rules);
 }
 
 struct BenchObjectDeleter {
@@ -181,10 +184,11 @@ struct BenchMaps {
   EndpointMap endpoints;
   IpcacheMap ipcache;
   PolicyMap policy;
+  PolicyMap policy_exact;
   ConntrackMap conntrack;
   TypedMap<MinFilterKey, uint32_t> min_filter_allow;
 
-  EnforcementMaps enforcement() { return {endpoints, ipcache, policy}; }
+  EnforcementMaps enforcement() { return {endpoints, ipcache, policy, policy_exact}; }
 };
 
 template <typename Map>
@@ -196,14 +200,16 @@ absl::StatusOr<BenchMaps> WrapBenchMaps(bench_bpf* skel) {
   auto endpoints = Wrap<EndpointMap>(skel->maps.endpoints);
   auto ipcache = Wrap<IpcacheMap>(skel->maps.ipcache);
   auto policy = Wrap<PolicyMap>(skel->maps.policy);
+  auto policy_exact = Wrap<PolicyMap>(skel->maps.policy_exact);
   auto conntrack = Wrap<ConntrackMap>(skel->maps.conntrack);
   auto min_filter_allow = Wrap<TypedMap<MinFilterKey, uint32_t>>(skel->maps.min_filter_allow);
   for (const absl::Status& s :
-       {endpoints.status(), ipcache.status(), policy.status(), conntrack.status(), min_filter_allow.status()}) {
+       {endpoints.status(), ipcache.status(), policy.status(), policy_exact.status(), conntrack.status(),
+        min_filter_allow.status()}) {
     if (!s.ok()) return s;
   }
-  return BenchMaps{std::move(*endpoints), std::move(*ipcache), std::move(*policy), std::move(*conntrack),
-                   std::move(*min_filter_allow)};
+  return BenchMaps{std::move(*endpoints), std::move(*ipcache), std::move(*policy), std::move(*policy_exact),
+                   std::move(*conntrack), std::move(*min_filter_allow)};
 }
 
 // Lets ref_min_filter take its allow path on the established frame of `kind`.
@@ -368,7 +374,8 @@ absl::StatusOr<std::unique_ptr<Scene>> BuildScene(uint32_t policy_size, uint64_t
   if (!bench_maps.ok()) return bench_maps.status();
   scene->bench_maps = std::make_unique<BenchMaps>(std::move(*bench_maps));
 
-  EnforcementMaps datapath_maps{scene->dp->endpoints(), scene->dp->ipcache(), scene->dp->policy()};
+  EnforcementMaps datapath_maps{scene->dp->endpoints(), scene->dp->ipcache(), scene->dp->policy_prefixes(),
+                                scene->dp->policy_exact()};
   for (EnforcementMaps maps : {datapath_maps, scene->bench_maps->enforcement()}) {
     if (absl::Status s = InstallEndpoint(maps, netns_cookie); !s.ok()) return s;
     if (absl::Status s = AddFiller(maps, 0, policy_size); !s.ok()) return s;

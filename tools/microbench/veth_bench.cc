@@ -223,7 +223,7 @@ absl::Status InstallReceiverEndpoint(Datapath& dp, uint64_t receiver_cookie, uin
                                         .protocol = IPPROTO_UDP, .ports = {kAllowedPort, kAllowedPort}}});
   if (!entries.ok()) return entries.status();
   for (const PolicyEntry& e : *entries) {
-    if (absl::Status s = dp.policy().Update(e.key, e.value); !s.ok()) return s;
+    if (absl::Status s = dp.WritePolicy(e.key, e.value); !s.ok()) return s;
   }
   return absl::OkStatus();
 }

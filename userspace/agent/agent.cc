@@ -571,7 +571,7 @@ nlohmann::json Agent::Explain(const nlohmann::json& request) {
       key.direction = dir;
       key.protocol = protocol;
       key.dport = htons(port);
-      auto v = datapath_->policy().Lookup(key);
+      auto v = datapath_->LookupPolicy(key);
       if (v.ok() && v->has_value()) found[i] = **v;
       if (found[i] && found[i]->action == POLICY_ACTION_DENY && !deny) deny = &*found[i];
     }

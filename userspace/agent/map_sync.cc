@@ -31,9 +31,11 @@ absl::Status MapSync::Adopt() {
   policy_now_.clear();
   ipcache_now_.clear();
   endpoints_now_.clear();
-  if (auto s = dp_.policy().ForEach([&](const policy_key& k, const policy_value& v) { policy_now_[Bytes(k)] = v; });
-      !s.ok())
-    return s;
+  for (PolicyMap* map : {&dp_.policy_exact(), &dp_.policy_prefixes()}) {
+    if (auto s = map->ForEach([&](const policy_key& k, const policy_value& v) { policy_now_[Bytes(k)] = v; });
+        !s.ok())
+      return s;
+  }
   if (auto s = dp_.ipcache().ForEach([&](const ipcache_key& k, const ipcache_value& v) { ipcache_now_[Bytes(k)] = v; });
       !s.ok())
     return s;
@@ -56,7 +58,7 @@ absl::StatusOr<SyncStats> MapSync::Apply(const WantedMaps& wanted) {
       policy_wanted.insert(key);
       auto it = policy_now_.find(key);
       if (it != policy_now_.end() && SameBytes(it->second, e.value)) continue;
-      if (auto s = dp_.policy().Update(e.key, e.value); !s.ok()) return s;
+      if (auto s = dp_.WritePolicy(e.key, e.value); !s.ok()) return s;
       policy_now_[key] = e.value;
       locals_changed.insert(e.key.local_identity);
       ++stats.written;
@@ -131,7 +133,7 @@ absl::StatusOr<SyncStats> MapSync::Apply(const WantedMaps& wanted) {
     ++stats.removed;
   }
   for (const std::string& key : policy_stale) {
-    if (auto s = dp_.policy().Delete(FromBytes<policy_key>(key)); !s.ok()) return s.status();
+    if (auto s = dp_.DeletePolicy(FromBytes<policy_key>(key)); !s.ok()) return s;
     policy_now_.erase(key);
     ++stats.removed;
   }

@@ -65,7 +65,8 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
   for (auto [map, size] : {std::pair{skel->maps.conntrack, options.conntrack_max},
                            std::pair{skel->maps.fragments, options.fragments_max},
                            std::pair{skel->maps.events, options.events_ringbuf_bytes},
-                           std::pair{skel->maps.policy, options.policy_max}}) {
+                           std::pair{skel->maps.policy, options.policy_max},
+                           std::pair{skel->maps.policy_exact, options.policy_max}}) {
     if (absl::Status s = resize(map, size); !s.ok()) {
       destroy();
       return s;
@@ -105,12 +106,14 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
   auto ipcache = Wrap<IpcacheMap>(skel->maps.ipcache);
   auto prefilter = Wrap<PrefilterMap>(skel->maps.prefilter);
   auto policy = Wrap<PolicyMap>(skel->maps.policy);
+  auto policy_exact = Wrap<PolicyMap>(skel->maps.policy_exact);
   auto conntrack = Wrap<ConntrackMap>(skel->maps.conntrack);
   auto fragments = Wrap<FragmentMap>(skel->maps.fragments);
   auto event_agg = Wrap<EventAggMap>(skel->maps.event_agg);
   auto config = Wrap<ConfigMap>(skel->maps.config);
   auto metrics = MetricsMap::FromFd(bpf_map__fd(skel->maps.metrics));
   for (const absl::Status& s : {endpoints.status(), ipcache.status(), prefilter.status(), policy.status(),
+                                policy_exact.status(),
                                 conntrack.status(), fragments.status(), event_agg.status(), config.status(),
                                 metrics.status()}) {
     if (!s.ok()) {
@@ -119,7 +122,8 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
     }
   }
   std::unique_ptr<Datapath> dp(new Datapath(skel, pin_dir, std::move(*endpoints), std::move(*ipcache),
-                                            std::move(*prefilter), std::move(*policy), std::move(*conntrack),
+                                            std::move(*prefilter), std::move(*policy), std::move(*policy_exact),
+                                            std::move(*conntrack),
                                             std::move(*fragments), std::move(*event_agg), std::move(*config),
                                             std::move(*metrics)));
 
@@ -135,7 +139,8 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
 }
 
 Datapath::Datapath(stockade_bpf* skel, std::string pin_dir, EndpointMap endpoints, IpcacheMap ipcache,
-                   PrefilterMap prefilter, PolicyMap policy, ConntrackMap conntrack, FragmentMap fragments,
+                   PrefilterMap prefilter, PolicyMap policy, PolicyMap policy_exact, ConntrackMap conntrack,
+                   FragmentMap fragments,
                    EventAggMap event_agg, ConfigMap config, MetricsMap metrics)
     : skel_(skel),
       pin_dir_(std::move(pin_dir)),
@@ -143,6 +148,7 @@ Datapath::Datapath(stockade_bpf* skel, std::string pin_dir, EndpointMap endpoint
       ipcache_(std::move(ipcache)),
       prefilter_(std::move(prefilter)),
       policy_(std::move(policy)),
+      policy_exact_(std::move(policy_exact)),
       conntrack_(std::move(conntrack)),
       fragments_(std::move(fragments)),
       event_agg_(std::move(event_agg)),
@@ -175,6 +181,26 @@ absl::StatusOr<metrics_value> Datapath::Counter(int reason, uint32_t direction, 
     sum.bytes += v.bytes;
   }
   return sum;
+}
+
+absl::Status Datapath::WritePolicy(const policy_key& key, const policy_value& value) {
+  return (key.prefixlen == POLICY_PREFIX_FULL ? policy_exact_ : policy_).Update(key, value);
+}
+
+absl::Status Datapath::DeletePolicy(const policy_key& key) {
+  auto deleted = (key.prefixlen == POLICY_PREFIX_FULL ? policy_exact_ : policy_).Delete(key);
+  return deleted.status();
+}
+
+absl::Status Datapath::ClearPolicy() {
+  if (absl::Status s = policy_exact_.Clear(); !s.ok()) return s;
+  return policy_.Clear();
+}
+
+absl::StatusOr<std::optional<policy_value>> Datapath::LookupPolicy(const policy_key& key) const {
+  auto exact = policy_exact_.Lookup(key);
+  if (!exact.ok() || exact->has_value()) return exact;
+  return policy_.Lookup(key);
 }
 
 absl::Status Datapath::ZeroCounters() {

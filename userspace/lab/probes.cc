@@ -33,8 +33,7 @@ absl::string_view AbslView(std::string_view view) {
 
 std::string Milliseconds(Clock::duration duration) {
   return absl::StrFormat(
-      "%.1f ms",
-      std::chrono::duration<double, std::milli>(duration).count());
+      "%.1f ms", std::chrono::duration<double, std::milli>(duration).count());
 }
 
 class Deadline {
@@ -158,8 +157,8 @@ std::optional<ProbeOutcome> OutcomeOfErrno(int err) {
   }
 }
 
-[[nodiscard]] absl::StatusOr<ProbeResult> ResultOfErrno(
-    int err, std::string_view what) {
+[[nodiscard]] absl::StatusOr<ProbeResult> ResultOfErrno(int err,
+                                                        std::string_view what) {
   if (std::optional<ProbeOutcome> outcome = OutcomeOfErrno(err)) {
     return ProbeResult{*outcome,
                        absl::StrCat(AbslView(what), ": ", std::strerror(err))};
@@ -252,9 +251,9 @@ std::vector<uint8_t> MakePayload(size_t size) {
                                      const std::vector<uint8_t>& got,
                                      std::string_view what) {
   if (got == expected) return absl::OkStatus();
-  return absl::DataLossError(absl::StrFormat(
-      "%s arrived damaged: %d bytes where %d were sent", AbslView(what),
-      got.size(), expected.size()));
+  return absl::DataLossError(
+      absl::StrFormat("%s arrived damaged: %d bytes where %d were sent",
+                      AbslView(what), got.size(), expected.size()));
 }
 
 [[nodiscard]] absl::StatusOr<ScopedFd> ClientSocket(
@@ -265,9 +264,9 @@ std::vector<uint8_t> MakePayload(size_t size) {
   absl::StatusOr<SocketAddress> source =
       MakeSocketAddress(options.source_address, 0);
   if (!source.ok()) return source.status();
-  if (absl::Status s = Bind(client->get(), *source,
-                            absl::StrCat("probe client to ",
-                                         options.source_address));
+  if (absl::Status s =
+          Bind(client->get(), *source,
+               absl::StrCat("probe client to ", options.source_address));
       !s.ok()) {
     return s;
   }
@@ -292,9 +291,9 @@ absl::StatusOr<ProbeResult> ProbeTcp(std::string_view client_netns,
   absl::StatusOr<bool> connected = WaitFor(client->get(), POLLOUT, deadline);
   if (!connected.ok()) return connected.status();
   if (!*connected) {
-    return ProbeResult{ProbeOutcome::kTimedOut,
-                       absl::StrCat("no SYN-ACK within ",
-                                    options.timeout.count(), " ms")};
+    return ProbeResult{
+        ProbeOutcome::kTimedOut,
+        absl::StrCat("no SYN-ACK within ", options.timeout.count(), " ms")};
   }
   int error = 0;
   socklen_t error_length = sizeof(error);
@@ -306,8 +305,7 @@ absl::StatusOr<ProbeResult> ProbeTcp(std::string_view client_netns,
 
   absl::StatusOr<SocketAddress> local = LocalAddress(client->get());
   if (!local.ok()) return local.status();
-  absl::StatusOr<ScopedFd> accepted =
-      AcceptFrom(server.fd(), *local, deadline);
+  absl::StatusOr<ScopedFd> accepted = AcceptFrom(server.fd(), *local, deadline);
   if (!accepted.ok()) return accepted.status();
 
   const std::vector<uint8_t> request = MakePayload(options.payload_bytes);
@@ -364,8 +362,8 @@ absl::StatusOr<ProbeResult> ProbeUdp(std::string_view client_netns,
 
   const std::vector<uint8_t> request = MakePayload(options.payload_bytes);
   if (::send(client->get(), request.data(), request.size(), 0) < 0) {
-    return ResultOfErrno(errno, absl::StrCat("send a ", request.size(),
-                                             "-byte UDP request"));
+    return ResultOfErrno(
+        errno, absl::StrCat("send a ", request.size(), "-byte UDP request"));
   }
 
   // Serve the request: the first datagram from this client. A datagram is
@@ -439,22 +437,20 @@ absl::StatusOr<Listener> Listener::Open(std::string_view netns_path,
                                         Transport transport,
                                         std::string_view address,
                                         uint16_t port) {
-  absl::StatusOr<SocketAddress> bind_address =
-      MakeSocketAddress(address, port);
+  absl::StatusOr<SocketAddress> bind_address = MakeSocketAddress(address, port);
   if (!bind_address.ok()) return bind_address.status();
   const bool tcp = transport == Transport::kTcp;
-  absl::StatusOr<ScopedFd> fd = SocketIn(
-      netns_path, bind_address->family(), tcp ? SOCK_STREAM : SOCK_DGRAM);
+  absl::StatusOr<ScopedFd> fd = SocketIn(netns_path, bind_address->family(),
+                                         tcp ? SOCK_STREAM : SOCK_DGRAM);
   if (!fd.ok()) return fd.status();
   // The previous probe's connection may linger in TIME_WAIT on this port.
   const int on = 1;
   if (::setsockopt(fd->get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0) {
     return ErrnoStatus(errno, "setsockopt(SO_REUSEADDR) on a listener");
   }
-  const std::string description =
-      absl::StrFormat("%s listener to %s port %d in netns %s",
-                      tcp ? "tcp" : "udp", AbslView(address), port,
-                      AbslView(netns_path));
+  const std::string description = absl::StrFormat(
+      "%s listener to %s port %d in netns %s", tcp ? "tcp" : "udp",
+      AbslView(address), port, AbslView(netns_path));
   if (absl::Status s = Bind(fd->get(), *bind_address, description); !s.ok()) {
     return s;
   }
@@ -489,8 +485,8 @@ absl::StatusOr<ProbeResult> ProbeEcho(std::string_view client_netns,
       std::string(address)};
   const Deadline deadline(timeout);
   // ping keeps to -W; the margin only catches a ping that hangs.
-  absl::StatusOr<std::string> output = RunCommand(
-      argv, client_netns, timeout + std::chrono::milliseconds(2000));
+  absl::StatusOr<std::string> output =
+      RunCommand(argv, client_netns, timeout + std::chrono::milliseconds(2000));
   if (output.ok()) {
     return ProbeResult{ProbeOutcome::kAnswered,
                        absl::StrCat("answered in ", deadline.Elapsed())};
@@ -498,9 +494,9 @@ absl::StatusOr<ProbeResult> ProbeEcho(std::string_view client_netns,
   // ping exits with 1 when no reply came, with 2 on any other error.
   if (absl::IsUnknown(output.status()) &&
       absl::StrContains(output.status().message(), "exited with status 1")) {
-    return ProbeResult{ProbeOutcome::kTimedOut,
-                       absl::StrCat("no echo reply within ", timeout.count(),
-                                    " ms")};
+    return ProbeResult{
+        ProbeOutcome::kTimedOut,
+        absl::StrCat("no echo reply within ", timeout.count(), " ms")};
   }
   return output.status();
 }

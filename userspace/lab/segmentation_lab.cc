@@ -238,7 +238,8 @@ absl::Status SegmentationLab::BuildChain() {
   absl::StatusOr<TopologyNetns> switch_netns = topology_.AddNamespace("switch");
   if (!switch_netns.ok()) return switch_netns.status();
   switch_netns_ = *switch_netns;
-  absl::StatusOr<TopologyLink> bridge = topology_.AddBridge(switch_netns_, "br0");
+  absl::StatusOr<TopologyLink> bridge =
+      topology_.AddBridge(switch_netns_, "br0");
   if (!bridge.ok()) return bridge.status();
   if (absl::Status s = topology_.SetUp(*bridge); !s.ok()) return s;
 
@@ -283,8 +284,8 @@ absl::Status SegmentationLab::BuildMacvlanScene() {
   for (const TierSpec& spec : kMacvlanSiblings) {
     absl::StatusOr<TopologyNetns> netns = topology_.AddNamespace(spec.name);
     if (!netns.ok()) return netns.status();
-    absl::StatusOr<TopologyLink> child = topology_.AddMacvlan(
-        wire->first, *netns, "eth0", MacvlanMode::kBridge);
+    absl::StatusOr<TopologyLink> child =
+        topology_.AddMacvlan(wire->first, *netns, "eth0", MacvlanMode::kBridge);
     if (!child.ok()) return child.status();
     for (const absl::Status& s :
          {topology_.AddAddress(*child,
@@ -321,8 +322,7 @@ absl::Status SegmentationLab::ReadInterfaceAddresses(Tier& tier) {
     if (std::chrono::steady_clock::now() > give_up) {
       return absl::DeadlineExceededError(absl::StrFormat(
           "no IPv6 link-local address on eth0 of %s after %d ms",
-          tier.netns.name,
-          std::chrono::milliseconds(kLinkLocalWait).count()));
+          tier.netns.name, std::chrono::milliseconds(kLinkLocalWait).count()));
     }
     std::this_thread::sleep_for(kLinkLocalPollInterval);
   }
@@ -392,7 +392,7 @@ absl::Status SegmentationLab::WriteMaps() {
       CompilePolicyEntries(SegmentationRules());
   if (!entries.ok()) return entries.status();
   for (const PolicyEntry& entry : *entries) {
-    if (absl::Status s = datapath_->policy().Update(entry.key, entry.value);
+    if (absl::Status s = datapath_->WritePolicy(entry.key, entry.value);
         !s.ok()) {
       return s;
     }
@@ -454,8 +454,7 @@ const Tier* SegmentationLab::web_macvlan() const {
 }
 
 const Tier* SegmentationLab::backend_macvlan() const {
-  return tiers_.size() > kChainLength + 1 ? &tiers_[kChainLength + 1]
-                                          : nullptr;
+  return tiers_.size() > kChainLength + 1 ? &tiers_[kChainLength + 1] : nullptr;
 }
 
 absl::StatusOr<ProbeResult> SegmentationLab::Run(const Probe& probe,

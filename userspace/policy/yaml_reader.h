@@ -14,6 +14,7 @@
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -35,7 +36,6 @@ class YamlValue {
   // `line` stands in where the node has no position of its own.
   YamlValue(YAML::Node node, std::string path, int line);
 
-  const std::string& path() const { return path_; }
   int line() const { return line_; }
   [[noreturn]] void Fail(const std::string& reason) const;
 
@@ -68,7 +68,6 @@ class YamlMap {
  public:
   YamlMap(const YamlValue& self, std::vector<YamlEntry> entries) : self_(self), entries_(std::move(entries)) {}
 
-  const YamlValue& self() const { return self_; }
   const YamlValue* Find(absl::string_view key) const;  // nullptr when absent
   const YamlValue& Get(absl::string_view key) const;   // absent: fails
 

@@ -39,8 +39,7 @@ class Listener {
   int fd() const { return fd_.get(); }
 
  private:
-  Listener(ScopedFd fd, Transport transport, std::string address,
-           uint16_t port)
+  Listener(ScopedFd fd, Transport transport, std::string address, uint16_t port)
       : fd_(std::move(fd)),
         transport_(transport),
         address_(std::move(address)),

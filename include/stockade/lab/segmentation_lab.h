@@ -150,8 +150,7 @@ class SegmentationLab {
 
   // Rewrites a tier's endpoint flags (ENDPOINT_F_*), e.g. to stop enforcing
   // one direction.
-  [[nodiscard]] absl::Status SetEndpointFlags(const Tier& tier,
-                                              uint32_t flags);
+  [[nodiscard]] absl::Status SetEndpointFlags(const Tier& tier, uint32_t flags);
 
  private:
   explicit SegmentationLab(const SegmentationLabOptions& options)
