@@ -26,7 +26,7 @@ struct drop_event {
 	__u8 verdict;          /* enum stockade_verdict */
 	__u8 direction;        /* enum stockade_direction */
 	__u8 family;           /* STOCKADE_AF_*, 0 for non-IP */
-	__u8 protocol;         /* IPPROTO_* */
+	__u8 protocol;         /* IPPROTO_*; 0 for ARP (sender and target in saddr/daddr) */
 	__u8 saddr[16];        /* network order */
 	__u8 daddr[16];        /* network order */
 	__u16 sport;           /* network order; ICMP: type */

@@ -135,11 +135,14 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 
 		d->rule_id = e->rule_id;
 		if (unlikely(e->policy_revision != ep->policy_revision)) {
+			/* A revoked flow keeps its entry, so each of its packets, either
+			 * way, is checked again and dropped. Without the entry the peer's
+			 * next packet (a retransmission, say) in a direction that is not
+			 * enforced would start the flow anew with the roles swapped, and
+			 * the revoked side's packets would pass as its replies. */
 			ret = ct_recheck(ep, flow, e, is_reply, d);
-			if (ret < 0) {
-				bpf_map_delete_elem(&conntrack, &ct_key);
+			if (ret < 0)
 				return ret;
-			}
 		}
 		ct_account(e, flow, is_reply, pkt->len, now);
 		return REASON_NONE;

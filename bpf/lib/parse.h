@@ -29,7 +29,7 @@
 enum flow_kind {
 	FLOW_KIND_IP = 0,         /* ordinary IP traffic, decided by policy */
 	FLOW_KIND_ARP = 1,        /* saddr holds the ARP sender address */
-	FLOW_KIND_NEIGHBOUR = 2,  /* NDP and MLD: link-local housekeeping */
+	FLOW_KIND_NEIGHBOUR = 2,  /* NDP, MLD and IGMP: link-local housekeeping */
 	FLOW_KIND_ICMP_ERROR = 3, /* may be related to a tracked flow */
 };
 
@@ -91,12 +91,13 @@ static __always_inline int parse_l4_ports(void *l4, void *end, __u8 protocol, __
 	case IPPROTO_ICMPV6:
 		if (!HAS_BYTES(l4, 8, end))
 			return DROP_INVALID_PACKET;
-		/* Echo request and reply share the identifier: use it as both ports
-		 * so the reply finds the request's conntrack entry. */
-		if (((__u8 *)l4)[0] == echo_request || ((__u8 *)l4)[0] == echo_reply) {
+		/* The echo identifier stands in for a port, on the requester's
+		 * side: a request is (id -> 0), its reply (0 -> id), so the reply
+		 * finds the request's flow and a request the other way does not. */
+		if (((__u8 *)l4)[0] == echo_request)
 			t->sport = ((__u16 *)l4)[2];
-			t->dport = t->sport;
-		}
+		else if (((__u8 *)l4)[0] == echo_reply)
+			t->dport = ((__u16 *)l4)[2];
 		return 0;
 	}
 	return 0;
@@ -127,15 +128,8 @@ static __always_inline void parse_icmp_inner(void *inner, void *end, __u8 family
 		inner = PTR_ADD(ip6, sizeof(*ip6));
 	}
 	t->family = family;
-	if (t->protocol == IPPROTO_ICMP || t->protocol == IPPROTO_ICMPV6) {
-		/* Only an echo can have a flow that an error refers to. */
-		if (!HAS_BYTES(inner, 8, end))
-			return;
-		t->sport = ((__u16 *)inner)[2];
-		t->dport = t->sport;
-	} else if (parse_l4_ports(inner, end, t->protocol, family, t) < 0) {
+	if (parse_l4_ports(inner, end, t->protocol, family, t) < 0)
 		return;
-	}
 	flow->inner_valid = 1;
 }
 
@@ -186,6 +180,10 @@ static __always_inline int parse_l4(void *l4, void *end, __u32 l4_len, struct fl
 		break;
 	case IPPROTO_SCTP:
 		need = 4;
+		break;
+	case IPPROTO_IGMP:
+		/* Multicast membership is the link's business, as MLD is for IPv6. */
+		flow->kind = FLOW_KIND_NEIGHBOUR;
 		break;
 	}
 	if (l4_len < need)
@@ -379,6 +377,7 @@ static __always_inline int parse_arp(void *l3, void *end, struct flow *flow)
 	    arp->hw_len != ETH_ALEN || arp->proto_len != 4)
 		return DROP_INVALID_PACKET;
 	flow->kind = FLOW_KIND_ARP;
+	flow->tuple.family = STOCKADE_AF_INET; /* events show ARP as IPv4 with protocol 0 */
 	__builtin_memcpy(flow->arp_sender_mac, arp->sender_mac, ETH_ALEN);
 	__builtin_memcpy(flow->tuple.saddr, arp->sender_ip, 4);
 	__builtin_memcpy(flow->tuple.daddr, arp->target_ip, 4);

@@ -95,6 +95,14 @@ TEST_F(ConntrackTest, UdpAndPingRepliesPass) {
   EXPECT_TRUE(Passes(kIn, ToWeb6(kBackendIp6).Icmpv6({.type = 129, .rest_of_header = IcmpEcho(9, 1)}).Build()));
 }
 
+TEST_F(ConntrackTest, EchoRequestTheOtherWayIsNotAReply) {
+  // Web may ping backend over IPv6; backend may not ping web.
+  ASSERT_TRUE(Passes(kOut, FromWeb6().Icmpv6({.type = 128, .rest_of_header = IcmpEcho(9, 1)}).Build()));
+  EXPECT_FALSE(Passes(kIn, ToWeb6(kBackendIp6).Icmpv6({.type = 128, .rest_of_header = IcmpEcho(9, 1)}).Build()))
+      << "a request with the same identifier in the other direction is a new flow";
+  EXPECT_TRUE(Passes(kIn, ToWeb6(kBackendIp6).Icmpv6({.type = 129, .rest_of_header = IcmpEcho(9, 1)}).Build()));
+}
+
 TEST_F(ConntrackTest, FlowsAreTrackedPerDirectionOfTheEndpoint) {
   // Web -> backend tcp/80 is not allowed; backend -> web tcp/80 is not either.
   // A flow allowed in one endpoint direction does not open the mirrored one.

@@ -34,6 +34,14 @@ std::vector<uint8_t> Ipv6WithExtensions(std::vector<Ipv6ExtensionHeader> ext, ui
       .Build();
 }
 
+std::vector<uint8_t> Igmp(const char* mac, const char* src, const char* group, uint8_t type) {
+  return PacketBuilder()
+      .Ethernet({.src = Mac(mac)})
+      .Ipv4({.src = Ipv4(src), .dst = Ipv4(group), .ttl = 1, .protocol = IPPROTO_IGMP})
+      .Payload({type, 0, 0, 0, 0, 0, 0, 0})
+      .Build();
+}
+
 std::vector<VerdictRow> Rows() {
   const Hook out = Hook::kTcIngress;  // what web sends
   const Hook in = Hook::kTcEgress;    // what web receives
@@ -146,6 +154,12 @@ std::vector<VerdictRow> Rows() {
       {"ndp with a spoofed source", out,
        FromWeb6("ff02::1:ff00:3", "fe80::66").NeighborSolicitation({.target = Ipv6(kBackendIp6)}).Build(), false,
        DROP_SPOOFED_SOURCE},
+
+      {"igmp membership report from web's own address", out, Igmp(kWebMac, kWebIp, "224.0.0.22", 0x22), true,
+       REASON_NONE},
+      {"igmp from a spoofed source", out, Igmp(kWebMac, "10.0.0.66", "224.0.0.22", 0x22), false,
+       DROP_SPOOFED_SOURCE},
+      {"igmp query to web", in, Igmp("02:00:00:00:00:01", "10.0.0.1", "224.0.0.1", 0x11), true, REASON_NONE},
 
       // VLANs and tunnels sent by a container.
       {"vlan-tagged frame", out,

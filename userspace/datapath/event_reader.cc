@@ -48,6 +48,7 @@ std::string FormatDropEvent(const drop_event& e) {
   const char* dir = e.direction == DIR_INGRESS ? "ingress" : "egress";
   std::string proto;
   switch (e.protocol) {
+    case 0: proto = "arp"; break;
     case IPPROTO_TCP: proto = "tcp"; break;
     case IPPROTO_UDP: proto = "udp"; break;
     case IPPROTO_ICMP: proto = "icmp"; break;

@@ -249,6 +249,8 @@ absl::Status SegmentationLab::BuildChain() {
     auto veth = topology_.AddVethPair(*netns, "eth0", switch_netns_,
                                       absl::StrCat("veth-", spec.name));
     if (!veth.ok()) return veth.status();
+    // A braced list runs every step, in order, before the loop looks: after
+    // a failure the later steps still run (and fail); the first error wins.
     for (const absl::Status& s :
          {topology_.Enslave(veth->second, *bridge),
           topology_.SetUp(veth->second),
@@ -277,6 +279,7 @@ absl::Status SegmentationLab::BuildMacvlanScene() {
   // end stays unused.
   auto wire = topology_.AddVethPair(*uplink, "parent", *uplink, "peer");
   if (!wire.ok()) return wire.status();
+  // As in BuildChain(): every step runs; the first error wins.
   for (const absl::Status& s :
        {topology_.SetUp(wire->first), topology_.SetUp(wire->second)}) {
     if (!s.ok()) return s;

@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tests/docker/agent_e2e_env.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "stockade/errno_status.h"
+#include "stockade/netns.h"
+#include "tests/docker/docker_test_env.h"
+
+namespace stockade::testing {
+namespace {
+
+// Milliseconds left until `deadline`, at least 0, for poll().
+int MillisecondsLeft(absl::Time deadline) {
+  return static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now())));
+}
+
+}  // namespace
+
+absl::StatusOr<TestContainer> InspectContainer(const std::string& name, const std::string& network) {
+  absl::StatusOr<std::string> out = Docker(
+      {"inspect", "--format", absl::StrCat("{{.State.Pid}} {{(index .NetworkSettings.Networks \"", network,
+                                           "\").IPAddress}}"),
+       name});
+  if (!out.ok()) return out.status();
+  std::vector<std::string> fields = absl::StrSplit(*out, ' ', absl::SkipWhitespace());
+  int pid = 0;
+  if (fields.size() != 2 || !absl::SimpleAtoi(fields[0], &pid) || pid <= 0)
+    return absl::FailedPreconditionError(absl::StrCat(name, " is not running on ", network, ": '", *out, "'"));
+  return TestContainer{name, absl::StrCat("/proc/", pid, "/ns/net"), fields[1]};
+}
+
+absl::Status StartEchoServers(const std::string& container, const std::vector<uint16_t>& ports) {
+  std::string script =
+      absl::StrCat("for port in ", absl::StrJoin(ports, " "), "; do nc -ll -p $port -e cat & done; wait");
+  return Docker({"exec", "-d", container, "sh", "-c", script}).status();
+}
+
+absl::StatusOr<EchoSession> EchoSession::Open(const TestContainer& from, const TestContainer& to, uint16_t port,
+                                              absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::string peer = absl::StrCat(to.name, " ", to.ip, ":", port);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  if (inet_pton(AF_INET, to.ip.c_str(), &address.sin_addr) != 1)
+    return absl::InvalidArgumentError(absl::StrCat("not an IPv4 address: ", peer));
+  ScopedFd fd;
+  {
+    // The socket belongs to the namespace it is made in, for its whole life.
+    absl::StatusOr<NetnsGuard> inside = NetnsGuard::Enter(from.netns);
+    if (!inside.ok()) return inside.status();
+    fd.Reset(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("socket in ", from.name));
+  }
+  if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0 && errno != EINPROGRESS)
+    return ErrnoStatus(errno, absl::StrCat("connect from ", from.name, " to ", peer));
+  pollfd p{fd.get(), POLLOUT, 0};
+  if (poll(&p, 1, MillisecondsLeft(deadline)) == 0)
+    return absl::DeadlineExceededError(absl::StrCat("no SYN-ACK from ", peer, " to ", from.name, " within ",
+                                                    absl::FormatDuration(timeout)));
+  int error = 0;
+  socklen_t length = sizeof(error);
+  getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &error, &length);
+  if (error != 0) return ErrnoStatus(error, absl::StrCat("connect from ", from.name, " to ", peer));
+  return EchoSession(std::move(fd), std::move(peer));
+}
+
+absl::Status EchoSession::Echo(absl::string_view line, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  const std::string request = absl::StrCat(line, "\n");
+  if (send(fd_.get(), request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size()))
+    return ErrnoStatus(errno, absl::StrCat("send to ", peer_));
+  std::string answer;
+  while (answer.size() < request.size()) {
+    pollfd p{fd_.get(), POLLIN, 0};
+    if (poll(&p, 1, MillisecondsLeft(deadline)) == 0)
+      return absl::DeadlineExceededError(absl::StrCat("no echo of '", line, "' from ", peer_, " within ",
+                                                      absl::FormatDuration(timeout), " (got '", answer, "')"));
+    char buffer[256];
+    ssize_t n = recv(fd_.get(), buffer, sizeof(buffer), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(errno, absl::StrCat("recv from ", peer_));
+    if (n == 0) return absl::AbortedError(absl::StrCat(peer_, " closed the connection"));
+    answer.append(buffer, n);
+  }
+  if (answer != request) return absl::DataLossError(absl::StrCat(peer_, " echoed '", answer, "'"));
+  return absl::OkStatus();
+}
+
+absl::Status Probe(const TestContainer& from, const TestContainer& to, uint16_t port, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::StatusOr<EchoSession> session = EchoSession::Open(from, to, port, timeout);
+  if (!session.ok()) return session.status();
+  return session->Echo(absl::StrCat("probe from ", from.name), deadline - absl::Now());
+}
+
+AgentInstance::AgentInstance(absl::string_view name)
+    : name_(name),
+      // Normal form: the agent names policy files by this path in its errors.
+      dir_((std::filesystem::path(::testing::TempDir()) / std::string(name)).lexically_normal()),
+      policy_dir_(dir_ + "/policy"),
+      log_path_(dir_ + "/stockaded.log") {
+  std::filesystem::create_directories(policy_dir_);
+}
+
+AgentInstance::~AgentInstance() {
+  for (pid_t pid : std::set<pid_t>(running_)) {
+    Kill(pid, SIGTERM);
+    if (!WaitExit(pid, absl::Seconds(10)).ok()) {
+      Kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+  absl::StatusOr<std::string> uninstalled = RunCommand({STOCKADED_PATH, "--uninstall", "--instance", name_});
+  if (!uninstalled.ok()) ADD_FAILURE() << "uninstall " << name_ << ": " << uninstalled.status();
+  std::error_code ignored;
+  std::filesystem::remove_all(dir_, ignored);
+}
+
+absl::Status AgentInstance::WritePolicy(absl::string_view yaml) const {
+  // Written beside the policy directory, not in it: the agent watches it.
+  const std::string draft = dir_ + "/policy.yaml.draft";
+  {
+    std::ofstream out(draft, std::ios::trunc);
+    out << yaml;
+    if (!out) return absl::InternalError(absl::StrCat("write ", draft));
+  }
+  if (rename(draft.c_str(), policy_file().c_str()) != 0)
+    return ErrnoStatus(errno, absl::StrCat("rename ", draft, " to ", policy_file()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<pid_t> AgentInstance::StartAgent() {
+  std::vector<std::string> args = {STOCKADED_PATH, "--instance",  name_, "--policy-dir",
+                                   policy_dir_,    "--state-dir", dir_ + "/state"};
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  ScopedFd log(open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  if (!log.valid()) return ErrnoStatus(errno, absl::StrCat("open ", log_path_));
+  ScopedFd null_input(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!null_input.valid()) return ErrnoStatus(errno, "open /dev/null");
+  const pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) return ErrnoStatus(errno, "fork");
+  if (pid == 0) {
+    // Only async-signal-safe calls from here to exec. An agent must not
+    // outlive a test binary that crashed.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(126);
+    dup2(null_input.get(), STDIN_FILENO);
+    dup2(log.get(), STDOUT_FILENO);
+    dup2(log.get(), STDERR_FILENO);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  running_.insert(pid);
+  return pid;
+}
+
+absl::StatusOr<int> AgentInstance::WaitExit(pid_t pid, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    int status = 0;
+    pid_t reaped = waitpid(pid, &status, WNOHANG);
+    if (reaped < 0) return ErrnoStatus(errno, absl::StrCat("waitpid ", pid));
+    if (reaped == pid) {
+      running_.erase(pid);
+      return status;
+    }
+    if (absl::Now() >= deadline)
+      return absl::DeadlineExceededError(
+          absl::StrCat("stockaded pid ", pid, " still runs after ", absl::FormatDuration(timeout)));
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+void AgentInstance::Kill(pid_t pid, int signal) const {
+  // Only our own children, and only while they are unreaped (a reaped pid may be reused).
+  if (running_.contains(pid)) kill(pid, signal);
+}
+
+absl::StatusOr<nlohmann::json> AgentInstance::Ctl(std::vector<std::string> args) const {
+  args.insert(args.begin(), {STOCKADECTL_PATH, "--instance", name_, "-o", "json"});
+  absl::StatusOr<std::string> out = RunCommand(args, std::nullopt, std::chrono::seconds(20));
+  if (!out.ok()) return out.status();
+  nlohmann::json parsed = nlohmann::json::parse(*out, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded())
+    return absl::DataLossError(absl::StrCat("stockadectl ", absl::StrJoin(args, " "), " printed no JSON: ", *out));
+  return parsed;
+}
+
+std::string AgentInstance::Log() const {
+  std::ifstream in(log_path_);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+absl::StatusOr<absl::Duration> WaitUntil(const std::function<bool()>& done, absl::Duration timeout,
+                                         absl::string_view what) {
+  const absl::Time start = absl::Now();
+  for (;;) {
+    if (done()) return absl::Now() - start;
+    if (absl::Now() - start >= timeout)
+      return absl::DeadlineExceededError(absl::StrCat(what, ": not within ", absl::FormatDuration(timeout)));
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+}
+
+}  // namespace stockade::testing

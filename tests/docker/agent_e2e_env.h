@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// What the agent's end-to-end tests share: a stockaded instance of the test's
+// own (the built binary, started by fork/exec and stopped by pid), stockadectl
+// as an operator runs it, echo servers inside containers, and TCP clients
+// inside a container's network namespace. A client socket made there leaves
+// through the container's interface exactly as the container's own traffic
+// does, and its timeouts are precise enough to time enforcement.
+#ifndef STOCKADE_TESTS_DOCKER_AGENT_E2E_ENV_H_
+#define STOCKADE_TESTS_DOCKER_AGENT_E2E_ENV_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "stockade/scoped_fd.h"
+
+namespace stockade::testing {
+
+// A container as traffic sees it.
+struct TestContainer {
+  std::string name;   // Docker's name, as stockadectl shows it
+  std::string netns;  // /proc/<pid>/ns/net
+  std::string ip;     // on the network the test asked for
+};
+
+// Reads where `name` lives now: after `docker restart` both change.
+[[nodiscard]] absl::StatusOr<TestContainer> InspectContainer(const std::string& name, const std::string& network);
+
+// Starts busybox `nc -ll -p PORT -e cat` in the container for each port:
+// every connection echoes what it receives. Gone when the container stops.
+[[nodiscard]] absl::Status StartEchoServers(const std::string& container, const std::vector<uint16_t>& ports);
+
+// A TCP connection from inside `from`'s namespace to an echo server.
+class EchoSession {
+ public:
+  // DeadlineExceeded when no SYN-ACK comes back in time (a drop on the way).
+  [[nodiscard]] static absl::StatusOr<EchoSession> Open(const TestContainer& from, const TestContainer& to,
+                                                        uint16_t port, absl::Duration timeout);
+  // Sends `line` and waits for it to come back; DeadlineExceeded if it does not.
+  [[nodiscard]] absl::Status Echo(absl::string_view line, absl::Duration timeout);
+
+ private:
+  EchoSession(ScopedFd fd, std::string peer) : fd_(std::move(fd)), peer_(std::move(peer)) {}
+
+  ScopedFd fd_;
+  std::string peer_;  // "name ip:port", for messages
+};
+
+// A new connection and one echo over it: OK when the request and its answer
+// both passed, DeadlineExceeded when something was dropped, Unavailable when
+// refused.
+[[nodiscard]] absl::Status Probe(const TestContainer& from, const TestContainer& to, uint16_t port,
+                                 absl::Duration timeout);
+
+// One stockaded instance: a unique name, its own policy and state directories
+// and log, and the agents started for it. The destructor stops every agent
+// still running (by pid), uninstalls the instance (`stockaded --uninstall`)
+// and removes the directories, whatever became of the test.
+class AgentInstance {
+ public:
+  explicit AgentInstance(absl::string_view name);
+  AgentInstance(const AgentInstance&) = delete;
+  AgentInstance& operator=(const AgentInstance&) = delete;
+  ~AgentInstance();
+
+  const std::string& name() const { return name_; }
+  std::string policy_file() const { return policy_dir_ + "/policy.yaml"; }
+
+  // Replaces the policy file in one step (a rename, as editors save), so the
+  // agent never reads half of it.
+  [[nodiscard]] absl::Status WritePolicy(absl::string_view yaml) const;
+
+  // fork/exec of stockaded for this instance, output appended to the log.
+  [[nodiscard]] absl::StatusOr<pid_t> StartAgent();
+  // Waits up to `timeout` for `pid` to exit and returns its wait status.
+  [[nodiscard]] absl::StatusOr<int> WaitExit(pid_t pid, absl::Duration timeout);
+  void Kill(pid_t pid, int signal) const;
+
+  // `stockadectl --instance NAME -o json args...`, parsed.
+  [[nodiscard]] absl::StatusOr<nlohmann::json> Ctl(std::vector<std::string> args) const;
+  // The agents' output so far, for failure messages.
+  std::string Log() const;
+
+ private:
+  std::string name_;
+  std::string dir_;  // holds policy/, state/, the log and scratch files
+  std::string policy_dir_;
+  std::string log_path_;
+  std::set<pid_t> running_;  // started and not yet reaped
+};
+
+// Polls `done` every 50 ms until it holds or `timeout` passes; returns how
+// long it took, or DeadlineExceeded naming `what`.
+[[nodiscard]] absl::StatusOr<absl::Duration> WaitUntil(const std::function<bool()>& done, absl::Duration timeout,
+                                                       absl::string_view what);
+
+}  // namespace stockade::testing
+
+#endif  // STOCKADE_TESTS_DOCKER_AGENT_E2E_ENV_H_

@@ -1,0 +1,535 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// stockaded end to end, with real containers. Each test starts its own agent
+// (the built binary, an instance of its own) and its own containers and
+// networks, and removes them all when it ends, passed or not (AgentInstance,
+// DockerScratch, lab::Topology).
+//
+// Every container serves an echo on kPorts, so a probe that goes unanswered
+// was dropped, never refused for want of a listener; where it matters the
+// test first shows the probe answered without the agent. Policies here are
+// ingress rules on the callee, and egress is not enforced: each tier accepts
+// only the tier in front of it, and replies cross enforced ingress hooks
+// (the backend's reply into web, the db's into backend) only by conntrack.
+//
+// A probe expected to be answered gets kAnswerTimeout; one expected to be
+// dropped kSilenceTimeout, since a drop is immediate and a longer wait could
+// not turn silence into an answer.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "maps/abi.h"
+#include "stockade/lab/topology.h"
+#include "stockade/netns.h"
+#include "tests/docker/agent_e2e_env.h"
+#include "tests/docker/docker_test_env.h"
+
+namespace stockade::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr absl::Duration kAnswerTimeout = absl::Seconds(2);
+constexpr absl::Duration kSilenceTimeout = absl::Milliseconds(500);
+// Agent start, Docker events and policy reloads take well under a second;
+// the bounds leave room for a loaded machine.
+constexpr absl::Duration kAgentReady = absl::Seconds(30);
+constexpr absl::Duration kEnforcementBound = absl::Seconds(5);
+const std::vector<uint16_t> kPorts = {80, 8080, 5432};
+
+// "from -> to:port", for messages.
+std::string Describe(const TestContainer& from, const TestContainer& to, uint16_t port) {
+  return absl::StrCat(from.name, " -> ", to.name, ":", port);
+}
+
+// A policy: containers with tier `tier` accept `from` tiers on tcp/`port`
+// and nothing else; no `from` at all closes their ingress.
+std::string IngressPolicy(const std::string& name, const std::string& tier, const std::vector<std::string>& from,
+                          uint16_t port = 0) {
+  std::string yaml = absl::StrCat("apiVersion: stockade/v1\nkind: Policy\nmetadata: {name: ", name,
+                                  "}\nspec:\n  endpointSelector: {matchLabels: {tier: ", tier, "}}\n");
+  if (from.empty()) return yaml + "  ingress: []\n";
+  absl::StrAppend(&yaml, "  ingress:\n    - fromEndpoints: [");
+  for (size_t i = 0; i < from.size(); ++i) absl::StrAppend(&yaml, i ? ", " : "", "{matchLabels: {tier: ", from[i], "}}");
+  absl::StrAppend(&yaml, "]\n      toPorts: [{ports: [{port: \"", port, "\", protocol: TCP}]}]\n");
+  return yaml;
+}
+
+std::string Documents(const std::vector<std::string>& policies) { return absl::StrJoin(policies, "---\n"); }
+
+class AgentE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    STOCKADE_REQUIRE_PRIVILEGES();
+    STOCKADE_REQUIRE_DOCKER();
+    instance_ = std::make_unique<AgentInstance>(scratch_.Name("agent"));
+  }
+
+  void TearDown() override {
+    if (instance_ && HasFailure()) std::cerr << "stockaded output:\n" << instance_->Log();
+    // Agents stopped and the instance uninstalled while the containers still exist.
+    instance_.reset();
+  }
+
+  absl::StatusOr<std::string> CreateBridge() {
+    if (absl::StatusOr<std::string> id = scratch_.CreateNetwork("net", {"--driver", "bridge"}); !id.ok())
+      return id.status();
+    return scratch_.Name("net");
+  }
+
+  // A container on `network` serving echo on kPorts: labelled with `tier`
+  // when it is not empty, made from `image`.
+  absl::StatusOr<TestContainer> RunContainer(const std::string& what, const std::string& network,
+                                             const std::string& tier, const std::string& image = kTestImage) {
+    std::vector<std::string> options = {"--network", network};
+    if (!tier.empty()) options.insert(options.end(), {"--label", absl::StrCat("stockade.tier=", tier)});
+    if (absl::StatusOr<std::string> id = scratch_.RunContainer(what, options, image); !id.ok()) return id.status();
+    if (absl::Status s = StartEchoServers(scratch_.Name(what), kPorts); !s.ok()) return s;
+    return InspectContainer(scratch_.Name(what), network);
+  }
+
+  // Starts an agent and waits until it shows each container in its state.
+  absl::StatusOr<pid_t> StartAgent(const std::map<std::string, std::string>& state_by_container) {
+    absl::StatusOr<pid_t> pid = instance_->StartAgent();
+    if (!pid.ok()) return pid.status();
+    if (absl::Status s = WaitForEndpoints(state_by_container); !s.ok()) return s;
+    return pid;
+  }
+
+  absl::Status WaitForEndpoints(const std::map<std::string, std::string>& state_by_container) {
+    return WaitUntil(
+               [&] {
+                 for (const auto& [name, state] : state_by_container) {
+                   absl::StatusOr<nlohmann::json> e = Endpoint(name);
+                   if (!e.ok() || (*e)["state"] != state || (*e)["error"] != "") return false;
+                 }
+                 return true;
+               },
+               kAgentReady, "stockaded shows every container in its state")
+        .status();
+  }
+
+  // The container's entry in `stockadectl endpoint list -o json`.
+  absl::StatusOr<nlohmann::json> Endpoint(const std::string& name) {
+    absl::StatusOr<nlohmann::json> list = instance_->Ctl({"endpoint", "list"});
+    if (!list.ok()) return list.status();
+    for (const nlohmann::json& e : (*list)["endpoints"])
+      if (e["name"] == name) return e;
+    return absl::NotFoundError(absl::StrCat("stockadectl endpoint list has no ", name));
+  }
+
+  nlohmann::json IdentityOf(const std::string& name) {
+    absl::StatusOr<nlohmann::json> e = Endpoint(name);
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e.ok() ? (*e)["identity"] : nlohmann::json();
+  }
+
+  // POLICY_DENIED drops so far, as `stockadectl status -o json` counts them.
+  uint64_t PolicyDrops() {
+    absl::StatusOr<nlohmann::json> status = instance_->Ctl({"status"});
+    EXPECT_TRUE(status.ok()) << status.status();
+    return status.ok() ? (*status)["drops"].value("POLICY_DENIED", uint64_t{0}) : 0;
+  }
+
+  static void ExpectAnswered(const TestContainer& from, const TestContainer& to, uint16_t port) {
+    absl::Status s = Probe(from, to, port, kAnswerTimeout);
+    EXPECT_TRUE(s.ok()) << Describe(from, to, port) << " must be answered: " << s;
+  }
+
+  static void ExpectDropped(const TestContainer& from, const TestContainer& to, uint16_t port) {
+    absl::Status s = Probe(from, to, port, kSilenceTimeout);
+    EXPECT_TRUE(absl::IsDeadlineExceeded(s)) << Describe(from, to, port) << " must be dropped: " << s;
+  }
+
+  // Right after a container (re)starts its echo servers may not listen yet.
+  static void ExpectAnsweredOnceListening(const TestContainer& from, const TestContainer& to, uint16_t port) {
+    absl::Status last;
+    absl::StatusOr<absl::Duration> answered = WaitUntil(
+        [&] { return (last = Probe(from, to, port, kAnswerTimeout)).ok(); }, absl::Seconds(10), "answer");
+    EXPECT_TRUE(answered.ok()) << Describe(from, to, port) << " must be answered: " << last;
+  }
+
+  lab::Topology host_links_;  // outlives the containers that use its links
+  DockerScratch scratch_;
+  std::unique_ptr<AgentInstance> instance_;
+};
+
+// ---------------------------------------------------------------------------
+// frontend -> web -> backend -> db
+
+TEST_F(AgentE2eTest, ChainAllowsEachHopAndDropsEverySkip) {
+  absl::StatusOr<std::string> network = CreateBridge();
+  ASSERT_TRUE(network.ok()) << network.status();
+  std::map<std::string, TestContainer> tier;
+  for (const char* name : {"frontend", "web", "backend", "db"}) {
+    absl::StatusOr<TestContainer> c = RunContainer(name, *network, name);
+    ASSERT_TRUE(c.ok()) << c.status();
+    tier[name] = *c;
+  }
+  struct Flow {
+    std::string from, to;
+    uint16_t port;
+  };
+  const std::vector<Flow> hops = {{"frontend", "web", 80}, {"web", "backend", 8080}, {"backend", "db", 5432}};
+  const std::vector<Flow> denied = {
+      // Skips past a tier.
+      {"frontend", "backend", 8080},
+      {"frontend", "db", 5432},
+      {"web", "db", 5432},
+      // Lateral moves from an inner tier outwards.
+      {"db", "backend", 8080},
+      {"backend", "web", 80},
+      {"db", "web", 80},
+      // A hop on the wrong port.
+      {"frontend", "web", 8080},
+      {"web", "backend", 5432},
+      {"backend", "db", 80},
+  };
+  for (const Flow& f : denied) ExpectAnsweredOnceListening(tier[f.from], tier[f.to], f.port);
+  ASSERT_FALSE(HasFailure()) << "without the agent every flow must be answered";
+
+  ASSERT_TRUE(instance_
+                  ->WritePolicy(Documents({IngressPolicy("web-ingress", "web", {"frontend"}, 80),
+                                           IngressPolicy("backend-ingress", "backend", {"web"}, 8080),
+                                           IngressPolicy("db-ingress", "db", {"backend"}, 5432)}))
+                  .ok());
+  absl::StatusOr<pid_t> agent = StartAgent({{tier["frontend"].name, "allow-all"},
+                                            {tier["web"].name, "enforcing"},
+                                            {tier["backend"].name, "enforcing"},
+                                            {tier["db"].name, "enforcing"}});
+  ASSERT_TRUE(agent.ok()) << agent.status();
+
+  const uint64_t drops_before = PolicyDrops();
+  // The echo comes back through the caller's enforced ingress: replies pass.
+  for (const Flow& f : hops) ExpectAnswered(tier[f.from], tier[f.to], f.port);
+  for (const Flow& f : denied) ExpectDropped(tier[f.from], tier[f.to], f.port);
+  EXPECT_GE(PolicyDrops(), drops_before + denied.size()) << "every dropped probe is a POLICY_DENIED drop";
+
+  for (const auto& [f, policy] : {std::pair{hops[0], "web-ingress"}, std::pair{hops[1], "backend-ingress"},
+                                  std::pair{hops[2], "db-ingress"}}) {
+    absl::StatusOr<nlohmann::json> explained =
+        instance_->Ctl({"explain", tier[f.from].name, tier[f.to].name, absl::StrCat(f.port, "/tcp")});
+    ASSERT_TRUE(explained.ok()) << explained.status();
+    EXPECT_EQ((*explained)["verdict"], "allowed") << explained->dump();
+    EXPECT_NE((*explained)["ingress_at_destination"].value("rule", 0u), 0u) << explained->dump();
+    EXPECT_THAT((*explained)["ingress_at_destination"].value("why", ""), HasSubstr(absl::StrCat(policy, " ingress[0]")))
+        << explained->dump();
+  }
+  absl::StatusOr<nlohmann::json> skip = instance_->Ctl({"explain", tier["frontend"].name, tier["db"].name, "5432"});
+  ASSERT_TRUE(skip.ok()) << skip.status();
+  EXPECT_EQ((*skip)["verdict"], "denied") << skip->dump();
+  EXPECT_EQ((*skip)["ingress_at_destination"]["why"], "no rule matched (default deny)") << skip->dump();
+}
+
+// ---------------------------------------------------------------------------
+// macvlan: no host-side peer, so the agent hooks the container's own interface.
+
+TEST_F(AgentE2eTest, MacvlanContainersAreEnforcedInsideTheirNamespace) {
+  // The macvlan parent: a veth of the test's own, with no address on either end.
+  auto parent = host_links_.AddVethPair(host_links_.host(), "mv0", host_links_.host(), "mv1");
+  ASSERT_TRUE(parent.ok()) << parent.status();
+  ASSERT_TRUE(host_links_.SetUp(parent->first).ok());
+  ASSERT_TRUE(host_links_.SetUp(parent->second).ok());
+  // A subnet no one else uses; the pid spreads concurrent runs.
+  const std::string subnet = absl::StrCat("10.213.", 1 + getpid() % 250, ".0/24");
+  absl::StatusOr<std::string> created = scratch_.CreateNetwork(
+      "macvlan", {"--driver", "macvlan", "--subnet", subnet, "-o", absl::StrCat("parent=", parent->first.ifname)});
+  ASSERT_TRUE(created.ok()) << created.status();
+  const std::string network = scratch_.Name("macvlan");
+  absl::StatusOr<TestContainer> client = RunContainer("client", network, "client");
+  ASSERT_TRUE(client.ok()) << client.status();
+  absl::StatusOr<TestContainer> server = RunContainer("server", network, "server");
+  ASSERT_TRUE(server.ok()) << server.status();
+  ExpectAnsweredOnceListening(*client, *server, 5432);
+  ExpectAnsweredOnceListening(*server, *client, 5432);
+  ASSERT_FALSE(HasFailure()) << "without the agent both directions must be answered";
+
+  ASSERT_TRUE(instance_
+                  ->WritePolicy(Documents({IngressPolicy("server-ingress", "server", {"client"}, 5432),
+                                           IngressPolicy("client-ingress", "client", {})}))
+                  .ok());
+  absl::StatusOr<pid_t> agent = StartAgent({{client->name, "enforcing"}, {server->name, "enforcing"}});
+  ASSERT_TRUE(agent.ok()) << agent.status();
+
+  for (const TestContainer& c : {*client, *server}) {
+    absl::StatusOr<nlohmann::json> e = Endpoint(c.name);
+    ASSERT_TRUE(e.ok()) << e.status();
+    EXPECT_EQ((*e)["mode"], "macvlan") << e->dump();
+    EXPECT_EQ((*e)["interface"], "eth0") << "hooked inside the container: " << e->dump();
+    // bpftool, run in the container's namespace, sees the programs on its eth0.
+    absl::StatusOr<std::string> shown = RunCommand({"bpftool", "-j", "net", "show", "dev", "eth0"}, c.netns);
+    ASSERT_TRUE(shown.ok()) << shown.status();
+    std::vector<std::string> kinds;
+    for (const nlohmann::json& netns : nlohmann::json::parse(*shown))
+      for (const nlohmann::json& tc : netns.value("tc", nlohmann::json::array()))
+        kinds.push_back(tc.value("kind", "") + " " + tc.value("name", ""));
+    EXPECT_THAT(kinds, ::testing::UnorderedElementsAre(HasSubstr("ingress stockade_tc_ing"),
+                                                       HasSubstr("egress stockade_tc_egr")))
+        << c.name << ": " << *shown;
+  }
+  const uint64_t drops_before = PolicyDrops();
+  ExpectAnswered(*client, *server, 5432);
+  ExpectDropped(*server, *client, 5432);
+  ExpectDropped(*client, *server, 80);
+  EXPECT_GE(PolicyDrops(), drops_before + 2);
+}
+
+// ---------------------------------------------------------------------------
+// `docker restart`: a new namespace and a new veth, hooked again.
+
+TEST_F(AgentE2eTest, EnforcementReturnsAfterAContainerRestart) {
+  absl::StatusOr<std::string> network = CreateBridge();
+  ASSERT_TRUE(network.ok()) << network.status();
+  absl::StatusOr<TestContainer> backend = RunContainer("backend", *network, "backend");
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  absl::StatusOr<TestContainer> web = RunContainer("web", *network, "web");
+  ASSERT_TRUE(web.ok()) << web.status();
+  absl::StatusOr<TestContainer> db = RunContainer("db", *network, "db");
+  ASSERT_TRUE(db.ok()) << db.status();
+  ASSERT_TRUE(instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"backend"}, 5432)).ok());
+  absl::StatusOr<pid_t> agent =
+      StartAgent({{backend->name, "allow-all"}, {web->name, "allow-all"}, {db->name, "enforcing"}});
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  ExpectAnsweredOnceListening(*backend, *db, 5432);
+  ExpectDropped(*web, *db, 5432);
+  absl::StatusOr<nlohmann::json> before = Endpoint(db->name);
+  ASSERT_TRUE(before.ok()) << before.status();
+
+  // No grace period: busybox sleep as pid 1 ignores SIGTERM.
+  ASSERT_TRUE(Docker({"restart", "--time", "0", db->name}).ok());
+  absl::StatusOr<absl::Duration> rehooked = WaitUntil(
+      [&] {
+        absl::StatusOr<nlohmann::json> e = Endpoint(db->name);
+        return e.ok() && (*e)["interface"] != (*before)["interface"] && (*e)["state"] == "enforcing";
+      },
+      kEnforcementBound, "the restarted db hooked again");
+  ASSERT_TRUE(rehooked.ok()) << rehooked.status();
+  std::cout << "db hooked again " << absl::FormatDuration(*rehooked) << " after `docker restart` returned\n";
+
+  ASSERT_TRUE(StartEchoServers(db->name, kPorts).ok());
+  db = InspectContainer(db->name, *network);
+  ASSERT_TRUE(db.ok()) << db.status();
+  ExpectAnsweredOnceListening(*backend, *db, 5432);
+  ExpectDropped(*web, *db, 5432);
+  ExpectDropped(*backend, *db, 80);
+}
+
+// ---------------------------------------------------------------------------
+// SIGKILL: the pinned programs and maps enforce on; a new agent adopts them.
+
+// The link pins of the instance: name -> inode. A re-attached link would
+// be pinned anew, under a new inode.
+std::map<std::string, ino_t> LinkPins(const std::string& instance) {
+  std::map<std::string, ino_t> pins;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(
+           absl::StrCat(STOCKADE_PIN_DIR, "/", instance, "/", STOCKADE_PIN_LINKS_SUBDIR), ec)) {
+    struct stat st {};
+    if (stat(entry.path().c_str(), &st) == 0) pins[entry.path().filename()] = st.st_ino;
+  }
+  return pins;
+}
+
+TEST_F(AgentE2eTest, EnforcementOutlivesAKilledAgentAndANewAgentAdopts) {
+  absl::StatusOr<std::string> network = CreateBridge();
+  ASSERT_TRUE(network.ok()) << network.status();
+  absl::StatusOr<TestContainer> backend = RunContainer("backend", *network, "backend");
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  absl::StatusOr<TestContainer> web = RunContainer("web", *network, "web");
+  ASSERT_TRUE(web.ok()) << web.status();
+  absl::StatusOr<TestContainer> db = RunContainer("db", *network, "db");
+  ASSERT_TRUE(db.ok()) << db.status();
+  ASSERT_TRUE(instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"backend"}, 5432)).ok());
+  const std::map<std::string, std::string> states = {
+      {backend->name, "allow-all"}, {web->name, "allow-all"}, {db->name, "enforcing"}};
+  absl::StatusOr<pid_t> first = StartAgent(states);
+  ASSERT_TRUE(first.ok()) << first.status();
+
+  // A second agent for the same instance refuses, and leaves the first be.
+  absl::StatusOr<pid_t> second = instance_->StartAgent();
+  ASSERT_TRUE(second.ok()) << second.status();
+  absl::StatusOr<int> refused = instance_->WaitExit(*second, absl::Seconds(20));
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_TRUE(WIFEXITED(*refused) && WEXITSTATUS(*refused) != 0) << "wait status " << *refused;
+  EXPECT_THAT(instance_->Log(), HasSubstr(absl::StrCat("instance '", instance_->name(), "'")));
+  ASSERT_TRUE(instance_->Ctl({"status"}).ok()) << "the first agent must still answer";
+
+  std::map<std::string, nlohmann::json> identities;
+  for (const TestContainer& c : {*backend, *web, *db}) identities[c.name] = IdentityOf(c.name);
+  const std::map<std::string, ino_t> pins = LinkPins(instance_->name());
+  EXPECT_EQ(pins.size(), 6u) << "two links for each container";
+  absl::StatusOr<EchoSession> session = EchoSession::Open(*backend, *db, 5432, kAnswerTimeout);
+  ASSERT_TRUE(session.ok()) << session.status();
+  ASSERT_TRUE(session->Echo("before the kill", kAnswerTimeout).ok());
+
+  // New allowed connections all along, while the agent dies.
+  std::atomic<bool> stop{false};
+  std::atomic<int> answered{0}, unanswered{0};
+  std::thread traffic([&] {
+    while (!stop) {
+      (Probe(*backend, *db, 5432, kAnswerTimeout).ok() ? answered : unanswered)++;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  });
+  absl::SleepFor(absl::Milliseconds(300));
+  instance_->Kill(*first, SIGKILL);
+  absl::StatusOr<int> killed = instance_->WaitExit(*first, absl::Seconds(10));
+  absl::SleepFor(absl::Milliseconds(300));
+  stop = true;
+  traffic.join();
+  ASSERT_TRUE(killed.ok()) << killed.status();
+  EXPECT_TRUE(WIFSIGNALED(*killed) && WTERMSIG(*killed) == SIGKILL) << "wait status " << *killed;
+  EXPECT_GT(answered, 0);
+  EXPECT_EQ(unanswered, 0) << "allowed connections failed around the kill";
+
+  // No agent now: the pinned datapath decides alone.
+  ExpectDropped(*web, *db, 5432);
+  ExpectAnswered(*backend, *db, 5432);
+  EXPECT_TRUE(session->Echo("while no agent runs", kAnswerTimeout).ok());
+
+  absl::StatusOr<pid_t> third = StartAgent(states);
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_TRUE(session->Echo("after a new agent adopted", kAnswerTimeout).ok());
+  ExpectDropped(*web, *db, 5432);
+  ExpectAnswered(*backend, *db, 5432);
+  for (const auto& [name, identity] : identities) EXPECT_EQ(IdentityOf(name), identity) << name;
+  EXPECT_EQ(LinkPins(instance_->name()), pins) << "the new agent must adopt the links, not attach anew";
+  EXPECT_THAT(instance_->Log(), ::testing::Not(HasSubstr("dropping stale pin")));
+}
+
+// ---------------------------------------------------------------------------
+// Labels an image sets grant nothing.
+
+TEST_F(AgentE2eTest, AnImageCannotClaimAnIdentityLabel) {
+  absl::StatusOr<std::string> network = CreateBridge();
+  ASSERT_TRUE(network.ok()) << network.status();
+  absl::StatusOr<std::string> image = scratch_.ImportLabelledImage("claims-db", {"stockade.tier=db"});
+  ASSERT_TRUE(image.ok()) << image.status();
+  absl::StatusOr<TestContainer> impostor = RunContainer("impostor", *network, "", scratch_.Name("claims-db"));
+  ASSERT_TRUE(impostor.ok()) << impostor.status();
+  absl::StatusOr<TestContainer> db = RunContainer("db", *network, "db");
+  ASSERT_TRUE(db.ok()) << db.status();
+  absl::StatusOr<TestContainer> backend = RunContainer("backend", *network, "backend");
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  // What the db identity is worth: db ingress from backend, and a way into backend.
+  ASSERT_TRUE(instance_
+                  ->WritePolicy(Documents({IngressPolicy("db-ingress", "db", {"backend"}, 5432),
+                                           IngressPolicy("backend-ingress", "backend", {"db"}, 8080)}))
+                  .ok());
+  absl::StatusOr<pid_t> agent =
+      StartAgent({{impostor->name, "allow-all"}, {db->name, "enforcing"}, {backend->name, "enforcing"}});
+  ASSERT_TRUE(agent.ok()) << agent.status();
+
+  absl::StatusOr<nlohmann::json> e = Endpoint(impostor->name);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ((*e)["identity"], IDENTITY_UNMANAGED) << e->dump();
+  EXPECT_EQ((*e)["identity_name"], "unmanaged") << e->dump();
+  EXPECT_EQ((*e)["labels"], nlohmann::json::object()) << e->dump();
+  EXPECT_EQ((*e)["policies"], nlohmann::json::array()) << "db-ingress must not select it: " << e->dump();
+  bool tier_ignored = false;
+  for (const nlohmann::json& ignored : (*e)["ignored_labels"])
+    if (ignored["label"] == "stockade.tier=db") tier_ignored = !ignored.value("reason", "").empty();
+  EXPECT_TRUE(tier_ignored) << "stockade.tier=db must be listed as ignored, with a reason: " << e->dump();
+  absl::StatusOr<nlohmann::json> real_db = Endpoint(db->name);
+  ASSERT_TRUE(real_db.ok()) << real_db.status();
+  EXPECT_EQ((*real_db)["labels"]["tier"], "db") << real_db->dump();
+  EXPECT_THAT((*real_db)["policies"], ::testing::Contains("db-ingress")) << real_db->dump();
+
+  ExpectAnsweredOnceListening(*db, *backend, 8080);
+  ExpectDropped(*impostor, *backend, 8080);
+}
+
+// ---------------------------------------------------------------------------
+// Policy files change under a running agent.
+
+TEST_F(AgentE2eTest, PolicyHotReload) {
+  absl::StatusOr<std::string> network = CreateBridge();
+  ASSERT_TRUE(network.ok()) << network.status();
+  absl::StatusOr<TestContainer> backend = RunContainer("backend", *network, "backend");
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  absl::StatusOr<TestContainer> web = RunContainer("web", *network, "web");
+  ASSERT_TRUE(web.ok()) << web.status();
+  absl::StatusOr<TestContainer> db = RunContainer("db", *network, "db");
+  ASSERT_TRUE(db.ok()) << db.status();
+  ASSERT_TRUE(instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"backend"}, 5432)).ok());
+  absl::StatusOr<pid_t> agent =
+      StartAgent({{backend->name, "allow-all"}, {web->name, "allow-all"}, {db->name, "enforcing"}});
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  ExpectAnsweredOnceListening(*backend, *db, 5432);
+  ExpectDropped(*web, *db, 5432);
+
+  // A valid change: web may reach db too.
+  ASSERT_TRUE(instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"backend", "web"}, 5432)).ok());
+  absl::StatusOr<absl::Duration> opened =
+      WaitUntil([&] { return Probe(*web, *db, 5432, absl::Milliseconds(200)).ok(); }, absl::Seconds(15),
+                "web reaches db after the policy allows it");
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::cout << "policy change enforced " << absl::FormatDuration(*opened) << " after the file was written\n";
+  EXPECT_LE(*opened, kEnforcementBound);
+
+  // An invalid file is rejected whole; the last good policy stays.
+  const std::string broken =
+      absl::StrReplaceAll(IngressPolicy("db-ingress", "db", {"backend"}, 5432), {{"fromEndpoints", "fromEndpoint"}});
+  const std::vector<std::string> lines = absl::StrSplit(broken, '\n');
+  const size_t typo_line = std::find_if(lines.begin(), lines.end(),
+                                        [](const std::string& l) { return l.find("fromEndpoint") != l.npos; }) -
+                           lines.begin() + 1;
+  ASSERT_TRUE(instance_->WritePolicy(broken).ok());
+  nlohmann::json status;
+  absl::StatusOr<absl::Duration> rejected = WaitUntil(
+      [&] {
+        absl::StatusOr<nlohmann::json> s = instance_->Ctl({"status"});
+        if (s.ok()) status = *s;
+        return s.ok() && status["policy_error"] != "";
+      },
+      kEnforcementBound, "status shows the policy error");
+  ASSERT_TRUE(rejected.ok()) << rejected.status();
+  EXPECT_THAT(status["policy_error"].get<std::string>(),
+              HasSubstr(absl::StrCat(instance_->policy_file(), ":", typo_line, ":")));
+  EXPECT_EQ(status["policies"], nlohmann::json::array({"db-ingress"}));
+  ExpectAnswered(*web, *db, 5432);
+  ExpectAnswered(*backend, *db, 5432);
+  ExpectDropped(*web, *db, 8080);
+
+  // Revoking an allow cuts a connection it let in.
+  absl::StatusOr<EchoSession> session = EchoSession::Open(*backend, *db, 5432, kAnswerTimeout);
+  ASSERT_TRUE(session.ok()) << session.status();
+  ASSERT_TRUE(session->Echo("before the revocation", kAnswerTimeout).ok());
+  ASSERT_TRUE(instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"web"}, 5432)).ok());
+  int sent = 0;
+  absl::StatusOr<absl::Duration> cut = WaitUntil(
+      [&] { return absl::IsDeadlineExceeded(session->Echo(absl::StrCat("line ", ++sent), absl::Milliseconds(200))); },
+      absl::Seconds(15), "the established backend -> db connection is cut");
+  ASSERT_TRUE(cut.ok()) << cut.status();
+  std::cout << "established connection cut " << absl::FormatDuration(*cut) << " after the revocation was written\n";
+  EXPECT_LE(*cut, kEnforcementBound);
+  absl::Status after_cut = session->Echo("after the cut", absl::Seconds(1));
+  EXPECT_TRUE(absl::IsDeadlineExceeded(after_cut)) << after_cut;
+  ExpectDropped(*backend, *db, 5432);
+  ExpectAnswered(*web, *db, 5432);
+  absl::StatusOr<nlohmann::json> after = instance_->Ctl({"status"});
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ((*after)["policy_error"], "") << "a good file clears the error";
+}
+
+}  // namespace
+}  // namespace stockade::testing
