@@ -30,7 +30,8 @@ constexpr char kUsage[] = R"(usage: stockaded [options]
   --resync SECONDS         full resync period (default 30)
   --audit                  report would-be drops, let traffic pass
   --tc-mode auto|tcx|classic
-  --uninstall              detach everything of the instance, remove its pins, exit
+  --xdp                    XDP in place of TC ingress on host-side veths (TC is faster on veth)
+  --uninstall              detach everything of the instance, remove its pins, socket and lock, exit
 Docker is reached as the docker CLI does: DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH.
 )";
 
@@ -78,6 +79,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "stockaded: --tc-mode is auto, tcx or classic, not '%s'\n", mode.c_str());
         return 2;
       }
+    } else if (arg == "--xdp") {
+      options.xdp = true;
     } else if (arg == "--uninstall") {
       uninstall = true;
     } else if (arg == "-h" || arg == "--help") {
@@ -88,8 +91,9 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (options.socket_path.empty()) options.socket_path = stockade::DefaultControlSocketPath(options.instance);
   if (uninstall) {
-    absl::Status s = stockade::UninstallInstance(options.instance);
+    absl::Status s = stockade::UninstallAgentInstance(options.instance, options.socket_path);
     if (!s.ok()) {
       std::fprintf(stderr, "stockaded: uninstall %s: %s\n", options.instance.c_str(), std::string(s.message()).c_str());
       return 1;
@@ -97,7 +101,6 @@ int main(int argc, char** argv) {
     std::printf("stockaded: instance %s uninstalled\n", options.instance.c_str());
     return 0;
   }
-  if (options.socket_path.empty()) options.socket_path = stockade::DefaultControlSocketPath(options.instance);
 
   struct sigaction sa {};
   sa.sa_handler = OnSignal;

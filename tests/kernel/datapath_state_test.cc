@@ -124,7 +124,22 @@ TEST_F(RevocationTest, RevokingAnAllowCutsTheEstablishedFlow) {
   SetWeb(ENDPOINT_F_ENFORCE_INGRESS | ENDPOINT_F_ENFORCE_EGRESS, 2);
   EXPECT_FALSE(Passes(kIn, BackendReply(kTcpAck)));
   EXPECT_FALSE(Passes(kOut, FromWeb().Tcp({.dport = 5432, .flags = kTcpAck}).Build()));
-  EXPECT_EQ(dp_->conntrack().Count().value(), 0u);
+  EXPECT_EQ(dp_->conntrack().Count().value(), 1u) << "a revoked flow keeps its entry, so it stays cut";
+}
+
+TEST_F(RevocationTest, TheSideNotEnforcedCannotRestartARevokedFlow) {
+  SetWeb(ENDPOINT_F_ENFORCE_EGRESS);
+  ASSERT_TRUE(Passes(kOut, WebSyn()));
+  ASSERT_TRUE(Passes(kIn, BackendReply(kTcpSyn | kTcpAck)));
+  std::vector<DatapathRule> rules = WebRules();
+  rules.erase(rules.begin() + 1);  // rule 2: web -> backend tcp/5432
+  SetRules(rules);
+  SetWeb(ENDPOINT_F_ENFORCE_EGRESS, 2);
+  EXPECT_FALSE(Passes(kOut, FromWeb().Tcp({.dport = 5432, .flags = kTcpAck}).Build()));
+  // The backend retransmits into web, where ingress is not enforced: were
+  // that a new flow, web's packets would pass as its replies.
+  EXPECT_FALSE(Passes(kIn, BackendReply(kTcpAck)));
+  EXPECT_FALSE(Passes(kOut, FromWeb().Tcp({.dport = 5432, .flags = kTcpAck}).Build()));
 }
 
 TEST_F(RevocationTest, ANewRevisionThatStillAllowsKeepsTheFlow) {
@@ -405,6 +420,38 @@ TEST_F(FullMapTest, FullConntrackNeverBecomesAnAllow) {
     evicted += !tracked;
   }
   EXPECT_GT(evicted, 0) << "the map should have been too small";
+}
+
+}  // namespace
+}  // namespace stockade::testing
+
+namespace stockade::testing {
+namespace {
+
+using PrefilterTest = DatapathTest;
+
+TEST_F(PrefilterTest, DeniedSourcePrefixesDropBeforeAnythingElse) {
+  ipcache_key v4 = ParseIpPrefix("203.0.113.0/24").value().ToIpcacheKey();
+  ipcache_key v6 = ParseIpPrefix("2001:db8:bad::/48").value().ToIpcacheKey();
+  ASSERT_TRUE(dp_->prefilter().Update(v4, prefilter_value{.rule_id = 77}).ok());
+  ASSERT_TRUE(dp_->prefilter().Update(v6, prefilter_value{.rule_id = 78}).ok());
+  auto run = [&](const std::vector<uint8_t>& frame) {
+    auto result = RunProgram(dp_->xdp_prefilter_fd(), frame);
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? result->retval : -1;
+  };
+  EXPECT_EQ(run(ToWeb("203.0.113.5").Udp().Build()), XDP_DROP);
+  EXPECT_EQ(run(ToWeb6("2001:db8:bad::1").Udp().Build()), XDP_DROP);
+  EXPECT_EQ(run(ToWeb("203.0.114.5").Udp().Build()), XDP_PASS);
+  EXPECT_EQ(run(ToWeb6("2001:db8:bae::1").Udp().Build()), XDP_PASS);
+  EXPECT_EQ(run(PacketBuilder().Ethernet().Arp({.sender_ip = Ipv4("203.0.113.5")}).Build()), XDP_PASS)
+      << "not IP: the endpoint hooks judge it";
+  std::vector<drop_event> events = DrainEvents();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].reason, DROP_PREFILTER_DENIED);
+  EXPECT_EQ(events[0].rule_id, 77u);
+  EXPECT_EQ(events[1].rule_id, 78u);
+  EXPECT_EQ(Count(DROP_PREFILTER_DENIED, DIR_INGRESS, VERDICT_DROPPED), 2u);
 }
 
 }  // namespace

@@ -32,17 +32,19 @@ void Log(const std::string& line) {
                line.c_str());
 }
 
+std::string LockPath(const std::string& instance) { return absl::StrCat("/run/stockade/", instance, ".lock"); }
+
 // The lock that keeps a second agent off the same state; held while we live.
 absl::StatusOr<ScopedFd> LockInstance(const std::string& instance) {
   std::filesystem::create_directories("/run/stockade");
-  std::string path = absl::StrCat("/run/stockade/", instance, ".lock");
+  std::string path = LockPath(instance);
   ScopedFd fd(open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("open ", path));
   if (flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     char pid[32] = {};
     (void)!pread(fd.get(), pid, sizeof(pid) - 1, 0);
     return absl::FailedPreconditionError(absl::StrCat("another stockaded runs for instance '", instance,
-                                                      "' (pid ", absl::StripAsciiWhitespace(pid), "); refusing to start"));
+                                                      "' (pid ", absl::StripAsciiWhitespace(pid), ")"));
   }
   std::string me = absl::StrCat(getpid(), "\n");
   (void)!ftruncate(fd.get(), 0);
@@ -96,7 +98,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options)
   AgentOptions& o = agent->options_;
   if (o.state_dir.empty()) o.state_dir = absl::StrCat("/var/lib/stockade/", o.instance);
   auto lock = LockInstance(o.instance);
-  if (!lock.ok()) return lock.status();
+  if (!lock.ok()) return absl::Status(lock.status().code(), absl::StrCat(lock.status().message(), "; refusing to start"));
   agent->lock_ = std::move(*lock);
   std::error_code ec;
   std::filesystem::create_directories(o.state_dir, ec);
@@ -121,7 +123,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options)
   std::string links_dir = agent->datapath_->pin_dir() + "/" STOCKADE_PIN_LINKS_SUBDIR;
   for (const auto& entry : std::filesystem::directory_iterator(links_dir, ec)) {
     std::string name = entry.path().filename();
-    int prog = name.ends_with("-egress") ? agent->datapath_->tc_egress_fd() : agent->datapath_->tc_ingress_fd();
+    int prog = name.ends_with("-egress") ? agent->datapath_->tc_egress_fd()
+               : name.ends_with("-xdp")  ? agent->datapath_->xdp_fd()
+                                         : agent->datapath_->tc_ingress_fd();
     auto adopted = Attachment::AdoptPinned(entry.path(), prog);
     if (!adopted.ok()) {
       Log(absl::StrCat("dropping stale pin: ", adopted.status().message()));
@@ -152,6 +156,17 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options)
   }
   if (auto s = agent->Reconcile(); !s.ok()) Log(absl::StrCat("first reconcile: ", s.message()));
   return agent;
+}
+
+absl::Status UninstallAgentInstance(const std::string& instance, const std::string& socket_path) {
+  // A running agent keeps its links attached through its own descriptors.
+  auto lock = LockInstance(instance);
+  if (!lock.ok()) return absl::Status(lock.status().code(), absl::StrCat(lock.status().message(), "; stop it first"));
+  if (auto s = UninstallInstance(instance); !s.ok()) return s;
+  std::error_code ec;
+  std::filesystem::remove(socket_path, ec);
+  std::filesystem::remove(LockPath(instance), ec);
+  return absl::OkStatus();
 }
 
 absl::Status Agent::ReloadPolicies() {
@@ -207,22 +222,26 @@ absl::Status Agent::ResyncAll() {
   return Reconcile();
 }
 
-std::string Agent::LinkPinPath(const ResolvedHook& hook, TcHook direction) const {
-  return absl::StrCat(datapath_->pin_dir(), "/" STOCKADE_PIN_LINKS_SUBDIR "/", HookKeyName(hook.key),
-                      direction == TcHook::kIngress ? "-ingress" : "-egress");
+std::vector<std::string> Agent::HookPinPaths(const ResolvedHook& hook) const {
+  std::string base = absl::StrCat(datapath_->pin_dir(), "/" STOCKADE_PIN_LINKS_SUBDIR "/", HookKeyName(hook.key));
+  bool xdp = options_.xdp && hook.role == HOOK_ROLE_HOST_VETH;
+  return {base + (xdp ? "-xdp" : "-ingress"), base + "-egress"};
 }
 
 absl::Status Agent::EnsureAttached(const ResolvedHook& hook) {
   std::optional<absl::StatusOr<NetnsGuard>> guard;
-  for (TcHook direction : {TcHook::kIngress, TcHook::kEgress}) {
-    std::string pin = LinkPinPath(hook, direction);
+  for (const std::string& pin : HookPinPaths(hook)) {
     if (attachments_.contains(pin)) continue;
     if (!hook.netns_path.empty() && !guard) {
       guard.emplace(NetnsGuard::Enter(hook.netns_path));
       if (!guard->ok()) return guard->status();
     }
-    int prog = direction == TcHook::kIngress ? datapath_->tc_ingress_fd() : datapath_->tc_egress_fd();
-    auto attachment = Attachment::AttachTc(prog, hook.ifindex, direction, options_.tc_mode);
+    absl::StatusOr<Attachment> attachment =
+        pin.ends_with("-xdp")      ? Attachment::AttachXdp(datapath_->xdp_fd(), hook.ifindex, XdpAttachMode::kAuto)
+        : pin.ends_with("-egress") ? Attachment::AttachTc(datapath_->tc_egress_fd(), hook.ifindex, TcHook::kEgress,
+                                                          options_.tc_mode)
+                                   : Attachment::AttachTc(datapath_->tc_ingress_fd(), hook.ifindex, TcHook::kIngress,
+                                                          options_.tc_mode);
     if (!attachment.ok())
       return absl::Status(attachment.status().code(), absl::StrCat(hook.ifname, ": ", attachment.status().message()));
     if (attachment->kind() == Attachment::Kind::kClassicTc) {
@@ -351,8 +370,7 @@ absl::Status Agent::Reconcile() {
     if (e.ipv6) std::memcpy(info.ipv6, e.ipv6->bytes.data(), 16);
     std::memcpy(info.ipv6_link_local, e.hook.ipv6_link_local.data(), 16);
     wanted.endpoints.push_back({e.hook.key, info});
-    wanted_pins.insert(LinkPinPath(e.hook, TcHook::kIngress));
-    wanted_pins.insert(LinkPinPath(e.hook, TcHook::kEgress));
+    for (const std::string& pin : HookPinPaths(e.hook)) wanted_pins.insert(pin);
   }
   if (docker_)
     for (const IpAddress& gw : docker_->HostAddresses()) add_ip(gw, IDENTITY_HOST);

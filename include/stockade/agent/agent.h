@@ -53,6 +53,9 @@ struct AgentOptions {
   absl::Duration resync_interval = absl::Seconds(30);
   bool audit = false;  // every endpoint in audit mode: drops reported, traffic passes
   TcAttachMode tc_mode = TcAttachMode::kAuto;
+  // XDP in place of TC ingress on host-side veths. TC is the default: on a
+  // veth XDP costs more (the kernel copies each frame for it; docs/benchmarks.md).
+  bool xdp = false;
 };
 
 // One interface the agent hooks, and what it knows of it.
@@ -91,7 +94,8 @@ class Agent {
   explicit Agent(AgentOptions options);
   absl::Status Reconcile();  // with mu_ held
   absl::Status SaveIdentities();
-  std::string LinkPinPath(const ResolvedHook& hook, TcHook direction) const;
+  // The hooks of an interface, by pin file suffix: "-ingress" (or "-xdp") and "-egress".
+  std::vector<std::string> HookPinPaths(const ResolvedHook& hook) const;
   absl::Status EnsureAttached(const ResolvedHook& hook);
   void DetachUnwanted(const std::set<std::string>& wanted_pins);
   nlohmann::json Status();
@@ -118,6 +122,11 @@ class Agent {
   std::string last_error_;
   std::recursive_mutex mu_;
 };
+
+// `stockaded --uninstall`: detaches everything of the instance and removes
+// its pins, its control socket and its lock file. Refuses while an agent runs
+// for the instance, whose own descriptors would keep its links attached.
+[[nodiscard]] absl::Status UninstallAgentInstance(const std::string& instance, const std::string& socket_path);
 
 }  // namespace stockade
 
