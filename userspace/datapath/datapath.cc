@@ -227,6 +227,7 @@ absl::Status UninstallInstance(const std::string& instance) {
   }
   std::filesystem::remove_all(dir, ec);  // unpinning a link detaches it
   if (ec) return absl::InternalError(absl::StrCat("remove ", dir, ": ", ec.message()));
+  std::filesystem::remove(STOCKADE_PIN_DIR, ec);  // only if no other instance is left; else a no-op
   return absl::OkStatus();
 }
 
