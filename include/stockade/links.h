@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "stockade/scoped_fd.h"
 
 namespace stockade {
 
@@ -37,6 +38,21 @@ struct LinkAddress {
 [[nodiscard]] absl::StatusOr<std::vector<LinkInfo>> ListLinks();
 // Its interface addresses.
 [[nodiscard]] absl::StatusOr<std::vector<LinkAddress>> ListAddresses();
+
+// Links as they appear or change in the calling thread's namespace
+// (RTNLGRP_LINK), so a container's veth can be hooked before it carries a
+// packet, not when Docker gets round to saying the container started.
+class LinkMonitor {
+ public:
+  [[nodiscard]] static absl::StatusOr<LinkMonitor> Open();
+  int fd() const { return fd_.get(); }
+  // The links announced since the last call (RTM_NEWLINK); never blocks.
+  [[nodiscard]] absl::StatusOr<std::vector<LinkInfo>> ReadNewLinks();
+
+ private:
+  explicit LinkMonitor(ScopedFd fd) : fd_(std::move(fd)) {}
+  ScopedFd fd_;
+};
 
 }  // namespace stockade
 

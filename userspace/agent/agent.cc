@@ -255,13 +255,52 @@ absl::Status Agent::EnsureAttached(const ResolvedHook& hook) {
 }
 
 void Agent::DetachUnwanted(const std::set<std::string>& wanted_pins) {
+  constexpr absl::Duration kClaimGrace = absl::Seconds(30);
   for (auto it = attachments_.begin(); it != attachments_.end();) {
-    if (wanted_pins.contains(it->first)) {
+    auto seen = hooked_on_sight_.find(it->first);
+    bool waiting_for_docker = seen != hooked_on_sight_.end() && absl::Now() - seen->second < kClaimGrace;
+    if (seen != hooked_on_sight_.end() && (!waiting_for_docker || wanted_pins.contains(it->first)))
+      hooked_on_sight_.erase(seen);
+    if (wanted_pins.contains(it->first) || waiting_for_docker) {
       ++it;
       continue;
     }
     if (auto s = it->second.Unpin(); !s.ok()) Log(absl::StrCat("detach ", it->first, ": ", s.message()));
     it = attachments_.erase(it);
+  }
+}
+
+void Agent::HookNewVeths(const std::vector<LinkInfo>& links) {
+  std::vector<LinkInfo> all;
+  for (const LinkInfo& link : links) {
+    if (link.kind != "veth" || link.master_ifindex == 0) continue;
+    if (all.empty()) {
+      auto listed = ListLinks();
+      if (!listed.ok()) return;
+      all = std::move(*listed);
+    }
+    auto master = std::find_if(all.begin(), all.end(), [&](const LinkInfo& l) { return l.ifindex == link.master_ifindex; });
+    // Docker's bridges: docker0 for the default network, br-<network id> for the others.
+    if (master == all.end() || master->kind != "bridge" ||
+        (master->name != "docker0" && !master->name.starts_with("br-")))
+      continue;
+    auto cookie = NetnsCookie("/proc/thread-self/ns/net");
+    if (!cookie.ok()) return;
+    ResolvedHook hook;
+    hook.key.netns_cookie = *cookie;
+    hook.key.ifindex = link.ifindex;
+    hook.role = HOOK_ROLE_HOST_VETH;
+    hook.ifindex = link.ifindex;
+    hook.ifname = link.name;
+    std::lock_guard<std::recursive_mutex> hold(mu_);
+    std::vector<std::string> pins = HookPinPaths(hook);
+    if (attachments_.contains(pins.front())) continue;
+    if (auto s = EnsureAttached(hook); !s.ok()) {
+      Log(absl::StrCat("hook new veth ", link.name, ": ", s.message()));
+      continue;
+    }
+    for (const std::string& pin : pins) hooked_on_sight_[pin] = absl::Now();
+    Log(absl::StrCat("hooked ", link.name, " on ", master->name, " on sight; it drops until its container is known"));
   }
 }
 
@@ -433,14 +472,28 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
     });
   }
 
+  std::optional<LinkMonitor> link_monitor;
+  if (docker_) {
+    auto monitor = LinkMonitor::Open();
+    if (monitor.ok()) {
+      link_monitor = std::move(*monitor);
+    } else {
+      Log(absl::StrCat("no link monitor, new containers are hooked when Docker reports them: ",
+                       monitor.status().message()));
+    }
+  }
   ScopedFd inotify(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
   if (!options_.policy_dir.empty())
     inotify_add_watch(inotify.get(), options_.policy_dir.c_str(),
                       IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE);
   absl::Time next_resync = absl::Now() + options_.resync_interval;
   while (!stop) {
-    pollfd p{inotify.get(), POLLIN, 0};
-    if (poll(&p, 1, 200) > 0) {
+    pollfd p[2] = {{inotify.get(), POLLIN, 0}, {link_monitor ? link_monitor->fd() : -1, POLLIN, 0}};
+    if (poll(p, 2, 200) > 0 && p[1].revents) {
+      auto links = link_monitor->ReadNewLinks();
+      if (links.ok()) HookNewVeths(*links);
+    }
+    if (p[0].revents) {
       char buf[4096];
       while (read(inotify.get(), buf, sizeof(buf)) > 0) {
       }

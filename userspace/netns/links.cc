@@ -121,4 +121,36 @@ absl::StatusOr<std::vector<LinkAddress>> ListAddresses() {
   return addresses;
 }
 
+absl::StatusOr<LinkMonitor> LinkMonitor::Open() {
+  ScopedFd sock(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE));
+  if (!sock.valid()) return ErrnoStatus(errno, "open rtnetlink socket");
+  sockaddr_nl addr{};
+  addr.nl_family = AF_NETLINK;
+  addr.nl_groups = RTMGRP_LINK;
+  if (bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
+    return ErrnoStatus(errno, "subscribe to link changes (RTMGRP_LINK)");
+  return LinkMonitor(std::move(sock));
+}
+
+absl::StatusOr<std::vector<LinkInfo>> LinkMonitor::ReadNewLinks() {
+  std::vector<LinkInfo> links;
+  alignas(nlmsghdr) char buf[32768];
+  for (;;) {
+    ssize_t n = recv(fd_.get(), buf, sizeof(buf), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return links;
+      // ENOBUFS: we fell behind and the kernel dropped announcements; the
+      // agent's resync covers what was missed.
+      if (errno == ENOBUFS) return links;
+      return ErrnoStatus(errno, "read link changes");
+    }
+    int len = static_cast<int>(n);
+    for (auto* msg = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(msg, static_cast<unsigned>(len));
+         msg = NLMSG_NEXT(msg, len)) {
+      if (msg->nlmsg_type == RTM_NEWLINK) links.push_back(ParseLink(msg));
+    }
+  }
+}
+
 }  // namespace stockade

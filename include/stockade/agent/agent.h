@@ -35,6 +35,7 @@
 #include "stockade/datapath.h"
 #include "stockade/identity/identity_allocator.h"
 #include "stockade/identity/labels.h"
+#include "stockade/links.h"
 #include "stockade/policy/policy.h"
 #include "stockade/policy/policy_compiler.h"
 #include "stockade/scoped_fd.h"
@@ -98,6 +99,10 @@ class Agent {
   std::vector<std::string> HookPinPaths(const ResolvedHook& hook) const;
   absl::Status EnsureAttached(const ResolvedHook& hook);
   void DetachUnwanted(const std::set<std::string>& wanted_pins);
+  // A veth just enslaved to a Docker bridge: hooked at once, so the
+  // container's first packet meets a program (which drops it until the
+  // endpoint's record is written), not an open wire.
+  void HookNewVeths(const std::vector<LinkInfo>& links);
   nlohmann::json Status();
   nlohmann::json EndpointList();
   nlohmann::json IdentityList();
@@ -117,6 +122,9 @@ class Agent {
   std::vector<EndpointState> endpoints_;
   CompiledPolicy compiled_;
   std::map<std::string, Attachment> attachments_;  // by pin path
+  // Hooked on sight, before Docker named their container: kept this long
+  // even when no workload claims them yet.
+  std::map<std::string, absl::Time> hooked_on_sight_;
   int reconciles_ = 0;
   int resyncs_ = 0;
   std::string last_error_;
