@@ -273,6 +273,30 @@ std::vector<uint8_t> MakePayload(size_t size) {
   return client;
 }
 
+// One direction of the TCP probe's echo: `payload` sent on `from` must arrive whole on `to`.
+struct EchoLeg {
+  int from;
+  int to;
+  const char* context;  // what had already worked, for the message
+  const char* what;     // "request" or "answer"
+};
+
+// An empty optional when the leg worked; a timed-out result when it did not.
+[[nodiscard]] absl::StatusOr<std::optional<ProbeResult>> CarryEcho(const EchoLeg& leg,
+                                                                  const std::vector<uint8_t>& payload,
+                                                                  const Deadline& deadline) {
+  absl::StatusOr<bool> sent = SendAll(leg.from, payload, deadline);
+  if (!sent.ok()) return sent.status();
+  if (!*sent)
+    return ProbeResult{ProbeOutcome::kTimedOut, absl::StrCat(leg.context, " the ", leg.what, " could not be sent")};
+  auto arrived = ReceiveAll(leg.to, payload.size(), deadline);
+  if (!arrived.ok()) return arrived.status();
+  if (!arrived->has_value())
+    return ProbeResult{ProbeOutcome::kTimedOut, absl::StrCat(leg.context, " the ", leg.what, " did not arrive")};
+  if (absl::Status s = CheckEcho(payload, **arrived, absl::StrCat("the ", leg.what)); !s.ok()) return s;
+  return std::nullopt;
+}
+
 absl::StatusOr<ProbeResult> ProbeTcp(std::string_view client_netns,
                                      const Listener& server,
                                      const ProbeOptions& options) {
@@ -309,35 +333,11 @@ absl::StatusOr<ProbeResult> ProbeTcp(std::string_view client_netns,
   if (!accepted.ok()) return accepted.status();
 
   const std::vector<uint8_t> request = MakePayload(options.payload_bytes);
-  if (absl::StatusOr<bool> sent = SendAll(client->get(), request, deadline);
-      !sent.ok() || !*sent) {
-    if (!sent.ok()) return sent.status();
-    return ProbeResult{ProbeOutcome::kTimedOut,
-                       "connected, but the request could not be sent"};
-  }
-  auto arrived = ReceiveAll(accepted->get(), request.size(), deadline);
-  if (!arrived.ok()) return arrived.status();
-  if (!arrived->has_value()) {
-    return ProbeResult{ProbeOutcome::kTimedOut,
-                       "connected, but the request did not arrive"};
-  }
-  if (absl::Status s = CheckEcho(request, **arrived, "the request"); !s.ok()) {
-    return s;
-  }
-  if (absl::StatusOr<bool> sent = SendAll(accepted->get(), **arrived, deadline);
-      !sent.ok() || !*sent) {
-    if (!sent.ok()) return sent.status();
-    return ProbeResult{ProbeOutcome::kTimedOut,
-                       "the request arrived; the answer could not be sent"};
-  }
-  auto answer = ReceiveAll(client->get(), request.size(), deadline);
-  if (!answer.ok()) return answer.status();
-  if (!answer->has_value()) {
-    return ProbeResult{ProbeOutcome::kTimedOut,
-                       "the request arrived; the answer did not"};
-  }
-  if (absl::Status s = CheckEcho(request, **answer, "the answer"); !s.ok()) {
-    return s;
+  for (const EchoLeg& leg : {EchoLeg{client->get(), accepted->get(), "connected, but", "request"},
+                             EchoLeg{accepted->get(), client->get(), "the request arrived;", "answer"}}) {
+    absl::StatusOr<std::optional<ProbeResult>> failed = CarryEcho(leg, request, deadline);
+    if (!failed.ok()) return failed.status();
+    if (failed->has_value()) return **failed;
   }
   return ProbeResult{ProbeOutcome::kAnswered,
                      absl::StrCat("answered in ", deadline.Elapsed())};
