@@ -26,6 +26,9 @@ constexpr char kUsage[] = R"(usage: stockaded [options]
   --static-endpoints FILE  endpoints that are not Docker containers
   --no-docker              do not watch Docker
   --socket PATH            control socket (default /run/stockade/NAME.sock)
+  --events-socket PATH     drop events for stockade-tail (default /run/stockade/NAME.events.sock)
+  --metrics-address ADDR   Prometheus metrics at http://ADDR/metrics (default 127.0.0.1:9968; port 0: any free)
+  --no-metrics             do not serve metrics
   --state-dir DIR          identity table (default /var/lib/stockade/NAME)
   --resync SECONDS         full resync period (default 30)
   --audit                  report would-be drops, let traffic pass
@@ -59,6 +62,12 @@ int main(int argc, char** argv) {
       options.docker = false;
     } else if (arg == "--socket") {
       options.socket_path = value();
+    } else if (arg == "--events-socket") {
+      options.events_socket = value();
+    } else if (arg == "--metrics-address") {
+      options.metrics_address = value();
+    } else if (arg == "--no-metrics") {
+      options.metrics_address.clear();
     } else if (arg == "--state-dir") {
       options.state_dir = value();
     } else if (arg == "--resync") {

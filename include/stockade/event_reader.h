@@ -31,6 +31,8 @@ class EventReader {
   [[nodiscard]] absl::StatusOr<int> Poll(std::chrono::milliseconds timeout);
   // Hands over whatever is there without waiting.
   [[nodiscard]] absl::StatusOr<int> Drain();
+  // Readable when records wait: for a caller's own epoll set (then Drain()).
+  int epoll_fd() const;
   // Records that were not a drop_event (a size mismatch: another build wrote them).
   uint64_t malformed() const { return malformed_; }
 

@@ -39,6 +39,7 @@ absl::StatusOr<bool> DockerSource::Poll(absl::Duration timeout) {
   }
   if (!event->has_value()) return false;
   const DockerEvent& e = **event;
+  last_event_time_ = e.time;
   if (e.type == DockerEventType::kNetwork) networks_.erase(e.network_id);
   if (auto s = Refresh(e.container_id); !s.ok()) return s;
   return true;

@@ -37,6 +37,8 @@ absl::StatusOr<int> EventReader::Poll(std::chrono::milliseconds timeout) {
   return n < 0 ? 0 : n;
 }
 
+int EventReader::epoll_fd() const { return ring_buffer__epoll_fd(ring_); }
+
 absl::StatusOr<int> EventReader::Drain() {
   int n = ring_buffer__consume(ring_);
   if (n < 0) return ErrnoStatus(-n, "read events ring buffer");

@@ -28,8 +28,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "stockade/agent/event_hub.h"
 #include "stockade/agent/hook_resolver.h"
 #include "stockade/agent/map_sync.h"
+#include "stockade/agent/metrics_server.h"
 #include "stockade/agent/workload.h"
 #include "stockade/attach.h"
 #include "stockade/datapath.h"
@@ -51,6 +53,11 @@ struct AgentOptions {
   bool docker = true;
   std::string state_dir;    // default /var/lib/stockade/<instance>
   std::string socket_path;  // default /run/stockade/<instance>.sock
+  std::string events_socket;  // default /run/stockade/<instance>.events.sock
+  // Prometheus metrics; loopback by default, empty: not served. Port 0 picks a free one.
+  std::string metrics_address = kDefaultMetricsAddress;
+  size_t event_history = 8192;       // events kept for stockade-tail --last/--since
+  size_t subscriber_queue = 65536;   // event lines waiting per subscriber before its oldest drop
   absl::Duration resync_interval = absl::Seconds(30);
   bool audit = false;  // every endpoint in audit mode: drops reported, traffic passes
   TcAttachMode tc_mode = TcAttachMode::kAuto;
@@ -108,6 +115,11 @@ class Agent {
   nlohmann::json IdentityList();
   nlohmann::json PolicyGet();
   nlohmann::json Explain(const nlohmann::json& request);
+  // What drop events are enriched with: containers by address, identities' labels, rules' origins.
+  void PublishEventContext();
+  // GET /metrics (docs/events.md lists the families).
+  std::string RenderMetrics();
+  nlohmann::json EventStats();
 
   AgentOptions options_;
   ScopedFd lock_;
@@ -128,6 +140,11 @@ class Agent {
   int reconciles_ = 0;
   int resyncs_ = 0;
   std::string last_error_;
+  uint64_t map_sync_errors_ = 0;
+  uint64_t policy_reloads_ = 0, policy_rejects_ = 0;
+  absl::Duration docker_sync_lag_ = absl::ZeroDuration();  // Docker's event time to its map write, the latest
+  std::unique_ptr<EventHub> events_;
+  std::unique_ptr<MetricsServer> metrics_;
   std::recursive_mutex mu_;
 };
 

@@ -31,6 +31,8 @@ class DockerSource {
   // An error means the stream broke: call Resync() again (after a backoff).
   [[nodiscard]] absl::StatusOr<bool> Poll(absl::Duration timeout);
   bool subscribed() const { return stream_ != nullptr; }
+  // When Docker says the latest event it reported happened.
+  absl::Time last_event_time() const { return last_event_time_; }
 
   std::vector<Workload> Workloads() const;
   // Gateway addresses of the networks containers are on: they are the host.
@@ -46,6 +48,7 @@ class DockerSource {
   std::map<std::string, Workload> workloads_;  // running containers by id
   std::map<std::string, NetworkInfo> networks_;
   std::map<std::string, ImageInfo> images_;
+  absl::Time last_event_time_ = absl::InfinitePast();
 };
 
 }  // namespace stockade

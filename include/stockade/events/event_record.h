@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// A drop event as operators see it: the kernel's record (maps/events.h) plus
+// what the agent knows of its two ends (container, labels, identity) and of
+// the rule that decided it. The agent builds an EventContext after every
+// reconcile; the event thread enriches with the snapshot it holds, so it never
+// waits for the agent's lock. Pure logic.
+#ifndef STOCKADE_INCLUDE_STOCKADE_EVENTS_EVENT_RECORD_H_
+#define STOCKADE_INCLUDE_STOCKADE_EVENTS_EVENT_RECORD_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "stockade/addresses.h"
+#include "stockade/identity/labels.h"
+#include "maps/abi.h"
+
+namespace stockade {
+
+// One end of a flow that is a workload here.
+struct EventWorkload {
+  std::string container;  // its name (a static endpoint's name)
+  std::string container_id;
+  std::string network;
+  std::string interface;  // the hooked interface, as `ip link` names it
+  LabelSet labels;
+  std::string labels_json;  // `labels` as a JSON object, escaped once here
+};
+
+class EventContext {
+ public:
+  void AddWorkload(const IpAddress& address, EventWorkload workload);
+  void AddIdentityLabels(uint32_t identity, const LabelSet& labels);
+  void AddRule(uint32_t rule_id, std::string origin);
+
+  const EventWorkload* WorkloadAt(uint8_t family, const uint8_t address[16]) const;
+  // The labels of an identity that is not (or not only) a workload here: CIDR and reserved identities.
+  const LabelSet* IdentityLabels(uint32_t identity) const;
+  // "db-ingress ingress[0] (policies/db.yaml:9)"; empty for an unknown id.
+  const std::string* RuleOrigin(uint32_t rule_id) const;
+
+ private:
+  absl::flat_hash_map<std::string, std::shared_ptr<const EventWorkload>> by_address_;  // key: family + 16 bytes
+  std::map<uint32_t, LabelSet> identity_labels_;
+  std::map<uint32_t, std::string> rules_;
+};
+
+// A drop_event with its ends resolved.
+struct EventRecord {
+  drop_event raw{};
+  int64_t time_ns = 0;  // realtime, nanoseconds since the epoch
+  std::shared_ptr<const EventContext> context;  // null: nothing known
+
+  const EventWorkload* source() const;
+  const EventWorkload* destination() const;
+  uint32_t source_identity() const;
+  uint32_t destination_identity() const;
+  uint16_t source_port() const;       // host order; 0 for ICMP and ARP
+  uint16_t destination_port() const;  // host order; 0 for ICMP and ARP
+  // "db-ingress ingress[0] (policies/db.yaml:9)", "default deny" or "".
+  std::string Rule() const;
+};
+
+std::string_view VerdictName(uint8_t verdict);      // "DROPPED", "AUDIT", "FORWARDED"
+std::string_view DirectionName(uint8_t direction);  // "ingress", "egress"
+std::string ProtocolName(uint8_t protocol);          // "tcp", "udp", "icmp", "icmpv6", "arp", "proto 47"
+// "2026-11-26T10:51:17.123456789Z".
+std::string FormatRfc3339Nanos(int64_t unix_ns);
+
+// One JSON object, no newline. The order of the first fields is fixed
+// ("type", "time", "verdict", "reason"), so a reader may find them without
+// parsing; docs/events.md has the schema.
+void AppendEventJson(const EventRecord& event, std::string& out);
+
+}  // namespace stockade
+
+#endif  // STOCKADE_INCLUDE_STOCKADE_EVENTS_EVENT_RECORD_H_

@@ -1,0 +1,287 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "stockade/agent/event_hub.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "stockade/errno_status.h"
+
+namespace stockade {
+
+// A connection: first it sends its request, then it is a subscriber.
+struct EventHub::Subscriber {
+  explicit Subscriber(int fd, size_t capacity) : fd(fd), queue(capacity) {}
+  ScopedFd fd;
+  std::string request;  // until its newline
+  bool subscribed = false;
+  bool follow = false;
+  bool writable_wanted = false;  // EPOLLOUT is in its interest set
+  EventFilter filter;
+  SubscriberQueue queue;
+};
+
+namespace {
+
+constexpr size_t kMaxRequest = 64 << 10;
+constexpr int kMaxEpollEvents = 64;
+
+int64_t ClockNs(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+}  // namespace
+
+std::string DefaultEventSocketPath(const std::string& instance) {
+  return absl::StrCat("/run/stockade/", instance, ".events.sock");
+}
+
+absl::StatusOr<std::unique_ptr<EventHub>> EventHub::Start(int ringbuf_fd, EventHubOptions options) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (options.socket_path.size() >= sizeof(addr.sun_path))
+    return absl::InvalidArgumentError(absl::StrCat("event socket path too long: ", options.socket_path));
+  std::memcpy(addr.sun_path, options.socket_path.c_str(), options.socket_path.size() + 1);
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(options.socket_path).parent_path(), ec);
+
+  ScopedFd listener(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!listener.valid()) return ErrnoStatus(errno, "create event socket");
+  unlink(options.socket_path.c_str());  // a dead agent's; the instance lock keeps live ones apart
+  mode_t old_mask = umask(0077);         // root only, from the first moment
+  int bound = bind(listener.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+  umask(old_mask);
+  if (bound != 0) return ErrnoStatus(errno, absl::StrCat("bind event socket ", options.socket_path));
+  if (listen(listener.get(), 16) != 0) return ErrnoStatus(errno, absl::StrCat("listen on ", options.socket_path));
+
+  ScopedFd epoll(epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll.valid()) return ErrnoStatus(errno, "epoll_create1 for events");
+  ScopedFd wakeup(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wakeup.valid()) return ErrnoStatus(errno, "eventfd for events");
+
+  std::unique_ptr<EventHub> hub(new EventHub(std::move(options), std::move(listener), std::move(epoll), std::move(wakeup)));
+  auto reader = EventReader::Open(ringbuf_fd, [hub = hub.get()](const drop_event& e) { hub->OnEvent(e); });
+  if (!reader.ok()) return reader.status();
+  hub->reader_ = std::move(*reader);
+  for (int fd : {hub->listener_.get(), hub->wakeup_.get(), hub->reader_->epoll_fd()}) {
+    epoll_event ev{.events = EPOLLIN, .data = {.fd = fd}};
+    if (epoll_ctl(hub->epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return ErrnoStatus(errno, "epoll_ctl for events");
+  }
+  hub->thread_ = std::thread([h = hub.get()] { h->Loop(); });
+  return hub;
+}
+
+EventHub::EventHub(EventHubOptions options, ScopedFd listener, ScopedFd epoll, ScopedFd wakeup)
+    : options_(std::move(options)),
+      listener_(std::move(listener)),
+      epoll_(std::move(epoll)),
+      wakeup_(std::move(wakeup)) {}
+
+EventHub::~EventHub() {
+  if (thread_.joinable()) {
+    uint64_t one = 1;
+    (void)!write(wakeup_.get(), &one, sizeof(one));
+    thread_.join();
+  }
+  unlink(options_.socket_path.c_str());
+}
+
+void EventHub::SetContext(std::shared_ptr<const EventContext> context) {
+  std::lock_guard<std::mutex> hold(context_mu_);
+  context_ = std::move(context);
+}
+
+EventHubStats EventHub::Stats() const {
+  return {.received = received_,
+          .drops_received = drops_received_,
+          .malformed = reader_ ? reader_->malformed() : 0,
+          .subscriber_lost = subscriber_lost_,
+          .subscribers = subscribers_,
+          .queued = queued_};
+}
+
+int64_t EventHub::RealtimeNs(uint64_t monotonic_ns) {
+  // The programs stamp CLOCK_MONOTONIC; the offset to wall time moves when the clock is set, so it is re-read.
+  int64_t now = ClockNs(CLOCK_MONOTONIC);
+  if (now - offset_refreshed_ns_ > 1000000000) {
+    realtime_offset_ns_ = ClockNs(CLOCK_REALTIME) - ClockNs(CLOCK_MONOTONIC);
+    offset_refreshed_ns_ = now;
+  }
+  return static_cast<int64_t>(monotonic_ns) + realtime_offset_ns_;
+}
+
+void EventHub::Loop() {
+  epoll_event ready[kMaxEpollEvents];
+  for (;;) {
+    int n = epoll_wait(epoll_.get(), ready, kMaxEpollEvents, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    for (int i = 0; i < n; ++i) {
+      int fd = ready[i].data.fd;
+      if (fd == wakeup_.get()) return;
+      if (fd == listener_.get()) {
+        Accept();
+      } else if (fd == reader_->epoll_fd()) {
+        {
+          std::lock_guard<std::mutex> hold(context_mu_);
+          batch_context_ = context_;
+        }
+        (void)reader_->Drain();
+      } else if (ready[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
+        OnClientReadable(fd);
+      }
+    }
+    // Everything queued goes out now; a full socket waits for EPOLLOUT.
+    std::vector<int> fds;
+    for (auto& [fd, s] : clients_) fds.push_back(fd);
+    for (int fd : fds) {
+      auto it = clients_.find(fd);
+      if (it != clients_.end() && it->second->subscribed) Flush(*it->second);
+    }
+  }
+}
+
+void EventHub::OnEvent(const drop_event& raw) {
+  received_.fetch_add(1, std::memory_order_relaxed);
+  drops_received_.fetch_add(raw.count, std::memory_order_relaxed);
+  EventRecord record{.raw = raw, .time_ns = RealtimeNs(raw.timestamp_ns), .context = batch_context_};
+  std::string line;
+  for (auto& [fd, s] : clients_) {
+    if (!s->subscribed || !s->follow || !s->filter.Matches(record)) continue;
+    if (line.empty()) {
+      AppendEventJson(record, line);
+      line.push_back('\n');
+    }
+    uint64_t lost_before = s->queue.lost_total();
+    s->queue.Push(line);
+    queued_.fetch_add(1, std::memory_order_relaxed);
+    subscriber_lost_.fetch_add(s->queue.lost_total() - lost_before, std::memory_order_relaxed);
+  }
+  if (options_.history == 0) return;
+  if (history_.size() >= options_.history) history_.pop_front();
+  history_.push_back(std::move(record));
+}
+
+void EventHub::Accept() {
+  for (;;) {
+    int fd = accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) return;
+    clients_.emplace(fd, std::make_unique<Subscriber>(fd, options_.subscriber_queue));
+    Watch(fd, EPOLLIN | EPOLLRDHUP, EPOLL_CTL_ADD);
+  }
+}
+
+void EventHub::Watch(int fd, uint32_t events, int op) {
+  epoll_event ev{.events = events, .data = {.fd = fd}};
+  (void)epoll_ctl(epoll_.get(), op, fd, &ev);
+}
+
+void EventHub::Close(int fd) {
+  auto it = clients_.find(fd);
+  if (it == clients_.end()) return;
+  (void)epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  if (it->second->subscribed) subscribers_.fetch_sub(1, std::memory_order_relaxed);
+  clients_.erase(it);
+}
+
+void EventHub::OnClientReadable(int fd) {
+  auto it = clients_.find(fd);
+  if (it == clients_.end()) return;
+  Subscriber& s = *it->second;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n > 0) {
+      if (s.subscribed) continue;  // nothing more is asked of a subscriber; what it sends is ignored
+      s.request.append(buf, n);
+      size_t newline = s.request.find('\n');
+      if (newline != std::string::npos) {
+        Subscribe(s, s.request.substr(0, newline));
+        if (!clients_.contains(fd)) return;
+      } else if (s.request.size() > kMaxRequest) {
+        Close(fd);
+        return;
+      }
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    Close(fd);  // the peer went away
+    return;
+  }
+}
+
+void EventHub::Subscribe(Subscriber& s, const std::string& request_line) {
+  nlohmann::json request = nlohmann::json::parse(request_line, nullptr, /*allow_exceptions=*/false);
+  absl::StatusOr<EventFilter> filter = absl::InvalidArgumentError("the request is not a JSON object");
+  if (request.is_object()) filter = EventFilter::FromJson(request.value("filter", nlohmann::json()));
+  s.subscribed = true;
+  subscribers_.fetch_add(1, std::memory_order_relaxed);
+  if (!filter.ok()) {
+    s.queue.Push(nlohmann::json({{"type", "error"}, {"error", std::string(filter.status().message())}}).dump() + "\n");
+    s.follow = false;
+    Flush(s);
+    return;
+  }
+  s.filter = std::move(*filter);
+  s.follow = request.value("follow", false);
+  uint64_t last = request.value("last", uint64_t{0});
+  int64_t since_ns = request.value("since_ns", int64_t{0});
+  s.queue.Push(nlohmann::json({{"type", "hello"}, {"pid", getpid()}, {"history", history_.size()}}).dump() + "\n");
+  // The newest `last` matches at or after `since`, oldest first.
+  std::vector<const EventRecord*> matches;
+  if (last > 0 || since_ns > 0) {
+    for (auto it = history_.rbegin(); it != history_.rend(); ++it) {
+      if (since_ns > 0 && it->time_ns < since_ns) break;
+      if (!s.filter.Matches(*it)) continue;
+      matches.push_back(&*it);
+      if (last > 0 && matches.size() >= last) break;
+    }
+  }
+  for (auto it = matches.rbegin(); it != matches.rend(); ++it) {
+    std::string line;
+    AppendEventJson(**it, line);
+    line.push_back('\n');
+    s.queue.Push(std::move(line));
+  }
+  s.queue.Push("{\"type\":\"history_end\"}\n");
+  Flush(s);
+}
+
+void EventHub::Flush(Subscriber& s) {
+  int fd = s.fd.get();
+  iovec iov[64];
+  for (;;) {
+    size_t n = s.queue.Gather(iov, 64);
+    if (n == 0) break;
+    ssize_t written = writev(fd, iov, static_cast<int>(n));
+    if (written < 0 && errno == EINTR) continue;
+    if (written < 0 && errno == EAGAIN) {
+      if (!s.writable_wanted) Watch(fd, EPOLLIN | EPOLLRDHUP | EPOLLOUT, EPOLL_CTL_MOD);
+      s.writable_wanted = true;
+      return;
+    }
+    if (written <= 0) {
+      Close(fd);
+      return;
+    }
+    s.queue.Consumed(static_cast<size_t>(written));
+  }
+  if (s.writable_wanted) Watch(fd, EPOLLIN | EPOLLRDHUP, EPOLL_CTL_MOD);
+  s.writable_wanted = false;
+  if (!s.follow) Close(fd);  // a history request ends here
+}
+
+}  // namespace stockade
