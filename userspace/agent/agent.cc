@@ -119,8 +119,13 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options)
   agent->events_ = std::move(*events);
   if (!o.metrics_address.empty()) {
     auto metrics = MetricsServer::Start(o.metrics_address, [a = agent.get()] { return a->RenderMetrics(); });
-    if (!metrics.ok()) return metrics.status();
-    agent->metrics_ = std::move(*metrics);
+    if (metrics.ok()) {
+      agent->metrics_ = std::move(*metrics);
+    } else {
+      // Enforcement matters more than its counters: say so and go on.
+      agent->metrics_error_ = std::string(metrics.status().message());
+      Log(absl::StrCat("no metrics: ", agent->metrics_error_));
+    }
   }
 
   std::string table_path = o.state_dir + "/identities.json";
@@ -579,6 +584,7 @@ nlohmann::json Agent::Status() {
           {"last_error", last_error_},
           {"map_sync_errors", map_sync_errors_},
           {"metrics", metrics_ ? metrics_->address() : ""},
+          {"metrics_error", metrics_error_},
           {"events_socket", options_.events_socket},
           {"events", EventStats()},
           {"drops", drops}};

@@ -33,6 +33,8 @@ namespace {
 
 constexpr size_t kMaxRequest = 64 << 10;
 constexpr int kMaxEpollEvents = 64;
+// How long the ring buffer waits for the agent's first context (Docker may be slow to answer).
+constexpr int64_t kContextWaitNs = 10'000'000'000;
 
 int64_t ClockNs(clockid_t clock) {
   timespec ts{};
@@ -73,7 +75,10 @@ absl::StatusOr<std::unique_ptr<EventHub>> EventHub::Start(int ringbuf_fd, EventH
   auto reader = EventReader::Open(ringbuf_fd, [hub = hub.get()](const drop_event& e) { hub->OnEvent(e); });
   if (!reader.ok()) return reader.status();
   hub->reader_ = std::move(*reader);
-  for (int fd : {hub->listener_.get(), hub->wakeup_.get(), hub->reader_->epoll_fd()}) {
+  // The ring buffer is read once the agent knows what to enrich events with
+  // (SetContext), or after a while without: a restarted agent finds the
+  // records of its downtime there and must name their containers.
+  for (int fd : {hub->listener_.get(), hub->wakeup_.get()}) {
     epoll_event ev{.events = EPOLLIN, .data = {.fd = fd}};
     if (epoll_ctl(hub->epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return ErrnoStatus(errno, "epoll_ctl for events");
   }
@@ -97,8 +102,17 @@ EventHub::~EventHub() {
 }
 
 void EventHub::SetContext(std::shared_ptr<const EventContext> context) {
-  std::lock_guard<std::mutex> hold(context_mu_);
-  context_ = std::move(context);
+  {
+    std::lock_guard<std::mutex> hold(context_mu_);
+    context_ = std::move(context);
+  }
+  StartReading();
+}
+
+void EventHub::StartReading() {
+  if (reading_.exchange(true)) return;
+  epoll_event ev{.events = EPOLLIN, .data = {.fd = reader_->epoll_fd()}};
+  (void)epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, reader_->epoll_fd(), &ev);
 }
 
 EventHubStats EventHub::Stats() const {
@@ -122,8 +136,10 @@ int64_t EventHub::RealtimeNs(uint64_t monotonic_ns) {
 
 void EventHub::Loop() {
   epoll_event ready[kMaxEpollEvents];
+  const int64_t read_anyway_at = ClockNs(CLOCK_MONOTONIC) + kContextWaitNs;
   for (;;) {
-    int n = epoll_wait(epoll_.get(), ready, kMaxEpollEvents, -1);
+    if (!reading_ && ClockNs(CLOCK_MONOTONIC) >= read_anyway_at) StartReading();
+    int n = epoll_wait(epoll_.get(), ready, kMaxEpollEvents, reading_ ? -1 : 500);
     if (n < 0) {
       if (errno == EINTR) continue;
       return;

@@ -46,7 +46,7 @@ absl::StatusOr<std::string> AsString(const nlohmann::json& item) {
 
 template <typename T>
 absl::StatusOr<T> AsNumber(const nlohmann::json& item, uint64_t max) {
-  if (!item.is_number_unsigned() || item.get<uint64_t>() > max)
+  if (!item.is_number_integer() || item.get<int64_t>() < 0 || item.get<uint64_t>() > max)
     return absl::InvalidArgumentError(absl::StrCat("expected a number up to ", max, ", got ", item.dump()));
   return static_cast<T>(item.get<uint64_t>());
 }

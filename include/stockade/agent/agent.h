@@ -145,6 +145,7 @@ class Agent {
   absl::Duration docker_sync_lag_ = absl::ZeroDuration();  // Docker's event time to its map write, the latest
   std::unique_ptr<EventHub> events_;
   std::unique_ptr<MetricsServer> metrics_;
+  std::string metrics_error_;  // why metrics are not served, when they are not
   std::recursive_mutex mu_;
 };
 

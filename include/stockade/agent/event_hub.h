@@ -77,6 +77,7 @@ class EventHub {
   void Close(int fd);
   void Watch(int fd, uint32_t events, int op);
   int64_t RealtimeNs(uint64_t monotonic_ns);
+  void StartReading();
 
   EventHubOptions options_;
   ScopedFd listener_;
@@ -84,6 +85,7 @@ class EventHub {
   ScopedFd wakeup_;
   std::unique_ptr<EventReader> reader_;
   std::thread thread_;
+  std::atomic<bool> reading_{false};  // the ring buffer is in the epoll set
 
   mutable std::mutex context_mu_;
   std::shared_ptr<const EventContext> context_;  // guarded by context_mu_
