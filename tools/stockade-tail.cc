@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -202,11 +203,12 @@ struct Summary {
   uint64_t events = 0;
   uint64_t drops = 0;
   uint64_t lost = 0;
-  std::map<std::string, uint64_t> by_reason;  // drops each reason stands for
+  absl::flat_hash_map<std::string, uint64_t> by_reason;  // drops each reason stands for
 
   void Print() const {
     std::string line = absl::StrCat("stockade-tail: ", events, " events standing for ", drops, " packets");
-    for (const auto& [reason, n] : by_reason) absl::StrAppend(&line, "\n  ", reason, " ", n);
+    std::map<std::string, uint64_t> sorted(by_reason.begin(), by_reason.end());
+    for (const auto& [reason, n] : sorted) absl::StrAppend(&line, "\n  ", reason, " ", n);
     if (lost) absl::StrAppend(&line, "\n  lost (not shown): ", lost, " events");
     std::fprintf(stderr, "%s\n", line.c_str());
   }
@@ -238,11 +240,17 @@ bool HandleLine(std::string_view line, const Options& o, Summary& summary, std::
     ++summary.events;
     uint64_t count = CountOf(line);
     summary.drops += count;
-    summary.by_reason[std::string(FieldOf(line, "\"reason\":\""))] += count;
+    std::string_view reason = FieldOf(line, "\"reason\":\"");
+    // Debian's Abseil has a string_view of its own.
+    absl::string_view key(reason.data(), reason.size());
+    auto counted = summary.by_reason.find(key);  // no allocation for a reason seen before
+    if (counted == summary.by_reason.end()) counted = summary.by_reason.emplace(std::string(reason), 0).first;
+    counted->second += count;
     last_time = FieldOf(line, "\"time\":\"");  // parsed only to resume after a reconnect
     if (o.json) {
-      std::fwrite(line.data(), 1, line.size(), stdout);
-      std::fputc('\n', stdout);
+      // One thread writes stdout: no need for stdio's lock per call.
+      fwrite_unlocked(line.data(), 1, line.size(), stdout);
+      fputc_unlocked('\n', stdout);
     } else {
       nlohmann::json event = nlohmann::json::parse(line, nullptr, false);
       if (!event.is_discarded()) std::printf("%s\n", stockade::FormatEventText(event, o.colour).c_str());
@@ -306,7 +314,7 @@ int main(int argc, char** argv) {
     if (resumed) std::fprintf(stderr, "stockade-tail: reconnected to stockaded; events in the gap may be missing\n");
     std::string pending;
     bool history_done = false;
-    char buf[1 << 16];
+    static char buf[1 << 18];
     bool agent_gone = false;
     while (!g_stop) {
       pollfd p{c.fd.get(), POLLIN, 0};

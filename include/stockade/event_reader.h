@@ -31,6 +31,9 @@ class EventReader {
   [[nodiscard]] absl::StatusOr<int> Poll(std::chrono::milliseconds timeout);
   // Hands over whatever is there without waiting.
   [[nodiscard]] absl::StatusOr<int> Drain();
+  // Hands over at most `max` records without waiting, so a reader under a
+  // steady stream gets to do something else between batches.
+  [[nodiscard]] absl::StatusOr<int> DrainUpTo(int max);
   // Readable when records wait: for a caller's own epoll set (then Drain()).
   int epoll_fd() const;
   // Records that were not a drop_event (a size mismatch: another build wrote them).
@@ -43,6 +46,7 @@ class EventReader {
   Callback callback_;
   ring_buffer* ring_ = nullptr;
   uint64_t malformed_ = 0;
+  int budget_ = -1;  // records DrainUpTo may still hand over; -1: no limit
 };
 
 // One line for an operator: "DROPPED POLICY_DENIED egress tcp 10.0.0.2:40000 -> 10.0.0.3:80 rule 7 (x3)".

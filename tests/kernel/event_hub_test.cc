@@ -309,7 +309,7 @@ TEST_F(EventHubTest, HistoryAnswersLastAndSinceAndThenCloses) {
 }
 
 TEST_F(EventHubTest, AStuckSubscriberLosesOnlyItsOwnOldestEventsAndIsTold) {
-  StartHub({.subscriber_queue = 500});
+  StartHub({.subscriber_queue = 500, .socket_buffer_bytes = 64 << 10});
   // It asks and then does not read; the kernel's socket buffer is kept small so its queue fills.
   Subscriber stuck = Subscriber::Connect(socket_, {{"follow", true}}, /*rcvbuf=*/4096);
   Subscriber fast = Subscriber::Connect(socket_, {{"follow", true}});

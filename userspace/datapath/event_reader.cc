@@ -11,6 +11,10 @@
 #include "stockade/errno_status.h"
 
 namespace stockade {
+namespace {
+// What OnRecord answers libbpf when DrainUpTo's budget is spent.
+constexpr int kBudgetSpent = -E2BIG;
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<EventReader>> EventReader::Open(int ringbuf_fd, Callback callback) {
   std::unique_ptr<EventReader> reader(new EventReader(std::move(callback)));
@@ -28,6 +32,8 @@ int EventReader::OnRecord(void* self, void* data, size_t size) {
     return 0;
   }
   reader->callback_(*static_cast<const drop_event*>(data));
+  // A negative answer makes libbpf stop after this record, which it has consumed.
+  if (reader->budget_ > 0 && --reader->budget_ == 0) return kBudgetSpent;
   return 0;
 }
 
@@ -35,6 +41,15 @@ absl::StatusOr<int> EventReader::Poll(std::chrono::milliseconds timeout) {
   int n = ring_buffer__poll(ring_, static_cast<int>(timeout.count()));
   if (n < 0 && n != -EINTR) return ErrnoStatus(-n, "poll events ring buffer");
   return n < 0 ? 0 : n;
+}
+
+absl::StatusOr<int> EventReader::DrainUpTo(int max) {
+  budget_ = max;
+  int n = ring_buffer__consume(ring_);
+  int handed = max - budget_;
+  budget_ = -1;
+  if (n < 0 && n != kBudgetSpent) return ErrnoStatus(-n, "read events ring buffer");
+  return handed;
 }
 
 int EventReader::epoll_fd() const { return ring_buffer__epoll_fd(ring_); }

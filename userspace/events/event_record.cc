@@ -12,9 +12,9 @@
 namespace stockade {
 namespace {
 
-std::string AddressKey(uint8_t family, const uint8_t address[16]) {
-  std::string key(17, '\0');
-  key[0] = static_cast<char>(family);
+std::array<uint8_t, 17> KeyOf(uint8_t family, const uint8_t address[16]) {
+  std::array<uint8_t, 17> key;
+  key[0] = family;
   std::memcpy(key.data() + 1, address, 16);
   return key;
 }
@@ -72,13 +72,32 @@ void AppendQuoted(std::string& out, std::string_view text) {
   }
 }
 
+// inet_ntop formats IPv4 with sprintf; this is the hot path of every event.
+void AppendIp(std::string& out, uint8_t family, const uint8_t address[16]) {
+  if (family != STOCKADE_AF_INET) {
+    AppendQuoted(out, FormatAddress(family, address));
+    return;
+  }
+  char text[18];
+  size_t n = 0;
+  text[n++] = '"';
+  for (int i = 0; i < 4; ++i) {
+    uint8_t b = address[i];
+    if (b >= 100) text[n++] = static_cast<char>('0' + b / 100);
+    if (b >= 10) text[n++] = static_cast<char>('0' + b / 10 % 10);
+    text[n++] = static_cast<char>('0' + b % 10);
+    text[n++] = i < 3 ? '.' : '"';
+  }
+  out.append(text, n);
+}
+
 void AppendPeer(std::string& out, const EventRecord& e, bool source) {
   const drop_event& r = e.raw;
   const EventWorkload* w = source ? e.source() : e.destination();
   uint32_t identity = source ? e.source_identity() : e.destination_identity();
   out.append("{\"ip\":");
   if (r.family == STOCKADE_AF_INET || r.family == STOCKADE_AF_INET6) {
-    AppendQuoted(out, FormatAddress(r.family, source ? r.saddr : r.daddr));
+    AppendIp(out, r.family, source ? r.saddr : r.daddr);
   } else {
     out.append("null");
   }
@@ -95,8 +114,7 @@ void AppendPeer(std::string& out, const EventRecord& e, bool source) {
     out.append(w->labels_json);
   } else {
     out.append("null,\"labels\":");
-    const LabelSet* labels = e.context ? e.context->IdentityLabels(identity) : nullptr;
-    out.append(labels ? LabelsJson(*labels) : "{}");
+    out.append(e.context ? e.context->IdentityLabelsJson(identity) : "{}");
   }
   out.push_back('}');
 }
@@ -105,16 +123,25 @@ void AppendPeer(std::string& out, const EventRecord& e, bool source) {
 
 void EventContext::AddWorkload(const IpAddress& address, EventWorkload workload) {
   workload.labels_json = LabelsJson(workload.labels);
-  by_address_[AddressKey(address.family, address.bytes.data())] =
+  by_address_[KeyOf(address.family, address.bytes.data())] =
       std::make_shared<const EventWorkload>(std::move(workload));
 }
 
-void EventContext::AddIdentityLabels(uint32_t identity, const LabelSet& labels) { identity_labels_[identity] = labels; }
+void EventContext::AddIdentityLabels(uint32_t identity, const LabelSet& labels) {
+  identity_labels_[identity] = labels;
+  identity_labels_json_[identity] = LabelsJson(labels);
+}
+
+const std::string& EventContext::IdentityLabelsJson(uint32_t identity) const {
+  static const std::string kEmpty = "{}";
+  auto it = identity_labels_json_.find(identity);
+  return it == identity_labels_json_.end() ? kEmpty : it->second;
+}
 
 void EventContext::AddRule(uint32_t rule_id, std::string origin) { rules_[rule_id] = std::move(origin); }
 
 const EventWorkload* EventContext::WorkloadAt(uint8_t family, const uint8_t address[16]) const {
-  auto it = by_address_.find(AddressKey(family, address));
+  auto it = by_address_.find(KeyOf(family, address));
   return it == by_address_.end() ? nullptr : it->second.get();
 }
 

@@ -41,14 +41,21 @@ size_t SubscriberQueue::Gather(iovec* iov, size_t max_iov) {
   return n;
 }
 
-void SubscriberQueue::Consumed(size_t bytes) {
+void SubscriberQueue::Consumed(size_t bytes, std::vector<std::string>* spent) {
+  auto recycle = [spent](std::string& line) {
+    if (!spent) return;
+    line.clear();
+    spent->push_back(std::move(line));
+  };
   size_t in_flight_left = inflight_.size() - inflight_offset_;
   if (bytes < in_flight_left) {
     inflight_offset_ += bytes;
     return;
   }
   bytes -= in_flight_left;
-  inflight_offset_ = inflight_.size();
+  recycle(inflight_);
+  inflight_.clear();
+  inflight_offset_ = 0;
   // Whole lines behind it went too; a line cut short becomes the one in flight.
   while (bytes > 0 && !lines_.empty()) {
     std::string& front = lines_.front();
@@ -59,6 +66,7 @@ void SubscriberQueue::Consumed(size_t bytes) {
       return;
     }
     bytes -= front.size();
+    recycle(front);
     lines_.pop_front();
   }
 }

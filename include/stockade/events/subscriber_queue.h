@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <vector>
 
 namespace stockade {
 
@@ -26,8 +27,9 @@ class SubscriberQueue {
   void Push(std::string line);
   // Points `iov` at what to write next, in order; returns how many it filled.
   size_t Gather(iovec* iov, size_t max_iov);
-  // `bytes` of what Gather offered were written.
-  void Consumed(size_t bytes);
+  // `bytes` of what Gather offered were written. Lines written whole are
+  // handed to `spent` when given (emptied, their memory kept for reuse).
+  void Consumed(size_t bytes, std::vector<std::string>* spent = nullptr);
 
   bool empty() const { return inflight_.size() == inflight_offset_ && lines_.empty() && pending_lost_ == 0; }
   size_t waiting() const { return lines_.size(); }
