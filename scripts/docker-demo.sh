@@ -82,7 +82,7 @@ if [ -e "${dir}" ]; then
   echo "docker-demo: a demo is still up (${dir}); remove it with: $0 --down" >&2
   exit 1
 fi
-for tool in stockaded stockadectl; do
+for tool in stockaded stockadectl stockade-tail; do
   if [ ! -x "${bin}/${tool}" ]; then
     echo "docker-demo: ${bin}/${tool} is missing; run scripts/build.sh" >&2
     exit 1
@@ -187,6 +187,9 @@ probe db backend 8080 lateral dropped
 probe frontend web 8080 "wrong port" dropped
 
 echo
+echo "== stockade-tail --last 20: each drop with both containers and the rule that decided it"
+"${bin}/stockade-tail" --instance "${run}" --no-follow --last 20 --color never
+echo
 echo "== stockadectl status (drops counts the packets dropped, by reason)"
 ctl status
 for args in "frontend web 80" "frontend db 5432" "db backend 8080" "frontend web 8080"; do
@@ -210,6 +213,8 @@ Left running: stockaded pid $(cat "${dir}/stockaded.pid"), instance ${run}, cont
 Look around:
   ${bin}/stockadectl --instance ${run} endpoint list
   ${bin}/stockadectl --instance ${run} policy get
+  ${bin}/stockade-tail --instance ${run}          (drops as they happen; Ctrl-C for a summary)
+  curl -s \$(${bin}/stockadectl --instance ${run} -o json status | sed -n 's/.*"metrics": "\(.*\)".*/\1/p')/metrics
   docker exec ${run}-frontend sh -c 'echo hi | nc -w 1 ${ip[backend]} 8080'
   edit ${dir}/policy/chain.yaml: the agent applies it when it is saved
 Remove it all:
