@@ -11,7 +11,9 @@
 
 #include "abi_common.h"
 
-#define STOCKADE_EVENTS_RINGBUF_BYTES (4u << 20)
+/* 16 MiB: ~190k records, about 0.2 s of a million drops a second without
+ * aggregation; enough for the agent to be off CPU for a while on a busy host. */
+#define STOCKADE_EVENTS_RINGBUF_BYTES (16u << 20)
 #define STOCKADE_EVENT_AGG_MAX 65536
 
 struct drop_event {

@@ -233,47 +233,73 @@ uint64_t CountOf(std::string_view line) {
   return i ? n : 1;
 }
 
-// Handles one line from the agent; false when the stream is over for good.
-bool HandleLine(std::string_view line, const Options& o, Summary& summary, std::string& last_time, bool& history_done) {
-  std::string_view type = FieldOf(line, "{\"type\":\"");
+// What became of a line from the agent.
+enum class LineUse {
+  kPassThrough,  // an event or notice to print as it is (-o json)
+  kHandled,      // shown as text, or a message for this tool only
+};
+
+// Counts one line from the agent, and shows it unless it passes through.
+LineUse HandleLine(std::string_view line, const Options& o, Summary& summary, bool& history_done) {
+  std::string_view type = FieldOf(line.substr(0, 24), "{\"type\":\"");
   if (type == "event") {
     ++summary.events;
+    // "reason" and "count" come early in the line: the searches are short.
+    std::string_view reason = FieldOf(line, "\"reason\":\"");
     uint64_t count = CountOf(line);
     summary.drops += count;
-    std::string_view reason = FieldOf(line, "\"reason\":\"");
     // Debian's Abseil has a string_view of its own.
     absl::string_view key(reason.data(), reason.size());
     auto counted = summary.by_reason.find(key);  // no allocation for a reason seen before
     if (counted == summary.by_reason.end()) counted = summary.by_reason.emplace(std::string(reason), 0).first;
     counted->second += count;
-    last_time = FieldOf(line, "\"time\":\"");  // parsed only to resume after a reconnect
-    if (o.json) {
-      // One thread writes stdout: no need for stdio's lock per call.
-      fwrite_unlocked(line.data(), 1, line.size(), stdout);
-      fputc_unlocked('\n', stdout);
-    } else {
-      nlohmann::json event = nlohmann::json::parse(line, nullptr, false);
-      if (!event.is_discarded()) std::printf("%s\n", stockade::FormatEventText(event, o.colour).c_str());
-    }
-    return true;
+    if (o.json) return LineUse::kPassThrough;
+    nlohmann::json event = nlohmann::json::parse(line, nullptr, false);
+    if (!event.is_discarded()) std::printf("%s\n", stockade::FormatEventText(event, o.colour).c_str());
+    return LineUse::kHandled;
   }
   nlohmann::json message = nlohmann::json::parse(line, nullptr, false);
   if (type == "lost") {
     uint64_t n = message.value("count", uint64_t{0});
     summary.lost += n;
-    if (o.json) {
-      std::fwrite(line.data(), 1, line.size(), stdout);
-      std::fputc('\n', stdout);
-    }
     std::fprintf(stderr, "stockade-tail: %llu events lost: this terminal read slower than they came\n",
                  static_cast<unsigned long long>(n));
+    if (o.json) return LineUse::kPassThrough;  // a program reading the stream must see the gap too
   } else if (type == "history_end") {
     history_done = true;
   } else if (type == "error") {
     std::fprintf(stderr, "stockade-tail: stockaded refused the request: %s\n", message.value("error", "").c_str());
     std::exit(kExitUsage);
   }
-  return true;
+  return LineUse::kHandled;
+}
+
+// Handles the complete lines at the start of `pending` and removes them.
+// Lines that pass through are written in runs, not one by one: at a million
+// lines a second the per-call cost of stdio shows.
+void HandleLines(std::string& pending, const Options& o, Summary& summary, std::string& last_time,
+                 bool& history_done) {
+  constexpr size_t kNone = std::string::npos;
+  size_t start = 0, run = kNone;
+  std::string_view last_event;
+  auto flush_run = [&](size_t end) {
+    if (run != kNone) fwrite_unlocked(pending.data() + run, 1, end - run, stdout);
+    run = kNone;
+  };
+  for (size_t nl; (nl = pending.find('\n', start)) != kNone; start = nl + 1) {
+    std::string_view line(pending.data() + start, nl - start);
+    LineUse use = HandleLine(line, o, summary, history_done);
+    if (line.starts_with("{\"type\":\"event\"")) last_event = line;
+    if (use == LineUse::kPassThrough) {
+      if (run == kNone) run = start;
+    } else {
+      flush_run(start);
+    }
+  }
+  flush_run(start);
+  // Parsed only to resume after a reconnect.
+  if (!last_event.empty()) last_time = FieldOf(last_event, "\"time\":\"");
+  pending.erase(0, start);
 }
 
 }  // namespace
@@ -330,10 +356,7 @@ int main(int argc, char** argv) {
         break;
       }
       pending.append(buf, n);
-      size_t start = 0;
-      for (size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1)
-        HandleLine(std::string_view(pending).substr(start, nl - start), o, summary, last_time, history_done);
-      pending.erase(0, start);
+      HandleLines(pending, o, summary, last_time, history_done);
     }
     std::fflush(stdout);
     if (!agent_gone || !o.follow) break;  // a one-shot request ends when the agent closes it

@@ -336,7 +336,7 @@ absl::Status PipelineBench(Pipeline& p, bool quick) {
   bool all_accounted = true, paced_lossless = true;
   for (int round = 0; round < rounds; ++round) {
     for (size_t item : InterleavedOrder(2, round)) {
-      // Made in bursts of 10k every 10 ms (20k for 2M/s): the ring buffer holds ~47k records.
+      // Made in bursts of 10k every 10 ms (20k for 2M/s): the ring buffer holds ~190k records.
       const double rate = item == 0 ? 1e6 : 2e6;
       auto r = RunPipeline(p, total, item == 0 ? 10'000 : 20'000, rate);
       if (!r.ok()) return r.status();

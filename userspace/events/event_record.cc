@@ -220,7 +220,8 @@ void AppendEventJson(const EventRecord& e, std::string& out) {
   out.append(VerdictName(r.verdict));
   out.append("\",\"reason\":\"");
   out.append(DropReasonName(r.reason));
-  out.append("\",\"direction\":\"");
+  absl::StrAppend(&out, "\",\"count\":", r.count);
+  out.append(",\"direction\":\"");
   out.append(DirectionName(r.direction));
   out.append("\",\"protocol\":");
   AppendQuoted(out, ProtocolName(r.protocol));
@@ -233,7 +234,7 @@ void AppendEventJson(const EventRecord& e, std::string& out) {
   } else {
     absl::StrAppend(&out, "\"if", r.ifindex, "\"");
   }
-  absl::StrAppend(&out, ",\"ifindex\":", r.ifindex, ",\"count\":", r.count, ",\"packet_length\":", r.packet_length,
+  absl::StrAppend(&out, ",\"ifindex\":", r.ifindex, ",\"packet_length\":", r.packet_length,
                   ",\"rule_id\":", r.rule_id, ",\"rule\":");
   AppendQuoted(out, e.Rule());
   out.append(",\"source\":");

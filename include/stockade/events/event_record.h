@@ -76,8 +76,8 @@ std::string ProtocolName(uint8_t protocol);          // "tcp", "udp", "icmp", "i
 std::string FormatRfc3339Nanos(int64_t unix_ns);
 
 // One JSON object, no newline. The order of the first fields is fixed
-// ("type", "time", "verdict", "reason"), so a reader may find them without
-// parsing; docs/events.md has the schema.
+// ("type", "time", "verdict", "reason", "count"), so a reader may find them
+// without parsing; docs/events.md has the schema.
 void AppendEventJson(const EventRecord& event, std::string& out);
 
 }  // namespace stockade
