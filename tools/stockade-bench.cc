@@ -24,6 +24,8 @@ constexpr char kUsage[] = R"(usage: stockade-bench [--quick | --full | --smoke] 
   --out DIR          CSV, table, plots and machine facts go here (default: ./stockade-bench-out)
   --rules N,N,...    override the rule counts N
   --rounds R         override the number of rounds
+  --contenders A,B   only these (none, iptables-nft, iptables-legacy, ipset, nft-set, stockade-tc,
+                     stockade-xdp); 'none' is always kept, as the baseline
   --stockaded PATH   the agent binary (default: next to this one)
   --no-agent         skip the stockaded policy-file update measure
   --no-floods        skip the trafgen floods of denied traffic
@@ -39,7 +41,7 @@ void Interrupt(int) { stockade::bench::g_interrupted = true; }
 int main(int argc, char** argv) {
   using stockade::bench::BenchMode;
   BenchMode mode = BenchMode::kQuick;
-  std::string out_dir = "stockade-bench-out", stockaded, rules, rounds;
+  std::string out_dir = "stockade-bench-out", stockaded, rules, rounds, contenders;
   bool no_agent = false, no_floods = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -62,6 +64,8 @@ int main(int argc, char** argv) {
       rules = value();
     } else if (arg == "--rounds") {
       rounds = value();
+    } else if (arg == "--contenders") {
+      contenders = value();
     } else if (arg == "--stockaded") {
       stockaded = value();
     } else if (arg == "--no-agent") {
@@ -90,6 +94,22 @@ int main(int argc, char** argv) {
         return 2;
       }
       options.rule_counts.push_back(count);
+    }
+  }
+  if (!contenders.empty()) {
+    options.contenders = {stockade::bench::ContenderKind::kNone};
+    for (absl::string_view name : absl::StrSplit(contenders, ',')) {
+      bool known = false;
+      for (auto kind : stockade::bench::kAllContenders) {
+        if (name != stockade::bench::ContenderName(kind)) continue;
+        known = true;
+        if (kind != stockade::bench::ContenderKind::kNone) options.contenders.push_back(kind);
+      }
+      if (!known) {
+        std::fprintf(stderr, "stockade-bench: --contenders: unknown contender '%s'\n%s", std::string(name).c_str(),
+                     kUsage);
+        return 2;
+      }
     }
   }
   if (!rounds.empty() && (!absl::SimpleAtoi(rounds, &options.rounds) || options.rounds < 1 || options.rounds > 100)) {

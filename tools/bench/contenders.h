@@ -42,6 +42,9 @@ class Contender {
   // Adds `rule` while the installed ones stay (for a linear chain: last
   // before the final drop), and takes it out again untimed; seconds of the add.
   [[nodiscard]] virtual absl::StatusOr<double> AddOne(const AllowRule& rule) = 0;
+  // How many AddOne calls make a sample: a map write is cheap enough to
+  // repeat many times, a netfilter command (fork, exec, ruleset dump) is not.
+  virtual int AddOneRepetitions(int base) const { return base; }
   // Takes the filter out of the path, leaving nothing of it in the testbed.
   [[nodiscard]] virtual absl::Status Remove() = 0;
   // The cheapest drop of denied UDP (kDeniedUdpPort) this contender has, on

@@ -27,6 +27,7 @@ const std::vector<MeasureInfo>& Measures() {
       {"update_one_us", "us", "add one rule while N+3 exist (command or map write)", ""},
       {"flood_drop_kpps", "kpps", "trafgen flood of denied UDP: frames dropped, thousands/s", "iptables-raw"},
       {"flood_cpu_ns_per_pkt", "ns", "trafgen flood of denied UDP: kernel CPU per frame", "iptables-raw"},
+      {"flood_backlog_drop_pct", "%", "trafgen flood: frames lost in the receive backlog, not by the filter", ""},
       {"agent_start_to_enforce_ms", "ms", "stockaded: start to the policy of N+3 rules enforced", ""},
       {"agent_change_to_enforce_ms", "ms", "stockaded: policy file changed to the new rule enforced", ""},
   };
@@ -136,8 +137,8 @@ std::vector<std::string> Results::ContendersOf(const std::string& measure,
   return out;
 }
 
-std::string GnuplotScript(const std::vector<Plot>& plots, const std::string& data_prefix,
-                          const std::string& out_prefix) {
+std::string GnuplotScript(const std::vector<Plot>& plots, const std::vector<std::string>& palette,
+                          const std::string& data_prefix, const std::string& out_prefix) {
   std::string body;
   for (const auto& [plot, contenders] : plots) {
     std::string unit, description;
@@ -151,14 +152,15 @@ std::string GnuplotScript(const std::vector<Plot>& plots, const std::string& dat
     absl::StrAppend(&body, "set title \"", plot, "\" noenhanced\nset ylabel \"", unit, "\"\n",
                     log_y ? "set logscale y\nset yrange [*:*]\n" : "unset logscale y\nset yrange [0:*]\n", "plot ");
     for (size_t i = 0; i < contenders.size(); ++i) {
+      size_t colour = std::find(palette.begin(), palette.end(), contenders[i]) - palette.begin() + 1;
       absl::StrAppend(&body, i ? ", " : "", "'", data_prefix, plot, ".dat' using 1:", i + 2,
-                      " with linespoints title \"", contenders[i], "\" noenhanced");
+                      " with linespoints linetype ", colour, " title \"", contenders[i], "\" noenhanced");
     }
     absl::StrAppend(&body, "\n");
   }
   size_t rows = (plots.size() + 2) / 3;
   std::string setup = absl::StrCat(
-      "set datafile missing '?'\nset logscale x\nset xlabel \"rules (N + 3)\"\nset key left bottom font ',8'\n"
+      "set datafile missing '?'\nset logscale x\nset xlabel \"rules (N + 3)\"\nset key outside right font ',9'\n"
       "set grid\n");
   std::string out;
   for (auto [terminal, ext] : {std::pair{"pngcairo size 1800,", ".png"}, {"svg size 1800,", ".svg"}}) {
@@ -187,7 +189,7 @@ absl::Status WriteOutputs(const Results& results, const std::vector<std::string>
     plots.push_back({measure, with_data});
   }
   if (plots.empty()) return absl::OkStatus();
-  if (absl::Status s = write(dir + "/plot.gp", GnuplotScript(plots, dir + "/", dir + "/bench")); !s.ok()) return s;
+  if (absl::Status s = write(dir + "/plot.gp", GnuplotScript(plots, contenders, dir + "/", dir + "/bench")); !s.ok()) return s;
   auto out = RunCommand({"gnuplot", dir + "/plot.gp"}, std::nullopt, std::chrono::milliseconds(60'000));
   return out.ok() ? absl::OkStatus() : out.status();
 }

@@ -65,9 +65,10 @@ struct Plot {
   std::string measure;  // data in "<data_prefix><measure>.dat", as PlotData writes it
   std::vector<std::string> contenders;  // its columns 2, 3, ...
 };
-// The gnuplot script drawing `plots` into <out_prefix>.png and .svg.
-std::string GnuplotScript(const std::vector<Plot>& plots, const std::string& data_prefix,
-                          const std::string& out_prefix);
+// The gnuplot script drawing `plots` into <out_prefix>.png and .svg; a
+// contender keeps its colour (its place in `palette`) in every plot.
+std::string GnuplotScript(const std::vector<Plot>& plots, const std::vector<std::string>& palette,
+                          const std::string& data_prefix, const std::string& out_prefix);
 
 // Writes CSV, data files and script into `dir`, and runs gnuplot.
 [[nodiscard]] absl::Status WriteOutputs(const Results& results, const std::vector<std::string>& contenders,

@@ -54,7 +54,7 @@ absl::Status MeasureTraffic(const BenchOptions& o, Lane& lane, size_t n, int rou
   auto add = [&](const char* measure, double value) {
     out.push_back({.measure = measure, .contender = lane.contender->name(), .rules = n, .round = round, .value = value});
   };
-  auto allowed = UdpFlood(client, server, kUdpPort, o.udp_flows, o.udp_duration, o.udp_max_packets);
+  auto allowed = UdpFlood(client, lane.bed.host.path, server, kUdpPort, o.udp_flows, o.udp_duration, o.udp_max_packets);
   if (!allowed.ok()) return allowed.status();
   if (allowed->reached == 0)
     return absl::InternalError(absl::StrCat(lane.contender->name(), " with N=", n, ": none of ", allowed->sent,
@@ -64,7 +64,7 @@ absl::Status MeasureTraffic(const BenchOptions& o, Lane& lane, size_t n, int rou
   add("udp_cpu_ns_per_pkt", static_cast<double>(allowed->kernel_ns) / allowed->reached);
   if (absl::Status s = Interrupted(); !s.ok()) return s;
 
-  auto denied = UdpFlood(client, server, kDeniedUdpPort, o.udp_flows, o.denied_udp_duration, o.udp_max_packets);
+  auto denied = UdpFlood(client, lane.bed.host.path, server, kDeniedUdpPort, o.udp_flows, o.denied_udp_duration, o.udp_max_packets);
   if (!denied.ok()) return denied.status();
   if (lane.kind != ContenderKind::kNone && denied->reached > denied->sent / 100)
     return absl::InternalError(absl::StrCat(lane.contender->name(), " with N=", n, " let ", denied->reached, " of ",
@@ -153,7 +153,8 @@ BenchOptions DefaultOptions(BenchMode mode) {
       o.rr_limit = milliseconds(500);
       o.crr_duration = milliseconds(500);
       o.iperf_seconds = 1;
-      o.add_one_reps = 3;
+      // An iptables-nft insert at 100k rules takes seconds; the rounds give the spread.
+      o.add_one_reps = 1;
       o.flood_packets = 2'000'000;
       o.agent_filler_rules = 100000;
       o.agent_changes = 5;
@@ -224,7 +225,7 @@ absl::Status RunBench(const BenchOptions& o, Results& results, BenchRun& run) {
         if (absl::Status s = MeasureTraffic(o, lane, n, round, matrix); !s.ok()) return s;
         if (lane.kind != ContenderKind::kNone) {
           Samples adds;
-          for (int rep = 0; rep < o.add_one_reps; ++rep) {
+          for (int rep = 0; rep < lane.contender->AddOneRepetitions(o.add_one_reps); ++rep) {
             auto one = lane.contender->AddOne(extra);
             if (!one.ok()) return one.status();
             adds.Add(*one * 1e6);
@@ -276,6 +277,8 @@ absl::Status RunBench(const BenchOptions& o, Results& results, BenchRun& run) {
                                                   " drops of ", flood->sent, " frames"));
         floods.push_back({.measure = "flood_drop_kpps", .contender = name, .rules = 0, .round = round,
                           .value = flood->sent / flood->seconds / 1e3});
+        floods.push_back({.measure = "flood_backlog_drop_pct", .contender = name, .rules = 0, .round = round,
+                          .value = 100.0 * flood->backlog_drops / flood->sent});
         floods.push_back({.measure = "flood_cpu_ns_per_pkt", .contender = name, .rules = 0, .round = round,
                           .value = static_cast<double>(flood->kernel_ns) / flood->sent});
         if (absl::Status s = lane.contender->RemoveFloodDrop(); !s.ok()) return s;

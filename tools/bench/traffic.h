@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,21 +36,32 @@ struct CpuTimes {
 
 struct Flood {
   uint64_t sent = 0;
-  uint64_t reached = 0;  // datagrams that reached the server's UDP layer
+  uint64_t reached = 0;  // datagrams IP delivered to the server's UDP layer
   double seconds = 0;
   uint64_t kernel_ns = 0;  // CPU time the kernel spent meanwhile
+  // Frames the receive backlog had no room for (all CPUs): a filter slower
+  // than the generator loses frames there, which are no drops of its own.
+  uint64_t backlog_drops = 0;
 };
+// The send loop's duration trafgen reports at its end, if it does.
+std::optional<double> TrafgenSendSeconds(const std::string& trafgen_output);
+// The "dropped" column of /proc/net/softnet_stat, summed over CPUs.
+[[nodiscard]] absl::StatusOr<uint64_t> BacklogDrops();
 
 // UDP statistics of the server namespace, readable from anywhere.
 [[nodiscard]] absl::StatusOr<ScopedFd> OpenUdpSnmp(const std::string& netns_path);
 [[nodiscard]] absl::StatusOr<uint64_t> UdpDatagramsReached(int snmp_fd);
+// The sum of `fields` of the `group` ("Ip", "Udp") lines of net/snmp.
+[[nodiscard]] absl::StatusOr<uint64_t> SnmpSum(int snmp_fd, absl::string_view group,
+                                               const std::vector<std::string>& fields);
 
 // 18-byte payloads (60-byte frames) from `flows` sockets with distinct source
 // ports, round robin in sendmmsg batches, to server:`port`, for `duration`
-// or `max_packets`.
-[[nodiscard]] absl::StatusOr<Flood> UdpFlood(const std::string& client_netns, const std::string& server_netns,
-                                             uint16_t port, int flows, std::chrono::milliseconds duration,
-                                             uint64_t max_packets);
+// or `max_packets`. It ends when the host namespace has received the last
+// of them (a slow filter leaves a backlog behind the sender).
+[[nodiscard]] absl::StatusOr<Flood> UdpFlood(const std::string& client_netns, const std::string& host_netns,
+                                             const std::string& server_netns, uint16_t port, int flows,
+                                             std::chrono::milliseconds duration, uint64_t max_packets);
 
 // Echoes bytes on TCP `ports` of the server namespace, one connection at a
 // time per port, in threads of its own; stops and joins in the destructor.
