@@ -27,6 +27,7 @@ constexpr char kUsage[] = R"(usage: stockade-bench [--quick | --full | --smoke] 
   --contenders A,B   only these (none, iptables-nft, iptables-legacy, ipset, nft-set, stockade-tc,
                      stockade-xdp); 'none' is always kept, as the baseline
   --stockaded PATH   the agent binary (default: next to this one)
+  --agent-rules N    N for the stockaded policy-file update measure
   --no-agent         skip the stockaded policy-file update measure
   --no-floods        skip the trafgen floods of denied traffic
 
@@ -41,7 +42,7 @@ void Interrupt(int) { stockade::bench::g_interrupted = true; }
 int main(int argc, char** argv) {
   using stockade::bench::BenchMode;
   BenchMode mode = BenchMode::kQuick;
-  std::string out_dir = "stockade-bench-out", stockaded, rules, rounds, contenders;
+  std::string out_dir = "stockade-bench-out", stockaded, rules, rounds, contenders, agent_rules;
   bool no_agent = false, no_floods = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -68,6 +69,8 @@ int main(int argc, char** argv) {
       contenders = value();
     } else if (arg == "--stockaded") {
       stockaded = value();
+    } else if (arg == "--agent-rules") {
+      agent_rules = value();
     } else if (arg == "--no-agent") {
       no_agent = true;
     } else if (arg == "--no-floods") {
@@ -112,6 +115,11 @@ int main(int argc, char** argv) {
       }
     }
   }
+  if (!agent_rules.empty() && (!absl::SimpleAtoi(agent_rules, &options.agent_filler_rules) ||
+                               options.agent_filler_rules > stockade::bench::kMaxFillerRules)) {
+    std::fprintf(stderr, "stockade-bench: --agent-rules: '%s' is not a rule count\n", agent_rules.c_str());
+    return 2;
+  }
   if (!rounds.empty() && (!absl::SimpleAtoi(rounds, &options.rounds) || options.rounds < 1 || options.rounds > 100)) {
     std::fprintf(stderr, "stockade-bench: --rounds: '%s' is not 1..100\n", rounds.c_str());
     return 2;
@@ -139,6 +147,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> order;
   for (auto kind : options.contenders) order.push_back(stockade::bench::ContenderName(kind));
   for (const char* other : {"iptables-raw", "nft-raw", "stockaded"}) order.push_back(other);
+  if (!run.agent_error.empty()) std::printf("agent phase FAILED: %s\n", run.agent_error.c_str());
   std::printf("command: %s\n%s%s\nwritten: %s/results.csv, table.txt, bench.png, bench.svg, machine.txt\n",
               command.c_str(), run.machine.c_str(), results.Table(order).c_str(), out_dir.c_str());
   return 0;

@@ -133,26 +133,45 @@ absl::Status MeasureAgentUpdates(const AgentBenchOptions& options, const Testbed
   if (!pid.ok()) return pid.status();
   absl::Cleanup uninstall = [&] {
     Stop(*pid);
+    std::error_code copy_error;
+    fs::copy_file(dir + "/stockaded.log", options.log_copy, fs::copy_options::overwrite_existing, copy_error);
     auto out = RunCommand({options.stockaded_path, "--uninstall", "--instance", options.instance, "--socket", socket,
                            "--state-dir", dir + "/state"});
     if (!out.ok()) std::fprintf(stderr, "stockade-bench: uninstall %s: %s\n", options.instance.c_str(),
                                 std::string(out.status().message()).c_str());
   };
 
-  // Enforced: the allowed flow (the last rule of the file) connects and a port of no rule does not.
-  auto started = WaitFor(start, std::chrono::seconds(300), *pid, "the initial policy enforced", [&]() -> absl::StatusOr<bool> {
-    auto allowed = TcpConnects(bed.client.path, kTcpRrPort, std::chrono::milliseconds(20));
-    if (!allowed.ok() || !*allowed) return allowed;
-    auto denied = TcpConnects(bed.client.path, kFirstChangePort, std::chrono::milliseconds(20));
-    if (!denied.ok()) return denied.status();
-    return !*denied;
-  });
+  // Enforced: the allowed flow (the last rule of the file) connects, a port
+  // of no rule does not, and the allowed flow connects again after that. The
+  // sandwich tells enforcement from the windows before it: before the hook
+  // everything connects, and a freshly hooked interface drops everything
+  // (fail closed) until its record is written. Three in a row, to be sure.
+  int in_a_row = 0;
+  auto enforced_now = [&]() -> absl::StatusOr<bool> {
+    for (uint16_t port : {kTcpRrPort, kFirstChangePort, kTcpRrPort}) {
+      auto connects = TcpConnects(bed.client.path, port, std::chrono::milliseconds(20));
+      if (!connects.ok()) return connects.status();
+      if (*connects != (port == kTcpRrPort)) return false;
+    }
+    return true;
+  };
+  auto started = WaitFor(start, std::chrono::seconds(300), *pid, "the initial policy enforced",
+                         [&]() -> absl::StatusOr<bool> {
+                           auto now = enforced_now();
+                           if (!now.ok()) return now.status();
+                           in_a_row = *now ? in_a_row + 1 : 0;
+                           return in_a_row == 3;
+                         });
   if (!started.ok()) return started.status();
   results.Add({.measure = "agent_start_to_enforce_ms", .contender = "stockaded", .rules = options.filler_rules,
                .value = *started});
 
   for (int change = 0; change < options.changes; ++change) {
     uint16_t port = kFirstChangePort + change;
+    // Before the change the port must be closed, or the time below means nothing.
+    auto before = TcpConnects(bed.client.path, port, std::chrono::milliseconds(20));
+    if (!before.ok()) return before.status();
+    if (*before) return absl::InternalError(absl::StrCat("tcp/", port, " connects before the policy allows it"));
     auto changed_at = Clock::now();
     if (absl::Status s = WriteAtomically(dir + "/policies/change.yaml", ChangePolicy(change + 1)); !s.ok()) return s;
     auto enforced = WaitFor(changed_at, std::chrono::seconds(120), *pid, absl::StrCat("tcp/", port, " allowed"),

@@ -24,6 +24,7 @@ struct AgentBenchOptions {
   std::string scratch_dir; // policies, endpoints file, state, log
   size_t filler_rules = 0;
   int changes = 3;         // policy changes measured
+  std::string log_copy;    // the agent's output is copied here at the end
 };
 
 // An echo server must answer on kTcpRrPort of `bed`'s server already.

@@ -53,6 +53,7 @@ struct BenchRun {
   std::string testbed_prefix;  // every namespace is "<prefix>-..."
   std::string agent_instance;  // /sys/fs/bpf/stockade/<instance>
   std::string machine;         // CPU, cores, kernel, load, steal
+  std::string agent_error;     // why the agent's measure failed; empty if it did not
 };
 
 [[nodiscard]] absl::Status RunBench(const BenchOptions& options, Results& results, BenchRun& run);
