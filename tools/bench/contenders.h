@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The filters stockade-bench compares, each enforcing the same rule set
+// (rules.h) in a testbed of its own (testbed.h): nothing, iptables linear
+// rules (nft and legacy backends) in a DOCKER-USER-style chain, an ipset
+// matched by one iptables rule, an nftables concatenated set, and stockade
+// on TC (the server's host-side veth, egress) or XDP (the server's own
+// interface). Netfilter state is loaded with the tools' own bulk loaders
+// inside the testbed's host namespace, so the machine's own tables are never
+// read or touched; stockade's datapath is loaded unpinned, so nothing of it
+// can outlive the process.
+#ifndef STOCKADE_TOOLS_BENCH_CONTENDERS_H_
+#define STOCKADE_TOOLS_BENCH_CONTENDERS_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tools/bench/rules.h"
+#include "tools/bench/testbed.h"
+
+namespace stockade::bench {
+
+enum class ContenderKind { kNone, kIptablesNft, kIptablesLegacy, kIpset, kNftSet, kStockadeTc, kStockadeXdp };
+inline constexpr ContenderKind kAllContenders[] = {
+    ContenderKind::kNone,   ContenderKind::kIptablesNft, ContenderKind::kIptablesLegacy, ContenderKind::kIpset,
+    ContenderKind::kNftSet, ContenderKind::kStockadeTc,  ContenderKind::kStockadeXdp};
+// "none", "iptables-nft", "iptables-legacy", "ipset", "nft-set", "stockade-tc", "stockade-xdp".
+const char* ContenderName(ContenderKind kind);
+// What the contender does for a flood of denied traffic: "iptables-raw", "nft-raw", ... ; empty: no flood role.
+const char* FloodDropName(ContenderKind kind);
+
+class Contender {
+ public:
+  virtual ~Contender() = default;
+  ContenderKind kind() const { return kind_; }
+  const char* name() const { return ContenderName(kind_); }
+
+  // Loads `rules` in bulk and puts the filter in the path; seconds the load took.
+  [[nodiscard]] virtual absl::StatusOr<double> Install(const std::vector<AllowRule>& rules) = 0;
+  // Adds `rule` while the installed ones stay (for a linear chain: last
+  // before the final drop), and takes it out again untimed; seconds of the add.
+  [[nodiscard]] virtual absl::StatusOr<double> AddOne(const AllowRule& rule) = 0;
+  // How many AddOne calls make a sample: a map write is cheap enough to
+  // repeat many times, a netfilter command (fork, exec, ruleset dump) is not.
+  virtual int AddOneRepetitions(int base) const { return base; }
+  // Takes the filter out of the path, leaving nothing of it in the testbed.
+  [[nodiscard]] virtual absl::Status Remove() = 0;
+  // The cheapest drop of denied UDP (kDeniedUdpPort) this contender has, on
+  // the client's host-side veth, before routing.
+  [[nodiscard]] virtual absl::Status InstallFloodDrop() = 0;
+  [[nodiscard]] virtual absl::Status RemoveFloodDrop() = 0;
+  // Packets the filter itself counted as dropped by its flood drop, where it
+  // can tell (stockade's counters); nullopt otherwise.
+  [[nodiscard]] virtual absl::StatusOr<std::optional<uint64_t>> FloodDropsCounted() { return std::nullopt; }
+
+ protected:
+  explicit Contender(ContenderKind kind) : kind_(kind) {}
+
+ private:
+  ContenderKind kind_;
+};
+
+// `scratch_dir` holds the generated rule files; `names` must be unique to the run.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Contender>> MakeContender(ContenderKind kind, const Testbed& bed,
+                                                                       const NetfilterNames& names,
+                                                                       const std::string& scratch_dir);
+
+}  // namespace stockade::bench
+
+#endif  // STOCKADE_TOOLS_BENCH_CONTENDERS_H_
