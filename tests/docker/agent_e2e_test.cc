@@ -32,12 +32,14 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "maps/abi.h"
+#include "stockade/datapath.h"
 #include "stockade/lab/topology.h"
 #include "stockade/netns.h"
 #include "tests/docker/agent_e2e_env.h"
@@ -88,6 +90,32 @@ class AgentE2eTest : public ::testing::Test {
     if (instance_ && HasFailure()) std::cerr << "stockaded output:\n" << instance_->Log();
     // Agents stopped and the instance uninstalled while the containers still exist.
     instance_.reset();
+  }
+
+  // A macvlan network on a veth of the test's own, with no address on either
+  // end; returns its name.
+  absl::StatusOr<std::string> CreateMacvlanNetwork() {
+    auto parent = host_links_.AddVethPair(host_links_.host(), "mv0", host_links_.host(), "mv1");
+    if (!parent.ok()) return parent.status();
+    for (const lab::TopologyLink& end : {parent->first, parent->second})
+      if (absl::Status s = host_links_.SetUp(end); !s.ok()) return s;
+    // A subnet no one else uses; the pid spreads concurrent runs.
+    const std::string subnet = absl::StrCat("10.213.", 1 + getpid() % 250, ".0/24");
+    absl::StatusOr<std::string> id = scratch_.CreateNetwork(
+        "macvlan", {"--driver", "macvlan", "--subnet", subnet, "-o", absl::StrCat("parent=", parent->first.ifname)});
+    if (!id.ok()) return id.status();
+    return scratch_.Name("macvlan");
+  }
+
+  // The kinds and names of the tc programs on `ifname` in `netns`, as bpftool shows them.
+  static absl::StatusOr<std::vector<std::string>> TcPrograms(const std::string& netns, const std::string& ifname) {
+    absl::StatusOr<std::string> shown = RunCommand({"bpftool", "-j", "net", "show", "dev", ifname}, netns);
+    if (!shown.ok()) return shown.status();
+    std::vector<std::string> kinds;
+    for (const nlohmann::json& ns : nlohmann::json::parse(*shown))
+      for (const nlohmann::json& tc : ns.value("tc", nlohmann::json::array()))
+        kinds.push_back(tc.value("kind", "") + " " + tc.value("name", ""));
+    return kinds;
   }
 
   absl::StatusOr<std::string> CreateBridge() {
@@ -244,17 +272,9 @@ TEST_F(AgentE2eTest, ChainAllowsEachHopAndDropsEverySkip) {
 // macvlan: no host-side peer, so the agent hooks the container's own interface.
 
 TEST_F(AgentE2eTest, MacvlanContainersAreEnforcedInsideTheirNamespace) {
-  // The macvlan parent: a veth of the test's own, with no address on either end.
-  auto parent = host_links_.AddVethPair(host_links_.host(), "mv0", host_links_.host(), "mv1");
-  ASSERT_TRUE(parent.ok()) << parent.status();
-  ASSERT_TRUE(host_links_.SetUp(parent->first).ok());
-  ASSERT_TRUE(host_links_.SetUp(parent->second).ok());
-  // A subnet no one else uses; the pid spreads concurrent runs.
-  const std::string subnet = absl::StrCat("10.213.", 1 + getpid() % 250, ".0/24");
-  absl::StatusOr<std::string> created = scratch_.CreateNetwork(
-      "macvlan", {"--driver", "macvlan", "--subnet", subnet, "-o", absl::StrCat("parent=", parent->first.ifname)});
+  absl::StatusOr<std::string> created = CreateMacvlanNetwork();
   ASSERT_TRUE(created.ok()) << created.status();
-  const std::string network = scratch_.Name("macvlan");
+  const std::string network = *created;
   absl::StatusOr<TestContainer> client = RunContainer("client", network, "client");
   ASSERT_TRUE(client.ok()) << client.status();
   absl::StatusOr<TestContainer> server = RunContainer("server", network, "server");
@@ -276,21 +296,113 @@ TEST_F(AgentE2eTest, MacvlanContainersAreEnforcedInsideTheirNamespace) {
     EXPECT_EQ((*e)["mode"], "macvlan") << e->dump();
     EXPECT_EQ((*e)["interface"], "eth0") << "hooked inside the container: " << e->dump();
     // bpftool, run in the container's namespace, sees the programs on its eth0.
-    absl::StatusOr<std::string> shown = RunCommand({"bpftool", "-j", "net", "show", "dev", "eth0"}, c.netns);
-    ASSERT_TRUE(shown.ok()) << shown.status();
-    std::vector<std::string> kinds;
-    for (const nlohmann::json& netns : nlohmann::json::parse(*shown))
-      for (const nlohmann::json& tc : netns.value("tc", nlohmann::json::array()))
-        kinds.push_back(tc.value("kind", "") + " " + tc.value("name", ""));
-    EXPECT_THAT(kinds, ::testing::UnorderedElementsAre(HasSubstr("ingress stockade_tc_ing"),
-                                                       HasSubstr("egress stockade_tc_egr")))
-        << c.name << ": " << *shown;
+    absl::StatusOr<std::vector<std::string>> kinds = TcPrograms(c.netns, "eth0");
+    ASSERT_TRUE(kinds.ok()) << kinds.status();
+    EXPECT_THAT(*kinds, ::testing::UnorderedElementsAre(HasSubstr("ingress stockade_tc_ing"),
+                                                        HasSubstr("egress stockade_tc_egr")))
+        << c.name;
   }
   const uint64_t drops_before = PolicyDrops();
   ExpectAnswered(*client, *server, 5432);
   ExpectDropped(*server, *client, 5432);
   ExpectDropped(*client, *server, 80);
   EXPECT_GE(PolicyDrops(), drops_before + 2);
+}
+
+// Docker makes a macvlan container's interface in the host namespace and moves
+// it into the container's about a second later. The agent hooks it on sight
+// there (TCX links follow a device into another namespace), so the
+// container's very first packet meets the program, which drops it
+// (ENDPOINT_UNKNOWN) until the agent has written the endpoint's record. The
+// test freezes the agent (SIGSTOP) as soon as the early hook is pinned: the
+// container then starts and probes with no record at all, and the probe must
+// be dropped. Without the early hook it would be answered (the server takes
+// anything: no policy selects it).
+TEST_F(AgentE2eTest, MacvlanContainerIsFailClosedFromItsFirstPacket) {
+  absl::StatusOr<std::string> network = CreateMacvlanNetwork();
+  ASSERT_TRUE(network.ok()) << network.status();
+  absl::StatusOr<TestContainer> server = RunContainer("server", *network, "server");
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE(instance_
+                  ->WritePolicy(absl::StrCat("apiVersion: stockade/v1\nkind: Policy\nmetadata: {name: client-egress}\n"
+                                             "spec:\n  endpointSelector: {matchLabels: {tier: client}}\n  egress:\n"
+                                             "    - toEndpoints: [{matchLabels: {tier: server}}]\n"
+                                             "      toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n"))
+                  .ok());
+  absl::StatusOr<pid_t> agent = StartAgent({{server->name, "allow-all"}});
+  ASSERT_TRUE(agent.ok()) << agent.status();
+
+  const std::string links_dir = InstancePinDir(instance_->name()) + "/" STOCKADE_PIN_LINKS_SUBDIR;
+  auto pins = [&] {
+    std::set<std::string> names;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(links_dir, ec)) names.insert(entry.path().filename());
+    return names;
+  };
+  const std::set<std::string> pins_before = pins();
+  // The client's first act: one echo to the server, its outcome kept in /first.
+  const std::string first_probe =
+      absl::StrCat("if [ \"$(echo first | nc -w 2 ", server->ip,
+                   " 80)\" = first ]; then echo answered; else echo dropped; fi >/probe; mv /probe /first; exec sleep 300");
+  absl::StatusOr<std::string> client_id;
+  std::thread run([&] {
+    client_id = scratch_.RunContainer("client", {"--network", *network, "--label", "stockade.tier=client"},
+                                      kTestImage, {"sh", "-c", first_probe});
+  });
+  // Pins are named <netns cookie>-<ifindex>-<direction>: the early ones carry the host's cookie.
+  absl::StatusOr<uint64_t> host_cookie = NetnsCookie("/proc/self/ns/net");
+  ASSERT_TRUE(host_cookie.ok()) << host_cookie.status();
+  bool frozen = false;
+  absl::StatusOr<absl::Duration> hooked = WaitUntil(
+      [&] {
+        std::set<std::string> now = pins();
+        if (std::count_if(now.begin(), now.end(), [&](const std::string& pin) {
+              return !pins_before.contains(pin) && pin.starts_with(absl::StrCat(*host_cookie, "-"));
+            }) < 2)
+          return false;
+        instance_->Kill(*agent, SIGSTOP);
+        return frozen = true;
+      },
+      kEnforcementBound, "the client's macvlan hooked on sight");
+  run.join();
+  absl::Cleanup thaw = [&] {
+    if (frozen) instance_->Kill(*agent, SIGCONT);
+  };
+  ASSERT_TRUE(hooked.ok()) << hooked.status();
+  ASSERT_TRUE(client_id.ok()) << client_id.status();
+  absl::StatusOr<TestContainer> client = InspectContainer(scratch_.Name("client"), *network);
+  ASSERT_TRUE(client.ok()) << client.status();
+
+  // With the agent frozen no record exists: everything the client sends is dropped.
+  absl::StatusOr<std::string> first;
+  ASSERT_TRUE(WaitUntil([&] { return (first = Docker({"exec", client->name, "cat", "/first"})).ok(); },
+                        absl::Seconds(10), "the client's first probe done")
+                  .ok());
+  EXPECT_EQ(*first, "dropped") << "the client's first probe, before its record existed";
+  ExpectDropped(*client, *server, 80);
+  absl::StatusOr<std::vector<std::string>> early = TcPrograms(client->netns, "eth0");
+  ASSERT_TRUE(early.ok()) << early.status();
+  EXPECT_THAT(*early, ::testing::UnorderedElementsAre(HasSubstr("tcx/ingress stockade_tc_ing"),
+                                                      HasSubstr("tcx/egress stockade_tc_egr")))
+      << "the programs attached in the host namespace moved in with the interface";
+
+  instance_->Kill(*agent, SIGCONT);
+  frozen = false;
+  ASSERT_TRUE(WaitForEndpoints({{client->name, "enforcing"}}).ok());
+  // The client's ARP went unanswered while frozen: its neighbour entry for
+  // the server fails connects until the kernel resolves it again.
+  ExpectAnsweredOnceListening(*client, *server, 80);
+  ExpectDropped(*client, *server, 8080);
+  absl::StatusOr<std::vector<std::string>> kinds = TcPrograms(client->netns, "eth0");
+  ASSERT_TRUE(kinds.ok()) << kinds.status();
+  EXPECT_THAT(*kinds, ::testing::UnorderedElementsAre(HasSubstr("tcx/ingress stockade_tc_ing"),
+                                                      HasSubstr("tcx/egress stockade_tc_egr")))
+      << "the early links are the ones enforcing, not a second pair";
+  EXPECT_EQ(pins().size(), pins_before.size() + 2) << "the early pins were renamed, not left beside new ones";
+  EXPECT_THAT(instance_->Log(), HasSubstr("hooked on sight before Docker moved it"));
+  absl::StatusOr<nlohmann::json> status = instance_->Ctl({"status"});
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_GT((*status)["drops"].value("ENDPOINT_UNKNOWN", uint64_t{0}), 0u) << status->dump();
 }
 
 // ---------------------------------------------------------------------------

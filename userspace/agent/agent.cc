@@ -236,6 +236,9 @@ absl::Status Agent::EnsureAttached(const ResolvedHook& hook) {
       guard.emplace(NetnsGuard::Enter(hook.netns_path));
       if (!guard->ok()) return guard->status();
     }
+    TcHook direction = pin.ends_with("-egress") ? TcHook::kEgress : TcHook::kIngress;
+    if (hook.role == HOOK_ROLE_IN_CONTAINER && !pin.ends_with("-xdp") && AdoptMovedLink(pin, hook.ifindex, direction))
+      continue;
     absl::StatusOr<Attachment> attachment =
         pin.ends_with("-xdp")      ? Attachment::AttachXdp(datapath_->xdp_fd(), hook.ifindex, XdpAttachMode::kAuto)
         : pin.ends_with("-egress") ? Attachment::AttachTc(datapath_->tc_egress_fd(), hook.ifindex, TcHook::kEgress,
@@ -270,38 +273,98 @@ void Agent::DetachUnwanted(const std::set<std::string>& wanted_pins) {
   }
 }
 
-void Agent::HookNewVeths(const std::vector<LinkInfo>& links) {
-  std::vector<LinkInfo> all;
+std::set<std::string> Agent::DockerMacvlanParents() const {
+  std::set<std::string> parents;
+  if (!docker_) return parents;
+  for (const char* driver : {"macvlan", "ipvlan"}) {
+    auto networks = docker_->client().ListNetworks(driver);
+    if (!networks.ok()) {
+      Log(absl::StrCat("hook on sight: ", networks.status().message()));
+      continue;
+    }
+    for (const NetworkInfo& n : *networks) {
+      auto parent = n.options.find("parent");
+      // No parent given: Docker makes a dummy one, dm-<id> (macvlan) or di-<id> (ipvlan).
+      if (parent != n.options.end() && !parent->second.empty()) {
+        parents.insert(parent->second);
+      } else {
+        parents.insert(absl::StrCat(n.driver == "macvlan" ? "dm-" : "di-", n.id.substr(0, 12)));
+      }
+    }
+  }
+  return parents;
+}
+
+void Agent::HookOnSight(const std::vector<LinkInfo>& links) {
+  std::vector<LinkInfo> all;  // listed once, when a candidate shows up
+  std::optional<std::set<std::string>> macvlan_parents;
   for (const LinkInfo& link : links) {
-    if (link.kind != "veth" || link.master_ifindex == 0) continue;
+    bool veth = link.kind == "veth" && link.master_ifindex != 0;
+    // The clsact qdisc does not survive the move into the container: only TCX links do.
+    bool macvlan = (link.kind == "macvlan" || link.kind == "ipvlan") && link.peer_ifindex != 0 &&
+                   !link.peer_in_other_netns && options_.tc_mode != TcAttachMode::kClassic;
+    if (!veth && !macvlan) continue;
     if (all.empty()) {
       auto listed = ListLinks();
       if (!listed.ok()) return;
       all = std::move(*listed);
     }
-    auto master = std::find_if(all.begin(), all.end(), [&](const LinkInfo& l) { return l.ifindex == link.master_ifindex; });
-    // Docker's bridges: docker0 for the default network, br-<network id> for the others.
-    if (master == all.end() || master->kind != "bridge" ||
-        (master->name != "docker0" && !master->name.starts_with("br-")))
-      continue;
+    auto find = [&](uint32_t ifindex) {
+      return std::find_if(all.begin(), all.end(), [&](const LinkInfo& l) { return l.ifindex == ifindex; });
+    };
+    std::string where;
+    if (veth) {
+      auto master = find(link.master_ifindex);
+      // Docker's bridges: docker0 for the default network, br-<network id> for the others.
+      if (master == all.end() || master->kind != "bridge" ||
+          (master->name != "docker0" && !master->name.starts_with("br-")))
+        continue;
+      where = absl::StrCat("on ", master->name);
+    } else {
+      auto parent = find(link.peer_ifindex);
+      if (parent == all.end()) continue;
+      if (!macvlan_parents) macvlan_parents = DockerMacvlanParents();
+      if (!macvlan_parents->contains(parent->name)) continue;
+      where = absl::StrCat("a ", link.kind, " of ", parent->name);
+    }
     auto cookie = NetnsCookie("/proc/thread-self/ns/net");
     if (!cookie.ok()) return;
     ResolvedHook hook;
     hook.key.netns_cookie = *cookie;
     hook.key.ifindex = link.ifindex;
-    hook.role = HOOK_ROLE_HOST_VETH;
+    hook.role = veth ? HOOK_ROLE_HOST_VETH : HOOK_ROLE_IN_CONTAINER;
     hook.ifindex = link.ifindex;
     hook.ifname = link.name;
     std::lock_guard<std::recursive_mutex> hold(mu_);
     std::vector<std::string> pins = HookPinPaths(hook);
     if (attachments_.contains(pins.front())) continue;
     if (auto s = EnsureAttached(hook); !s.ok()) {
-      Log(absl::StrCat("hook new veth ", link.name, ": ", s.message()));
+      Log(absl::StrCat("hook ", link.name, " (", where, ") on sight: ", s.message()));
       continue;
     }
     for (const std::string& pin : pins) hooked_on_sight_[pin] = absl::Now();
-    Log(absl::StrCat("hooked ", link.name, " on ", master->name, " on sight; it drops until its container is known"));
+    Log(absl::StrCat("hooked ", link.name, " (", where, ") on sight; it drops until its container is known"));
   }
+}
+
+bool Agent::AdoptMovedLink(const std::string& pin, uint32_t ifindex, TcHook direction) {
+  auto here = TcxLinkIds(ifindex, direction);
+  if (!here.ok() || here->empty()) return false;
+  for (auto it = attachments_.begin(); it != attachments_.end(); ++it) {
+    if (it->second.kind() != Attachment::Kind::kTcxLink) continue;
+    auto id = it->second.LinkId();
+    if (!id.ok() || std::find(here->begin(), here->end(), *id) == here->end()) continue;
+    if (auto s = it->second.Repin(pin); !s.ok()) {
+      Log(absl::StrCat("adopt ", it->first, ": ", s.message()));
+      return false;
+    }
+    Log(absl::StrCat("adopted ", it->first, " as ", pin, ": hooked on sight before Docker moved it"));
+    hooked_on_sight_.erase(it->first);
+    attachments_.emplace(pin, std::move(it->second));
+    attachments_.erase(it);
+    return true;
+  }
+  return false;
 }
 
 absl::Status Agent::Reconcile() {
@@ -491,7 +554,7 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
     pollfd p[2] = {{inotify.get(), POLLIN, 0}, {link_monitor ? link_monitor->fd() : -1, POLLIN, 0}};
     if (poll(p, 2, 200) > 0 && p[1].revents) {
       auto links = link_monitor->ReadNewLinks();
-      if (links.ok()) HookNewVeths(*links);
+      if (links.ok()) HookOnSight(*links);
     }
     if (p[0].revents) {
       char buf[4096];

@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -99,10 +100,18 @@ class Agent {
   std::vector<std::string> HookPinPaths(const ResolvedHook& hook) const;
   absl::Status EnsureAttached(const ResolvedHook& hook);
   void DetachUnwanted(const std::set<std::string>& wanted_pins);
-  // A veth just enslaved to a Docker bridge: hooked at once, so the
-  // container's first packet meets a program (which drops it until the
-  // endpoint's record is written), not an open wire.
-  void HookNewVeths(const std::vector<LinkInfo>& links);
+  // A container's interface as it appears in the host namespace, hooked at
+  // once so the container's first packet meets a program (which drops it
+  // until the endpoint's record is written), not an open wire: a veth just
+  // enslaved to a Docker bridge, or a macvlan or ipvlan on the parent of a
+  // Docker network, which Docker then moves into the container's namespace
+  // (its TCX links go with it; AdoptMovedLink finds them there).
+  void HookOnSight(const std::vector<LinkInfo>& links);
+  // The parent interfaces of Docker's macvlan and ipvlan networks, asked of Docker.
+  std::set<std::string> DockerMacvlanParents() const;
+  // With the thread in the hook's namespace: takes over a TCX link of ours
+  // already on `ifindex` in `direction` under `pin`. False if there is none.
+  bool AdoptMovedLink(const std::string& pin, uint32_t ifindex, TcHook direction);
   nlohmann::json Status();
   nlohmann::json EndpointList();
   nlohmann::json IdentityList();

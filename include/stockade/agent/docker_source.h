@@ -31,6 +31,8 @@ class DockerSource {
   // An error means the stream broke: call Resync() again (after a backoff).
   [[nodiscard]] absl::StatusOr<bool> Poll(absl::Duration timeout);
   bool subscribed() const { return stream_ != nullptr; }
+  // Stateless and safe to use from another thread than Poll()'s.
+  const DockerClient& client() const { return client_; }
 
   std::vector<Workload> Workloads() const;
   // Gateway addresses of the networks containers are on: they are the host.
