@@ -44,6 +44,7 @@
 #include "stockade/netns.h"
 #include "tests/docker/agent_e2e_env.h"
 #include "tests/docker/docker_test_env.h"
+#include "tests/docker/private_dockerd.h"
 
 namespace stockade::testing {
 namespace {
@@ -116,6 +117,31 @@ class AgentE2eTest : public ::testing::Test {
       for (const nlohmann::json& tc : ns.value("tc", nlohmann::json::array()))
         kinds.push_back(tc.value("kind", "") + " " + tc.value("name", ""));
     return kinds;
+  }
+
+  // backend, web and db on a bridge of their own; the policy file lets only
+  // backend into db, on tcp/5432. No agent runs yet.
+  struct Tiers {
+    std::string network;
+    TestContainer backend, web, db;
+    // Their states in stockadectl once an agent runs.
+    std::map<std::string, std::string> states() const {
+      return {{backend.name, "allow-all"}, {web.name, "allow-all"}, {db.name, "enforcing"}};
+    }
+  };
+  absl::StatusOr<Tiers> BackendWebDb() {
+    Tiers tiers;
+    absl::StatusOr<std::string> network = CreateBridge();
+    if (!network.ok()) return network.status();
+    tiers.network = *network;
+    for (auto [tier, container] : {std::pair{"backend", &tiers.backend}, std::pair{"web", &tiers.web},
+                                   std::pair{"db", &tiers.db}}) {
+      absl::StatusOr<TestContainer> c = RunContainer(tier, *network, tier);
+      if (!c.ok()) return c.status();
+      *container = *c;
+    }
+    if (absl::Status s = instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"backend"}, 5432)); !s.ok()) return s;
+    return tiers;
   }
 
   absl::StatusOr<std::string> CreateBridge() {
@@ -409,40 +435,34 @@ TEST_F(AgentE2eTest, MacvlanContainerIsFailClosedFromItsFirstPacket) {
 // `docker restart`: a new namespace and a new veth, hooked again.
 
 TEST_F(AgentE2eTest, EnforcementReturnsAfterAContainerRestart) {
-  absl::StatusOr<std::string> network = CreateBridge();
-  ASSERT_TRUE(network.ok()) << network.status();
-  absl::StatusOr<TestContainer> backend = RunContainer("backend", *network, "backend");
-  ASSERT_TRUE(backend.ok()) << backend.status();
-  absl::StatusOr<TestContainer> web = RunContainer("web", *network, "web");
-  ASSERT_TRUE(web.ok()) << web.status();
-  absl::StatusOr<TestContainer> db = RunContainer("db", *network, "db");
-  ASSERT_TRUE(db.ok()) << db.status();
-  ASSERT_TRUE(instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"backend"}, 5432)).ok());
-  absl::StatusOr<pid_t> agent =
-      StartAgent({{backend->name, "allow-all"}, {web->name, "allow-all"}, {db->name, "enforcing"}});
+  absl::StatusOr<Tiers> tiers = BackendWebDb();
+  ASSERT_TRUE(tiers.ok()) << tiers.status();
+  auto& [network, backend, web, db] = *tiers;
+  absl::StatusOr<pid_t> agent = StartAgent(tiers->states());
   ASSERT_TRUE(agent.ok()) << agent.status();
-  ExpectAnsweredOnceListening(*backend, *db, 5432);
-  ExpectDropped(*web, *db, 5432);
-  absl::StatusOr<nlohmann::json> before = Endpoint(db->name);
+  ExpectAnsweredOnceListening(backend, db, 5432);
+  ExpectDropped(web, db, 5432);
+  absl::StatusOr<nlohmann::json> before = Endpoint(db.name);
   ASSERT_TRUE(before.ok()) << before.status();
 
   // No grace period: busybox sleep as pid 1 ignores SIGTERM.
-  ASSERT_TRUE(Docker({"restart", "--time", "0", db->name}).ok());
+  ASSERT_TRUE(Docker({"restart", "--time", "0", db.name}).ok());
   absl::StatusOr<absl::Duration> rehooked = WaitUntil(
       [&] {
-        absl::StatusOr<nlohmann::json> e = Endpoint(db->name);
+        absl::StatusOr<nlohmann::json> e = Endpoint(db.name);
         return e.ok() && (*e)["interface"] != (*before)["interface"] && (*e)["state"] == "enforcing";
       },
       kEnforcementBound, "the restarted db hooked again");
   ASSERT_TRUE(rehooked.ok()) << rehooked.status();
   std::cout << "db hooked again " << absl::FormatDuration(*rehooked) << " after `docker restart` returned\n";
 
-  ASSERT_TRUE(StartEchoServers(db->name, kPorts).ok());
-  db = InspectContainer(db->name, *network);
-  ASSERT_TRUE(db.ok()) << db.status();
-  ExpectAnsweredOnceListening(*backend, *db, 5432);
-  ExpectDropped(*web, *db, 5432);
-  ExpectDropped(*backend, *db, 80);
+  ASSERT_TRUE(StartEchoServers(db.name, kPorts).ok());
+  absl::StatusOr<TestContainer> restarted = InspectContainer(db.name, network);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  db = *restarted;
+  ExpectAnsweredOnceListening(backend, db, 5432);
+  ExpectDropped(web, db, 5432);
+  ExpectDropped(backend, db, 80);
 }
 
 // ---------------------------------------------------------------------------
@@ -462,17 +482,10 @@ std::map<std::string, ino_t> LinkPins(const std::string& instance) {
 }
 
 TEST_F(AgentE2eTest, EnforcementOutlivesAKilledAgentAndANewAgentAdopts) {
-  absl::StatusOr<std::string> network = CreateBridge();
-  ASSERT_TRUE(network.ok()) << network.status();
-  absl::StatusOr<TestContainer> backend = RunContainer("backend", *network, "backend");
-  ASSERT_TRUE(backend.ok()) << backend.status();
-  absl::StatusOr<TestContainer> web = RunContainer("web", *network, "web");
-  ASSERT_TRUE(web.ok()) << web.status();
-  absl::StatusOr<TestContainer> db = RunContainer("db", *network, "db");
-  ASSERT_TRUE(db.ok()) << db.status();
-  ASSERT_TRUE(instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"backend"}, 5432)).ok());
-  const std::map<std::string, std::string> states = {
-      {backend->name, "allow-all"}, {web->name, "allow-all"}, {db->name, "enforcing"}};
+  absl::StatusOr<Tiers> tiers = BackendWebDb();
+  ASSERT_TRUE(tiers.ok()) << tiers.status();
+  auto& [network, backend, web, db] = *tiers;
+  const std::map<std::string, std::string> states = tiers->states();
   absl::StatusOr<pid_t> first = StartAgent(states);
   ASSERT_TRUE(first.ok()) << first.status();
 
@@ -486,10 +499,10 @@ TEST_F(AgentE2eTest, EnforcementOutlivesAKilledAgentAndANewAgentAdopts) {
   ASSERT_TRUE(instance_->Ctl({"status"}).ok()) << "the first agent must still answer";
 
   std::map<std::string, nlohmann::json> identities;
-  for (const TestContainer& c : {*backend, *web, *db}) identities[c.name] = IdentityOf(c.name);
+  for (const TestContainer& c : {backend, web, db}) identities[c.name] = IdentityOf(c.name);
   const std::map<std::string, ino_t> pins = LinkPins(instance_->name());
   EXPECT_EQ(pins.size(), 6u) << "two links for each container";
-  absl::StatusOr<EchoSession> session = EchoSession::Open(*backend, *db, 5432, kAnswerTimeout);
+  absl::StatusOr<EchoSession> session = EchoSession::Open(backend, db, 5432, kAnswerTimeout);
   ASSERT_TRUE(session.ok()) << session.status();
   ASSERT_TRUE(session->Echo("before the kill", kAnswerTimeout).ok());
 
@@ -498,7 +511,7 @@ TEST_F(AgentE2eTest, EnforcementOutlivesAKilledAgentAndANewAgentAdopts) {
   std::atomic<int> answered{0}, unanswered{0};
   std::thread traffic([&] {
     while (!stop) {
-      (Probe(*backend, *db, 5432, kAnswerTimeout).ok() ? answered : unanswered)++;
+      (Probe(backend, db, 5432, kAnswerTimeout).ok() ? answered : unanswered)++;
       absl::SleepFor(absl::Milliseconds(20));
     }
   });
@@ -514,15 +527,15 @@ TEST_F(AgentE2eTest, EnforcementOutlivesAKilledAgentAndANewAgentAdopts) {
   EXPECT_EQ(unanswered, 0) << "allowed connections failed around the kill";
 
   // No agent now: the pinned datapath decides alone.
-  ExpectDropped(*web, *db, 5432);
-  ExpectAnswered(*backend, *db, 5432);
+  ExpectDropped(web, db, 5432);
+  ExpectAnswered(backend, db, 5432);
   EXPECT_TRUE(session->Echo("while no agent runs", kAnswerTimeout).ok());
 
   absl::StatusOr<pid_t> third = StartAgent(states);
   ASSERT_TRUE(third.ok()) << third.status();
   EXPECT_TRUE(session->Echo("after a new agent adopted", kAnswerTimeout).ok());
-  ExpectDropped(*web, *db, 5432);
-  ExpectAnswered(*backend, *db, 5432);
+  ExpectDropped(web, db, 5432);
+  ExpectAnswered(backend, db, 5432);
   for (const auto& [name, identity] : identities) EXPECT_EQ(IdentityOf(name), identity) << name;
   EXPECT_EQ(LinkPins(instance_->name()), pins) << "the new agent must adopt the links, not attach anew";
   EXPECT_THAT(instance_->Log(), ::testing::Not(HasSubstr("dropping stale pin")));
@@ -571,28 +584,87 @@ TEST_F(AgentE2eTest, AnImageCannotClaimAnIdentityLabel) {
 }
 
 // ---------------------------------------------------------------------------
-// Policy files change under a running agent.
+// Docker crashes and comes back. A dockerd of the test's own (the host's is
+// shared with other tests and never stopped) on a macvlan network: the
+// agent enforces on from the maps while Docker is away and says so in
+// `stockadectl status`; once Docker answers again it resubscribes and
+// resyncs, and containers started since are enforced.
 
-TEST_F(AgentE2eTest, PolicyHotReload) {
-  absl::StatusOr<std::string> network = CreateBridge();
+TEST_F(AgentE2eTest, DockerGoingDownAndComingBack) {
+  // Every docker command of this test, the agent's included, goes to the
+  // private daemon; restored before the fixture cleans up on the host's.
+  const char* host_docker = getenv("DOCKER_HOST");
+  absl::Cleanup restore_docker_host = [saved = std::string(host_docker ? host_docker : ""), had = host_docker != nullptr] {
+    if (had) {
+      setenv("DOCKER_HOST", saved.c_str(), 1);
+    } else {
+      unsetenv("DOCKER_HOST");
+    }
+  };
+  PrivateDockerd dockerd(scratch_.Name("d"));
+  ASSERT_TRUE(dockerd.Start(absl::Seconds(60)).ok());
+  ASSERT_TRUE(dockerd.CopyImage(kTestImage).ok());
+  setenv("DOCKER_HOST", dockerd.host().c_str(), 1);
+
+  absl::StatusOr<std::string> network = CreateMacvlanNetwork();
   ASSERT_TRUE(network.ok()) << network.status();
   absl::StatusOr<TestContainer> backend = RunContainer("backend", *network, "backend");
   ASSERT_TRUE(backend.ok()) << backend.status();
-  absl::StatusOr<TestContainer> web = RunContainer("web", *network, "web");
-  ASSERT_TRUE(web.ok()) << web.status();
   absl::StatusOr<TestContainer> db = RunContainer("db", *network, "db");
   ASSERT_TRUE(db.ok()) << db.status();
   ASSERT_TRUE(instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"backend"}, 5432)).ok());
-  absl::StatusOr<pid_t> agent =
-      StartAgent({{backend->name, "allow-all"}, {web->name, "allow-all"}, {db->name, "enforcing"}});
+  absl::StatusOr<pid_t> agent = StartAgent({{backend->name, "allow-all"}, {db->name, "enforcing"}});
   ASSERT_TRUE(agent.ok()) << agent.status();
   ExpectAnsweredOnceListening(*backend, *db, 5432);
-  ExpectDropped(*web, *db, 5432);
+  ExpectDropped(*backend, *db, 80);
+
+  auto status = [&](const std::string& key) {
+    absl::StatusOr<nlohmann::json> s = instance_->Ctl({"status"});
+    return s.ok() ? (*s)[key] : nlohmann::json();
+  };
+  const int resyncs_before = status("resyncs").get<int>();
+  ASSERT_TRUE(dockerd.Crash().ok());
+  ASSERT_TRUE(WaitUntil([&] { return status("docker") == "disconnected"; }, absl::Seconds(10),
+                        "stockadectl status shows docker disconnected")
+                  .ok());
+  // The containers live on without their daemon, and so does enforcement.
+  ExpectAnswered(*backend, *db, 5432);
+  ExpectDropped(*backend, *db, 80);
+  EXPECT_EQ(Endpoint(db->name).value_or(nlohmann::json())["state"], "enforcing");
+
+  ASSERT_TRUE(dockerd.Start(absl::Seconds(60)).ok());
+  // Started as soon as Docker answers, most likely before the agent's
+  // backoff lets it look again: only the resync can find these.
+  absl::StatusOr<TestContainer> late_backend = RunContainer("late-backend", *network, "backend");
+  ASSERT_TRUE(late_backend.ok()) << late_backend.status();
+  absl::StatusOr<TestContainer> late_db = RunContainer("late-db", *network, "db");
+  ASSERT_TRUE(late_db.ok()) << late_db.status();
+  absl::StatusOr<absl::Duration> reconnected = WaitUntil(
+      [&] { return status("docker") == "connected"; }, absl::Seconds(45), "the agent back on Docker's events");
+  ASSERT_TRUE(reconnected.ok()) << reconnected.status();
+  std::cout << "agent reconnected " << absl::FormatDuration(*reconnected) << " after the late containers ran\n";
+  EXPECT_GT(status("resyncs").get<int>(), resyncs_before);
+  ASSERT_TRUE(WaitForEndpoints({{late_backend->name, "allow-all"}, {late_db->name, "enforcing"}}).ok());
+  ExpectAnsweredOnceListening(*late_backend, *late_db, 5432);
+  ExpectDropped(*late_backend, *late_db, 80);
+}
+
+// ---------------------------------------------------------------------------
+// Policy files change under a running agent.
+
+TEST_F(AgentE2eTest, PolicyHotReload) {
+  absl::StatusOr<Tiers> tiers = BackendWebDb();
+  ASSERT_TRUE(tiers.ok()) << tiers.status();
+  auto& [network, backend, web, db] = *tiers;
+  absl::StatusOr<pid_t> agent = StartAgent(tiers->states());
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  ExpectAnsweredOnceListening(backend, db, 5432);
+  ExpectDropped(web, db, 5432);
 
   // A valid change: web may reach db too.
   ASSERT_TRUE(instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"backend", "web"}, 5432)).ok());
   absl::StatusOr<absl::Duration> opened =
-      WaitUntil([&] { return Probe(*web, *db, 5432, absl::Milliseconds(200)).ok(); }, absl::Seconds(15),
+      WaitUntil([&] { return Probe(web, db, 5432, absl::Milliseconds(200)).ok(); }, absl::Seconds(15),
                 "web reaches db after the policy allows it");
   ASSERT_TRUE(opened.ok()) << opened.status();
   std::cout << "policy change enforced " << absl::FormatDuration(*opened) << " after the file was written\n";
@@ -618,12 +690,12 @@ TEST_F(AgentE2eTest, PolicyHotReload) {
   EXPECT_THAT(status["policy_error"].get<std::string>(),
               HasSubstr(absl::StrCat(instance_->policy_file(), ":", typo_line, ":")));
   EXPECT_EQ(status["policies"], nlohmann::json::array({"db-ingress"}));
-  ExpectAnswered(*web, *db, 5432);
-  ExpectAnswered(*backend, *db, 5432);
-  ExpectDropped(*web, *db, 8080);
+  ExpectAnswered(web, db, 5432);
+  ExpectAnswered(backend, db, 5432);
+  ExpectDropped(web, db, 8080);
 
   // Revoking an allow cuts a connection it let in.
-  absl::StatusOr<EchoSession> session = EchoSession::Open(*backend, *db, 5432, kAnswerTimeout);
+  absl::StatusOr<EchoSession> session = EchoSession::Open(backend, db, 5432, kAnswerTimeout);
   ASSERT_TRUE(session.ok()) << session.status();
   ASSERT_TRUE(session->Echo("before the revocation", kAnswerTimeout).ok());
   ASSERT_TRUE(instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"web"}, 5432)).ok());
@@ -636,8 +708,8 @@ TEST_F(AgentE2eTest, PolicyHotReload) {
   EXPECT_LE(*cut, kEnforcementBound);
   absl::Status after_cut = session->Echo("after the cut", absl::Seconds(1));
   EXPECT_TRUE(absl::IsDeadlineExceeded(after_cut)) << after_cut;
-  ExpectDropped(*backend, *db, 5432);
-  ExpectAnswered(*web, *db, 5432);
+  ExpectDropped(backend, db, 5432);
+  ExpectAnswered(web, db, 5432);
   absl::StatusOr<nlohmann::json> after = instance_->Ctl({"status"});
   ASSERT_TRUE(after.ok()) << after.status();
   EXPECT_EQ((*after)["policy_error"], "") << "a good file clears the error";

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -205,8 +206,22 @@ absl::Status Agent::ReloadPolicies() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<ResolvedHook> Agent::ResolveHookCached(const WorkloadInterface& iface,
+                                                      std::map<std::string, ResolvedHook>& resolved) {
+  // The namespace's inode tells a reused pid's new namespace from the old one.
+  struct stat netns {};
+  if (stat(iface.netns_path.c_str(), &netns) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", iface.netns_path));
+  std::string key = absl::StrCat(netns.st_dev, ":", netns.st_ino, "/", FormatMac(iface.mac->data()), "/",
+                                 static_cast<int>(iface.placement));
+  if (auto hit = hook_cache_.find(key); hit != hook_cache_.end()) return resolved[key] = hit->second;
+  auto hook = ResolveHook(iface.netns_path, *iface.mac, iface.placement);
+  if (hook.ok()) resolved[key] = *hook;
+  return hook;
+}
+
 absl::Status Agent::ResyncAll() {
   std::lock_guard<std::recursive_mutex> hold(mu_);
+  hook_cache_.clear();  // a full resync looks at every interface again
   if (docker_) {
     if (auto s = docker_->Resync(); !s.ok()) return s;
     ++resyncs_;
@@ -374,7 +389,9 @@ absl::Status Agent::Reconcile() {
   if (docker_)
     for (Workload& w : docker_->Workloads()) workloads.push_back(std::move(w));
 
+  const absl::Time started = absl::Now();
   std::vector<EndpointState> endpoints;
+  std::map<std::string, ResolvedHook> resolved;  // this pass's hooks: the cache for the next
   PolicyInputs inputs;
   inputs.policies = policies_;
   for (Workload& w : workloads) {
@@ -419,8 +436,7 @@ absl::Status Agent::Reconcile() {
       e.ignored_labels = labels.ignored;
       e.error = label_policy_error;
       absl::Status filled = iface.mac ? absl::OkStatus() : FillFromInterface(iface);
-      auto hook = filled.ok() ? ResolveHook(iface.netns_path, *iface.mac, iface.placement)
-                              : absl::StatusOr<ResolvedHook>(filled);
+      auto hook = filled.ok() ? ResolveHookCached(iface, resolved) : absl::StatusOr<ResolvedHook>(filled);
       if (!hook.ok()) {
         e.error = std::string(hook.status().message());
         endpoints.push_back(std::move(e));
@@ -480,6 +496,8 @@ absl::Status Agent::Reconcile() {
   for (auto& [name, entry] : ipcache) wanted.ipcache.push_back(entry);
 
   auto stats = sync_->Apply(wanted);
+  if (stats.ok()) StampEnforcedAt(endpoints);
+  hook_cache_ = std::move(resolved);
   endpoints_ = std::move(endpoints);
   compiled_ = std::move(*compiled);
   if (!stats.ok()) {
@@ -490,8 +508,22 @@ absl::Status Agent::Reconcile() {
   DetachUnwanted(wanted_pins);
   if (stats->written || stats->removed)
     Log(absl::StrCat("synced: ", stats->written, " written, ", stats->removed, " removed, ", stats->revisions_bumped,
-                     " revisions bumped"));
+                     " revisions bumped; ", endpoints_.size(), " endpoints in ",
+                     absl::FormatDuration(absl::Trunc(absl::Now() - started, absl::Microseconds(100)))));
   return SaveIdentities();
+}
+
+void Agent::StampEnforcedAt(std::vector<EndpointState>& endpoints) const {
+  const absl::Time now = absl::Now();
+  std::map<std::pair<uint64_t, uint32_t>, const EndpointState*> before;
+  for (const EndpointState& e : endpoints_) before[{e.hook.key.netns_cookie, e.hook.key.ifindex}] = &e;
+  for (EndpointState& e : endpoints) {
+    if (e.hook.ifindex == 0 || (!e.error.empty() && !e.error.starts_with("stockade.policy"))) continue;
+    auto was = before.find({e.hook.key.netns_cookie, e.hook.key.ifindex});
+    bool unchanged = was != before.end() && was->second->identity == e.identity &&
+                     was->second->policy.Flags() == e.policy.Flags() && was->second->policy.policies == e.policy.policies;
+    e.enforced_at = unchanged ? was->second->enforced_at : now;
+  }
 }
 
 absl::Status Agent::SaveIdentities() {
@@ -650,6 +682,7 @@ nlohmann::json Agent::EndpointList() {
                     {"audit", e.policy.audit || options_.audit},
                     {"policies", e.policy.policies},
                     {"state", state},
+                    {"enforced_at_ns", e.enforced_at == absl::InfinitePast() ? 0 : absl::ToUnixNanos(e.enforced_at)},
                     {"error", e.error}});
   }
   return {{"endpoints", list}};

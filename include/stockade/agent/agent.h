@@ -75,6 +75,9 @@ struct EndpointState {
   std::vector<IgnoredLabel> ignored_labels;
   EndpointPolicy policy;
   std::string error;  // why it is not enforced as wanted, if it is not
+  // When the map sync that wrote its record, with this identity and policy,
+  // returned: the end of its start-up window (scripts/enforcement-latency.sh).
+  absl::Time enforced_at = absl::InfinitePast();
 };
 
 class Agent {
@@ -96,6 +99,14 @@ class Agent {
   explicit Agent(AgentOptions options);
   absl::Status Reconcile();  // with mu_ held
   absl::Status SaveIdentities();
+  // Carries over the enforced_at of endpoints whose record did not change
+  // and stamps the others now (their records were just written).
+  void StampEnforcedAt(std::vector<EndpointState>& endpoints) const;
+  // ResolveHook, remembered from the previous pass (one setns and a few
+  // rtnetlink dumps an endpoint, which made every Docker event cost O(all
+  // endpoints) of them); what this pass used goes into `resolved`.
+  absl::StatusOr<ResolvedHook> ResolveHookCached(const WorkloadInterface& iface,
+                                                 std::map<std::string, ResolvedHook>& resolved);
   // The hooks of an interface, by pin file suffix: "-ingress" (or "-xdp") and "-egress".
   std::vector<std::string> HookPinPaths(const ResolvedHook& hook) const;
   absl::Status EnsureAttached(const ResolvedHook& hook);
@@ -131,6 +142,7 @@ class Agent {
   std::vector<EndpointState> endpoints_;
   CompiledPolicy compiled_;
   std::map<std::string, Attachment> attachments_;  // by pin path
+  std::map<std::string, ResolvedHook> hook_cache_;  // by netns inode, MAC and placement
   // Hooked on sight, before Docker named their container: kept this long
   // even when no workload claims them yet.
   std::map<std::string, absl::Time> hooked_on_sight_;
