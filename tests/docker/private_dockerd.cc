@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -84,7 +86,29 @@ absl::Status PrivateDockerd::Crash() {
   if (!Reap(pid_, absl::Seconds(10))) return absl::InternalError("private dockerd survived SIGKILL");
   pid_ = -1;
   std::filesystem::remove(socket_);
+  // Its managed containerd dies with it (a parent-death signal), but the pid
+  // file stays, and a new dockerd would wait for that pid's socket: end it
+  // if it lingers and remove the file, so Start() brings a fresh one up. The
+  // containers' shims outlive both.
+  StopContainerd();
+  std::filesystem::remove(exec_ + "/containerd/containerd.pid");
   return absl::OkStatus();
+}
+
+void PrivateDockerd::StopContainerd() {
+  std::ifstream pid_in(exec_ + "/containerd/containerd.pid");
+  pid_t containerd = 0;
+  if (!(pid_in >> containerd) || containerd <= 0) return;
+  // Ours only: its command line names our exec root.
+  auto ours = [&] {
+    std::ifstream cmdline(absl::StrCat("/proc/", containerd, "/cmdline"));
+    std::string args((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+    return absl::StrContains(args, exec_);
+  };
+  for (absl::Time until = absl::Now() + absl::Seconds(5); ours() && absl::Now() < until;
+       absl::SleepFor(absl::Milliseconds(50)))
+    kill(containerd, SIGTERM);
+  if (ours()) kill(containerd, SIGKILL);
 }
 
 absl::StatusOr<std::string> PrivateDockerd::Docker(std::vector<std::string> args) const {
@@ -112,19 +136,48 @@ void PrivateDockerd::Stop() {
     }
     pid_ = -1;
   }
-  // A containerd left by a crash (it outlives dockerd's SIGKILL): ours only,
-  // by the pid it wrote under our exec root.
-  std::ifstream pid_in(exec_ + "/containerd/containerd.pid");
-  pid_t containerd = 0;
-  if (pid_in >> containerd && containerd > 0) {
-    std::ifstream cmdline(absl::StrCat("/proc/", containerd, "/cmdline"));
+  StopContainerd();
+}
+
+void PrivateDockerd::KillOrphans() {
+  // Shims whose daemon could not remove their containers (it did not come
+  // back, say): each shim with the process tree under it. Ours only: their
+  // command line names our exec root.
+  std::multimap<pid_t, pid_t> children;  // parent -> child
+  std::vector<pid_t> shims;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    pid_t pid = atoi(entry.path().filename().c_str());
+    if (pid <= 0) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    pid_t parent = 0;
+    char state = 0;
+    if (sscanf(line.c_str() + close + 1, " %c %d", &state, &parent) == 2) children.emplace(parent, pid);
+    std::ifstream cmdline(entry.path() / "cmdline");
     std::string args((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
-    if (absl::StrContains(args, exec_)) kill(containerd, SIGTERM);
+    if (absl::StrContains(args, "containerd-shim") && absl::StrContains(args, exec_)) shims.push_back(pid);
   }
+  std::vector<pid_t> doomed = shims;
+  for (size_t i = 0; i < doomed.size(); ++i)
+    for (auto [it, end] = children.equal_range(doomed[i]); it != end; ++it) doomed.push_back(it->second);
+  for (pid_t pid : doomed) kill(pid, SIGKILL);
+  // Mounts dockerd made and left: its data root bound on itself, the
+  // containers' namespaces under the exec root.
+  std::ifstream mounts("/proc/self/mounts");
+  std::vector<std::string> points;
+  for (std::string device, point, rest; mounts >> device >> point && std::getline(mounts, rest);)
+    if (point.starts_with(root_) || point.starts_with(exec_)) points.push_back(point);
+  std::sort(points.rbegin(), points.rend());  // deepest first
+  for (const std::string& point : points) umount2(point.c_str(), MNT_DETACH);
 }
 
 PrivateDockerd::~PrivateDockerd() {
   Stop();
+  KillOrphans();
   std::error_code ignored;
   for (const std::string& path : {root_, exec_, socket_, pidfile_, log_}) std::filesystem::remove_all(path, ignored);
 }

@@ -42,6 +42,11 @@ class PrivateDockerd {
 
  private:
   void Stop();
+  // The managed containerd of our exec root, if it still runs.
+  void StopContainerd();
+  // What a daemon that is gone could not clean up: shims and their
+  // containers, mounts under our directories.
+  void KillOrphans();
 
   std::string root_;    // data root, log
   std::string exec_;    // exec root (kept short: containerd's socket lives in it)
