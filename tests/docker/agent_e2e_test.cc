@@ -119,12 +119,13 @@ class AgentE2eTest : public ::testing::Test {
     return kinds;
   }
 
-  // backend, web and db on a bridge of their own; the policy file lets only
-  // backend into db, on tcp/5432. No agent runs yet.
+  // backend, web and db on a bridge of their own, and an agent whose policy
+  // lets only backend into db, on tcp/5432: shown to hold before returning.
   struct Tiers {
     std::string network;
     TestContainer backend, web, db;
-    // Their states in stockadectl once an agent runs.
+    pid_t agent = -1;
+    // Their states in stockadectl.
     std::map<std::string, std::string> states() const {
       return {{backend.name, "allow-all"}, {web.name, "allow-all"}, {db.name, "enforcing"}};
     }
@@ -141,6 +142,11 @@ class AgentE2eTest : public ::testing::Test {
       *container = *c;
     }
     if (absl::Status s = instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"backend"}, 5432)); !s.ok()) return s;
+    absl::StatusOr<pid_t> agent = StartAgent(tiers.states());
+    if (!agent.ok()) return agent.status();
+    tiers.agent = *agent;
+    ExpectAnsweredOnceListening(tiers.backend, tiers.db, 5432);
+    ExpectDropped(tiers.web, tiers.db, 5432);
     return tiers;
   }
 
@@ -406,11 +412,15 @@ TEST_F(AgentE2eTest, MacvlanContainerIsFailClosedFromItsFirstPacket) {
                   .ok());
   EXPECT_EQ(*first, "dropped") << "the client's first probe, before its record existed";
   ExpectDropped(*client, *server, 80);
-  absl::StatusOr<std::vector<std::string>> early = TcPrograms(client->netns, "eth0");
-  ASSERT_TRUE(early.ok()) << early.status();
-  EXPECT_THAT(*early, ::testing::UnorderedElementsAre(HasSubstr("tcx/ingress stockade_tc_ing"),
-                                                      HasSubstr("tcx/egress stockade_tc_egr")))
-      << "the programs attached in the host namespace moved in with the interface";
+  // One TCX program each way on the client's eth0, and only one.
+  auto expect_one_tcx_pair = [&](const std::string& why) {
+    absl::StatusOr<std::vector<std::string>> kinds = TcPrograms(client->netns, "eth0");
+    ASSERT_TRUE(kinds.ok()) << kinds.status();
+    EXPECT_THAT(*kinds, ::testing::UnorderedElementsAre(HasSubstr("tcx/ingress stockade_tc_ing"),
+                                                        HasSubstr("tcx/egress stockade_tc_egr")))
+        << why;
+  };
+  expect_one_tcx_pair("the programs attached in the host namespace moved in with the interface");
 
   instance_->Kill(*agent, SIGCONT);
   frozen = false;
@@ -419,11 +429,7 @@ TEST_F(AgentE2eTest, MacvlanContainerIsFailClosedFromItsFirstPacket) {
   // the server fails connects until the kernel resolves it again.
   ExpectAnsweredOnceListening(*client, *server, 80);
   ExpectDropped(*client, *server, 8080);
-  absl::StatusOr<std::vector<std::string>> kinds = TcPrograms(client->netns, "eth0");
-  ASSERT_TRUE(kinds.ok()) << kinds.status();
-  EXPECT_THAT(*kinds, ::testing::UnorderedElementsAre(HasSubstr("tcx/ingress stockade_tc_ing"),
-                                                      HasSubstr("tcx/egress stockade_tc_egr")))
-      << "the early links are the ones enforcing, not a second pair";
+  expect_one_tcx_pair("the early links are the ones enforcing, not a second pair");
   EXPECT_EQ(pins().size(), pins_before.size() + 2) << "the early pins were renamed, not left beside new ones";
   EXPECT_THAT(instance_->Log(), HasSubstr("hooked on sight before Docker moved it"));
   absl::StatusOr<nlohmann::json> status = instance_->Ctl({"status"});
@@ -437,11 +443,7 @@ TEST_F(AgentE2eTest, MacvlanContainerIsFailClosedFromItsFirstPacket) {
 TEST_F(AgentE2eTest, EnforcementReturnsAfterAContainerRestart) {
   absl::StatusOr<Tiers> tiers = BackendWebDb();
   ASSERT_TRUE(tiers.ok()) << tiers.status();
-  auto& [network, backend, web, db] = *tiers;
-  absl::StatusOr<pid_t> agent = StartAgent(tiers->states());
-  ASSERT_TRUE(agent.ok()) << agent.status();
-  ExpectAnsweredOnceListening(backend, db, 5432);
-  ExpectDropped(web, db, 5432);
+  auto& [network, backend, web, db, agent] = *tiers;
   absl::StatusOr<nlohmann::json> before = Endpoint(db.name);
   ASSERT_TRUE(before.ok()) << before.status();
 
@@ -484,10 +486,8 @@ std::map<std::string, ino_t> LinkPins(const std::string& instance) {
 TEST_F(AgentE2eTest, EnforcementOutlivesAKilledAgentAndANewAgentAdopts) {
   absl::StatusOr<Tiers> tiers = BackendWebDb();
   ASSERT_TRUE(tiers.ok()) << tiers.status();
-  auto& [network, backend, web, db] = *tiers;
+  auto& [network, backend, web, db, first] = *tiers;
   const std::map<std::string, std::string> states = tiers->states();
-  absl::StatusOr<pid_t> first = StartAgent(states);
-  ASSERT_TRUE(first.ok()) << first.status();
 
   // A second agent for the same instance refuses, and leaves the first be.
   absl::StatusOr<pid_t> second = instance_->StartAgent();
@@ -516,8 +516,8 @@ TEST_F(AgentE2eTest, EnforcementOutlivesAKilledAgentAndANewAgentAdopts) {
     }
   });
   absl::SleepFor(absl::Milliseconds(300));
-  instance_->Kill(*first, SIGKILL);
-  absl::StatusOr<int> killed = instance_->WaitExit(*first, absl::Seconds(10));
+  instance_->Kill(first, SIGKILL);
+  absl::StatusOr<int> killed = instance_->WaitExit(first, absl::Seconds(10));
   absl::SleepFor(absl::Milliseconds(300));
   stop = true;
   traffic.join();
@@ -655,11 +655,7 @@ TEST_F(AgentE2eTest, DockerGoingDownAndComingBack) {
 TEST_F(AgentE2eTest, PolicyHotReload) {
   absl::StatusOr<Tiers> tiers = BackendWebDb();
   ASSERT_TRUE(tiers.ok()) << tiers.status();
-  auto& [network, backend, web, db] = *tiers;
-  absl::StatusOr<pid_t> agent = StartAgent(tiers->states());
-  ASSERT_TRUE(agent.ok()) << agent.status();
-  ExpectAnsweredOnceListening(backend, db, 5432);
-  ExpectDropped(web, db, 5432);
+  auto& [network, backend, web, db, agent] = *tiers;
 
   // A valid change: web may reach db too.
   ASSERT_TRUE(instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"backend", "web"}, 5432)).ok());
