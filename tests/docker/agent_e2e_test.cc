@@ -28,6 +28,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -583,6 +584,36 @@ TEST_F(AgentE2eTest, AnImageCannotClaimAnIdentityLabel) {
   ExpectDropped(*impostor, *backend, 8080);
 }
 
+// A dockerd of the test's own (the host's is shared with other tests and is
+// never stopped or put in swarm mode), with the test image, to which every
+// docker command of the test goes while this lives: the test's own, its
+// helpers' and the agent's (DOCKER_HOST). Declared after the fixture's
+// members, it ends first: the fixture then cleans up on the host's daemon.
+class PrivateDockerdScope {
+ public:
+  explicit PrivateDockerdScope(const std::string& name) : dockerd_(name) {
+    if (const char* host = getenv("DOCKER_HOST")) saved_ = host;
+  }
+  ~PrivateDockerdScope() {
+    if (saved_) {
+      setenv("DOCKER_HOST", saved_->c_str(), 1);
+    } else {
+      unsetenv("DOCKER_HOST");
+    }
+  }
+  absl::Status Start() {
+    if (absl::Status s = dockerd_.Start(absl::Seconds(60)); !s.ok()) return s;
+    if (absl::Status s = dockerd_.CopyImage(kTestImage); !s.ok()) return s;
+    setenv("DOCKER_HOST", dockerd_.host().c_str(), 1);
+    return absl::OkStatus();
+  }
+  PrivateDockerd* operator->() { return &dockerd_; }
+
+ private:
+  std::optional<std::string> saved_;
+  PrivateDockerd dockerd_;
+};
+
 // ---------------------------------------------------------------------------
 // Docker crashes and comes back. A dockerd of the test's own (the host's is
 // shared with other tests and never stopped) on a macvlan network: the
@@ -591,20 +622,8 @@ TEST_F(AgentE2eTest, AnImageCannotClaimAnIdentityLabel) {
 // resyncs, and containers started since are enforced.
 
 TEST_F(AgentE2eTest, DockerGoingDownAndComingBack) {
-  // Every docker command of this test, the agent's included, goes to the
-  // private daemon; restored before the fixture cleans up on the host's.
-  const char* host_docker = getenv("DOCKER_HOST");
-  absl::Cleanup restore_docker_host = [saved = std::string(host_docker ? host_docker : ""), had = host_docker != nullptr] {
-    if (had) {
-      setenv("DOCKER_HOST", saved.c_str(), 1);
-    } else {
-      unsetenv("DOCKER_HOST");
-    }
-  };
-  PrivateDockerd dockerd(scratch_.Name("d"));
-  ASSERT_TRUE(dockerd.Start(absl::Seconds(60)).ok());
-  ASSERT_TRUE(dockerd.CopyImage(kTestImage).ok());
-  setenv("DOCKER_HOST", dockerd.host().c_str(), 1);
+  PrivateDockerdScope dockerd(scratch_.Name("d"));
+  ASSERT_TRUE(dockerd.Start().ok());
 
   absl::StatusOr<std::string> network = CreateMacvlanNetwork();
   ASSERT_TRUE(network.ok()) << network.status();
@@ -623,7 +642,7 @@ TEST_F(AgentE2eTest, DockerGoingDownAndComingBack) {
     return s.ok() ? (*s)[key] : nlohmann::json();
   };
   const int resyncs_before = status("resyncs").get<int>();
-  ASSERT_TRUE(dockerd.Crash().ok());
+  ASSERT_TRUE(dockerd->Crash().ok());
   ASSERT_TRUE(WaitUntil([&] { return status("docker") == "disconnected"; }, absl::Seconds(10),
                         "stockadectl status shows docker disconnected")
                   .ok());
@@ -632,7 +651,7 @@ TEST_F(AgentE2eTest, DockerGoingDownAndComingBack) {
   ExpectDropped(*backend, *db, 80);
   EXPECT_EQ(Endpoint(db->name).value_or(nlohmann::json())["state"], "enforcing");
 
-  ASSERT_TRUE(dockerd.Start(absl::Seconds(60)).ok());
+  ASSERT_TRUE(dockerd->Start(absl::Seconds(60)).ok());
   // Started as soon as Docker answers, most likely before the agent's
   // backoff lets it look again: only the resync can find these.
   absl::StatusOr<TestContainer> late_backend = RunContainer("late-backend", *network, "backend");
@@ -647,6 +666,56 @@ TEST_F(AgentE2eTest, DockerGoingDownAndComingBack) {
   ASSERT_TRUE(WaitForEndpoints({{late_backend->name, "allow-all"}, {late_db->name, "enforcing"}}).ok());
   ExpectAnsweredOnceListening(*late_backend, *late_db, 5432);
   ExpectDropped(*late_backend, *late_db, 80);
+}
+
+// ---------------------------------------------------------------------------
+// Overlay: a single-node swarm of a private dockerd, advertising and
+// listening on 127.0.0.1 only, so no traffic leaves the host.
+
+TEST_F(AgentE2eTest, OverlayContainersAreEnforcedInsideTheirNamespace) {
+  PrivateDockerdScope dockerd(scratch_.Name("d"));
+  ASSERT_TRUE(dockerd.Start().ok());
+  const std::string listen = absl::StrCat("127.0.0.1:", 20000 + getpid() % 20000);
+  absl::StatusOr<std::string> swarm =
+      Docker({"swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", listen});
+  ASSERT_TRUE(swarm.ok()) << swarm.status();
+  // Swarm made docker_gwbridge, a host bridge it keeps after leaving: removed
+  // while the daemon still runs (the scope stops it after this).
+  absl::Cleanup leave = [&] {
+    (void)Docker({"rm", "-f", scratch_.Name("backend"), scratch_.Name("db")});
+    (void)Docker({"network", "rm", scratch_.Name("overlay")});
+    (void)Docker({"swarm", "leave", "--force"});
+    (void)Docker({"network", "rm", "docker_gwbridge"});
+  };
+  absl::StatusOr<std::string> created =
+      scratch_.CreateNetwork("overlay", {"--driver", "overlay", "--attachable", "--subnet",
+                                         absl::StrCat("10.215.", 1 + getpid() % 250, ".0/24")});
+  ASSERT_TRUE(created.ok()) << created.status();
+  const std::string network = scratch_.Name("overlay");
+  absl::StatusOr<TestContainer> backend = RunContainer("backend", network, "backend");
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  absl::StatusOr<TestContainer> db = RunContainer("db", network, "db");
+  ASSERT_TRUE(db.ok()) << db.status();
+  ExpectAnsweredOnceListening(*backend, *db, 80);
+  ASSERT_FALSE(HasFailure()) << "without the agent the overlay must carry the probe";
+
+  ASSERT_TRUE(instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"backend"}, 5432)).ok());
+  absl::StatusOr<pid_t> agent = StartAgent({{backend->name, "allow-all"}, {db->name, "enforcing"}});
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  absl::StatusOr<nlohmann::json> e = Endpoint(db->name);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ((*e)["mode"], "overlay") << e->dump();
+  EXPECT_EQ((*e)["ipv4"], db->ip) << e->dump();
+  // Hooked on the container's own interface, inside its namespace.
+  absl::StatusOr<std::vector<std::string>> kinds = TcPrograms(db->netns, (*e)["interface"]);
+  ASSERT_TRUE(kinds.ok()) << kinds.status();
+  EXPECT_THAT(*kinds, ::testing::UnorderedElementsAre(HasSubstr("ingress stockade_tc_ing"),
+                                                      HasSubstr("egress stockade_tc_egr")))
+      << e->dump();
+  const uint64_t drops_before = PolicyDrops();
+  ExpectAnsweredOnceListening(*backend, *db, 5432);
+  ExpectDropped(*backend, *db, 80);
+  EXPECT_GE(PolicyDrops(), drops_before + 1);
 }
 
 // ---------------------------------------------------------------------------
