@@ -209,6 +209,9 @@ absl::Status Agent::ReloadPolicies() {
 absl::StatusOr<ResolvedHook> Agent::ResolveHookCached(const WorkloadInterface& iface,
                                                       std::map<std::string, ResolvedHook>& resolved) {
   // The namespace's inode tells a reused pid's new namespace from the old one.
+  // What a hook carries besides its interface (the IPv6 link-local address)
+  // is there by the start event, Docker brings the link up before; a full
+  // resync reads it all again anyway.
   struct stat netns {};
   if (stat(iface.netns_path.c_str(), &netns) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", iface.netns_path));
   std::string key = absl::StrCat(netns.st_dev, ":", netns.st_ino, "/", FormatMac(iface.mac->data()), "/",
@@ -221,7 +224,11 @@ absl::StatusOr<ResolvedHook> Agent::ResolveHookCached(const WorkloadInterface& i
 
 absl::Status Agent::ResyncAll() {
   std::lock_guard<std::recursive_mutex> hold(mu_);
-  hook_cache_.clear();  // a full resync looks at every interface again
+  // After a reconnect every interface is looked at again. The periodic
+  // resync keeps the cache: it would hold the lock (and the next Docker
+  // event) for a setns and rtnetlink dumps per endpoint. Entries are keyed
+  // by namespace and MAC, and an entry whose attach failed is dropped.
+  if (!docker_ || !docker_->subscribed()) hook_cache_.clear();
   if (docker_) {
     if (auto s = docker_->Resync(); !s.ok()) return s;
     ++resyncs_;
@@ -497,6 +504,10 @@ absl::Status Agent::Reconcile() {
 
   auto stats = sync_->Apply(wanted);
   if (stats.ok()) StampEnforcedAt(endpoints);
+  for (const EndpointState& e : endpoints)
+    if (!e.error.empty() && e.hook.ifindex != 0)
+      std::erase_if(resolved, [&](const auto& entry) { return entry.second.key.ifindex == e.hook.key.ifindex &&
+                                                              entry.second.key.netns_cookie == e.hook.key.netns_cookie; });
   hook_cache_ = std::move(resolved);
   endpoints_ = std::move(endpoints);
   compiled_ = std::move(*compiled);
