@@ -45,7 +45,11 @@ cleanup() {
   set +e
   [ -n "${events_pid}" ] && kill "${events_pid}" 2>/dev/null
   docker ps -aq --filter "label=stockade.test=${run}" | xargs -r docker rm -f >/dev/null
-  docker network rm "${network}" >/dev/null 2>&1
+  # Endpoints of just-removed containers may linger a moment: a few tries.
+  for _ in 1 2 3 4 5; do
+    docker network rm "${network}" >/dev/null 2>&1 && break
+    sleep 1
+  done
   if [ -n "${agent_pid}" ]; then
     kill "${agent_pid}" 2>/dev/null
     wait "${agent_pid}" 2>/dev/null
