@@ -9,6 +9,7 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,6 +22,8 @@
 
 namespace stockade {
 
+// Thread-safe: the agent's Docker thread polls while its main thread may
+// resync and read the workloads.
 class DockerSource {
  public:
   explicit DockerSource(DockerClient client) : client_(std::move(client)) {}
@@ -44,7 +47,10 @@ class DockerSource {
   absl::StatusOr<NetworkInfo> Network(const std::string& id);
 
   DockerClient client_;
+  // Created and reset by the thread that resyncs while unsubscribed and
+  // the one that polls; Poll() waits on it without holding mu_.
   std::unique_ptr<DockerEventStream> stream_;
+  mutable std::mutex mu_;  // the maps below
   std::map<std::string, Workload> workloads_;  // running containers by id
   std::map<std::string, NetworkInfo> networks_;
   std::map<std::string, ImageInfo> images_;
