@@ -19,13 +19,20 @@ struct ct_key {
 	__u16 port_a;     /* network order; ICMP echo: the identifier */
 	__u16 port_b;     /* network order */
 	__u32 ifindex;    /* host order; the endpoint interface */
+	/* host order; the namespace of that interface. An ifindex alone repeats
+	 * across namespaces (every eth0 of a veth made inside its namespace is 2):
+	 * without the cookie, one endpoint's egress entry let the same flow into
+	 * another endpoint as established. */
+	__u64 netns_cookie;
 	__u8 protocol;    /* IPPROTO_* */
 	__u8 family;      /* STOCKADE_AF_* */
 	__u16 pad;        /* must be zero */
+	__u32 pad2;       /* must be zero */
 };
-STOCKADE_ABI_SIZE(struct ct_key, 44);
+STOCKADE_ABI_SIZE(struct ct_key, 56);
 STOCKADE_ABI_OFFSET(struct ct_key, port_a, 32);
 STOCKADE_ABI_OFFSET(struct ct_key, ifindex, 36);
+STOCKADE_ABI_OFFSET(struct ct_key, netns_cookie, 40);
 
 enum ct_flags {
 	/* The flow's first packet came from side a of the key. */

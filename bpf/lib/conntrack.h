@@ -19,8 +19,10 @@
 #define TCP_FLAG_RST 0x04
 #define TCP_FLAG_ACK 0x10
 
-/* Fills the key in canonical order; returns whether the tuple's source is side a. */
-static __always_inline int ct_key_for(struct ct_key *key, const struct flow_tuple *t, __u32 ifindex)
+/* Fills the key in canonical order for the endpoint (netns_cookie, ifindex);
+ * returns whether the tuple's source is side a. */
+static __always_inline int ct_key_for(struct ct_key *key, const struct flow_tuple *t, __u64 netns_cookie,
+				      __u32 ifindex)
 {
 	int src_is_a = addr_port_less(t->saddr, t->sport, t->daddr, t->dport);
 
@@ -36,9 +38,11 @@ static __always_inline int ct_key_for(struct ct_key *key, const struct flow_tupl
 		key->port_b = t->sport;
 	}
 	key->ifindex = ifindex;
+	key->netns_cookie = netns_cookie;
 	key->protocol = t->protocol;
 	key->family = t->family;
 	key->pad = 0;
+	key->pad2 = 0;
 	return src_is_a;
 }
 

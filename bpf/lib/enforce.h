@@ -60,7 +60,7 @@ static __always_inline int icmp_error_is_related(const struct packet *pkt, const
 	/* The error goes back to the quoted packet's sender; anything else is forged. */
 	if (!addr_equal(flow->inner.saddr, flow->tuple.daddr))
 		return 0;
-	ct_key_for(&key, &flow->inner, pkt->ifindex);
+	ct_key_for(&key, &flow->inner, pkt->netns_cookie, pkt->ifindex);
 	e = bpf_map_lookup_elem(&conntrack, &key);
 	return e && e->expires_ns > now;
 }
@@ -128,7 +128,7 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 	if (icmp_error_is_related(pkt, flow, now))
 		return REASON_NONE;
 
-	src_is_a = ct_key_for(&ct_key, &flow->tuple, pkt->ifindex);
+	src_is_a = ct_key_for(&ct_key, &flow->tuple, pkt->netns_cookie, pkt->ifindex);
 	e = bpf_map_lookup_elem(&conntrack, &ct_key);
 	if (e && ct_entry_is_live(e, flow, now)) {
 		int is_reply = src_is_a != !!(e->flags & CT_F_ORIGIN_IS_A);

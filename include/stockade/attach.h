@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -52,6 +53,11 @@ class Attachment {
   [[nodiscard]] absl::Status Detach();
   // Removes the pin and detaches.
   [[nodiscard]] absl::Status Unpin();
+  // Pins the link under `path` and removes its old pin: the link stays
+  // attached throughout.
+  [[nodiscard]] absl::Status Repin(const std::string& path);
+  // The kernel's id of a TCX or XDP link; 0 for a classic tc filter.
+  [[nodiscard]] absl::StatusOr<uint32_t> LinkId() const;
 
   Kind kind() const { return kind_; }
   // "tcx ingress on ifindex 7", for messages.
@@ -70,6 +76,12 @@ class Attachment {
   ScopedFd netns_;  // where a classic filter lives, to remove it from there
   std::string pin_path_;
 };
+
+// The ids of the TCX links on `ifindex` of the calling thread's namespace, in
+// the direction `hook`. A TCX link follows its device into another namespace
+// (a clsact qdisc does not: the move destroys it), and this is how the agent
+// finds such a link again there.
+[[nodiscard]] absl::StatusOr<std::vector<uint32_t>> TcxLinkIds(uint32_t ifindex, TcHook hook);
 
 // Removes the classic tc filters stockade put on an interface of the current
 // namespace (both directions); absent ones are no error.

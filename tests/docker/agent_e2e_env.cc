@@ -150,10 +150,11 @@ absl::Status AgentInstance::WritePolicy(absl::string_view yaml) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<pid_t> AgentInstance::StartAgent() {
+absl::StatusOr<pid_t> AgentInstance::StartAgent(const std::vector<std::string>& extra_args) {
   // Metrics on a port of its own: the default one may be a real agent's.
   std::vector<std::string> args = {STOCKADED_PATH, "--instance",  name_,          "--policy-dir",      policy_dir_,
                                    "--state-dir",  dir_ + "/state", "--metrics-address", "127.0.0.1:0"};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);

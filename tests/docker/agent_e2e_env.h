@@ -81,8 +81,12 @@ class AgentInstance {
   // agent never reads half of it.
   [[nodiscard]] absl::Status WritePolicy(absl::string_view yaml) const;
 
-  // fork/exec of stockaded for this instance, output appended to the log.
-  [[nodiscard]] absl::StatusOr<pid_t> StartAgent();
+  // A directory of the instance's own for the test's files; removed with it.
+  const std::string& dir() const { return dir_; }
+
+  // fork/exec of stockaded for this instance with `extra_args` (e.g.
+  // --no-docker), output appended to the log.
+  [[nodiscard]] absl::StatusOr<pid_t> StartAgent(const std::vector<std::string>& extra_args = {});
   // Waits up to `timeout` for `pid` to exit and returns its wait status.
   [[nodiscard]] absl::StatusOr<int> WaitExit(pid_t pid, absl::Duration timeout);
   void Kill(pid_t pid, int signal) const;

@@ -28,20 +28,24 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "maps/abi.h"
+#include "stockade/datapath.h"
 #include "stockade/lab/topology.h"
 #include "stockade/netns.h"
 #include "tests/docker/agent_e2e_env.h"
 #include "tests/docker/docker_test_env.h"
+#include "tests/docker/private_dockerd.h"
 
 namespace stockade::testing {
 namespace {
@@ -88,6 +92,63 @@ class AgentE2eTest : public ::testing::Test {
     if (instance_ && HasFailure()) std::cerr << "stockaded output:\n" << instance_->Log();
     // Agents stopped and the instance uninstalled while the containers still exist.
     instance_.reset();
+  }
+
+  // A macvlan network on a veth of the test's own, with no address on either
+  // end; returns its name.
+  absl::StatusOr<std::string> CreateMacvlanNetwork() {
+    auto parent = host_links_.AddVethPair(host_links_.host(), "mv0", host_links_.host(), "mv1");
+    if (!parent.ok()) return parent.status();
+    for (const lab::TopologyLink& end : {parent->first, parent->second})
+      if (absl::Status s = host_links_.SetUp(end); !s.ok()) return s;
+    // A subnet no one else uses; the pid spreads concurrent runs.
+    const std::string subnet = absl::StrCat("10.213.", 1 + getpid() % 250, ".0/24");
+    absl::StatusOr<std::string> id = scratch_.CreateNetwork(
+        "macvlan", {"--driver", "macvlan", "--subnet", subnet, "-o", absl::StrCat("parent=", parent->first.ifname)});
+    if (!id.ok()) return id.status();
+    return scratch_.Name("macvlan");
+  }
+
+  // The kinds and names of the tc programs on `ifname` in `netns`, as bpftool shows them.
+  static absl::StatusOr<std::vector<std::string>> TcPrograms(const std::string& netns, const std::string& ifname) {
+    absl::StatusOr<std::string> shown = RunCommand({"bpftool", "-j", "net", "show", "dev", ifname}, netns);
+    if (!shown.ok()) return shown.status();
+    std::vector<std::string> kinds;
+    for (const nlohmann::json& ns : nlohmann::json::parse(*shown))
+      for (const nlohmann::json& tc : ns.value("tc", nlohmann::json::array()))
+        kinds.push_back(tc.value("kind", "") + " " + tc.value("name", ""));
+    return kinds;
+  }
+
+  // backend, web and db on a bridge of their own, and an agent whose policy
+  // lets only backend into db, on tcp/5432: shown to hold before returning.
+  struct Tiers {
+    std::string network;
+    TestContainer backend, web, db;
+    pid_t agent = -1;
+    // Their states in stockadectl.
+    std::map<std::string, std::string> states() const {
+      return {{backend.name, "allow-all"}, {web.name, "allow-all"}, {db.name, "enforcing"}};
+    }
+  };
+  absl::StatusOr<Tiers> BackendWebDb() {
+    Tiers tiers;
+    absl::StatusOr<std::string> network = CreateBridge();
+    if (!network.ok()) return network.status();
+    tiers.network = *network;
+    for (auto [tier, container] : {std::pair{"backend", &tiers.backend}, std::pair{"web", &tiers.web},
+                                   std::pair{"db", &tiers.db}}) {
+      absl::StatusOr<TestContainer> c = RunContainer(tier, *network, tier);
+      if (!c.ok()) return c.status();
+      *container = *c;
+    }
+    if (absl::Status s = instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"backend"}, 5432)); !s.ok()) return s;
+    absl::StatusOr<pid_t> agent = StartAgent(tiers.states());
+    if (!agent.ok()) return agent.status();
+    tiers.agent = *agent;
+    ExpectAnsweredOnceListening(tiers.backend, tiers.db, 5432);
+    ExpectDropped(tiers.web, tiers.db, 5432);
+    return tiers;
   }
 
   absl::StatusOr<std::string> CreateBridge() {
@@ -244,17 +305,9 @@ TEST_F(AgentE2eTest, ChainAllowsEachHopAndDropsEverySkip) {
 // macvlan: no host-side peer, so the agent hooks the container's own interface.
 
 TEST_F(AgentE2eTest, MacvlanContainersAreEnforcedInsideTheirNamespace) {
-  // The macvlan parent: a veth of the test's own, with no address on either end.
-  auto parent = host_links_.AddVethPair(host_links_.host(), "mv0", host_links_.host(), "mv1");
-  ASSERT_TRUE(parent.ok()) << parent.status();
-  ASSERT_TRUE(host_links_.SetUp(parent->first).ok());
-  ASSERT_TRUE(host_links_.SetUp(parent->second).ok());
-  // A subnet no one else uses; the pid spreads concurrent runs.
-  const std::string subnet = absl::StrCat("10.213.", 1 + getpid() % 250, ".0/24");
-  absl::StatusOr<std::string> created = scratch_.CreateNetwork(
-      "macvlan", {"--driver", "macvlan", "--subnet", subnet, "-o", absl::StrCat("parent=", parent->first.ifname)});
+  absl::StatusOr<std::string> created = CreateMacvlanNetwork();
   ASSERT_TRUE(created.ok()) << created.status();
-  const std::string network = scratch_.Name("macvlan");
+  const std::string network = *created;
   absl::StatusOr<TestContainer> client = RunContainer("client", network, "client");
   ASSERT_TRUE(client.ok()) << client.status();
   absl::StatusOr<TestContainer> server = RunContainer("server", network, "server");
@@ -276,15 +329,11 @@ TEST_F(AgentE2eTest, MacvlanContainersAreEnforcedInsideTheirNamespace) {
     EXPECT_EQ((*e)["mode"], "macvlan") << e->dump();
     EXPECT_EQ((*e)["interface"], "eth0") << "hooked inside the container: " << e->dump();
     // bpftool, run in the container's namespace, sees the programs on its eth0.
-    absl::StatusOr<std::string> shown = RunCommand({"bpftool", "-j", "net", "show", "dev", "eth0"}, c.netns);
-    ASSERT_TRUE(shown.ok()) << shown.status();
-    std::vector<std::string> kinds;
-    for (const nlohmann::json& netns : nlohmann::json::parse(*shown))
-      for (const nlohmann::json& tc : netns.value("tc", nlohmann::json::array()))
-        kinds.push_back(tc.value("kind", "") + " " + tc.value("name", ""));
-    EXPECT_THAT(kinds, ::testing::UnorderedElementsAre(HasSubstr("ingress stockade_tc_ing"),
-                                                       HasSubstr("egress stockade_tc_egr")))
-        << c.name << ": " << *shown;
+    absl::StatusOr<std::vector<std::string>> kinds = TcPrograms(c.netns, "eth0");
+    ASSERT_TRUE(kinds.ok()) << kinds.status();
+    EXPECT_THAT(*kinds, ::testing::UnorderedElementsAre(HasSubstr("ingress stockade_tc_ing"),
+                                                        HasSubstr("egress stockade_tc_egr")))
+        << c.name;
   }
   const uint64_t drops_before = PolicyDrops();
   ExpectAnswered(*client, *server, 5432);
@@ -293,44 +342,130 @@ TEST_F(AgentE2eTest, MacvlanContainersAreEnforcedInsideTheirNamespace) {
   EXPECT_GE(PolicyDrops(), drops_before + 2);
 }
 
+// Docker makes a macvlan container's interface in the host namespace and moves
+// it into the container's about a second later. The agent hooks it on sight
+// there (TCX links follow a device into another namespace), so the
+// container's very first packet meets the program, which drops it
+// (ENDPOINT_UNKNOWN) until the agent has written the endpoint's record. The
+// test freezes the agent (SIGSTOP) as soon as the early hook is pinned: the
+// container then starts and probes with no record at all, and the probe must
+// be dropped. Without the early hook it would be answered (the server takes
+// anything: no policy selects it).
+TEST_F(AgentE2eTest, MacvlanContainerIsFailClosedFromItsFirstPacket) {
+  absl::StatusOr<std::string> network = CreateMacvlanNetwork();
+  ASSERT_TRUE(network.ok()) << network.status();
+  absl::StatusOr<TestContainer> server = RunContainer("server", *network, "server");
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE(instance_
+                  ->WritePolicy(absl::StrCat("apiVersion: stockade/v1\nkind: Policy\nmetadata: {name: client-egress}\n"
+                                             "spec:\n  endpointSelector: {matchLabels: {tier: client}}\n  egress:\n"
+                                             "    - toEndpoints: [{matchLabels: {tier: server}}]\n"
+                                             "      toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n"))
+                  .ok());
+  absl::StatusOr<pid_t> agent = StartAgent({{server->name, "allow-all"}});
+  ASSERT_TRUE(agent.ok()) << agent.status();
+
+  const std::string links_dir = InstancePinDir(instance_->name()) + "/" STOCKADE_PIN_LINKS_SUBDIR;
+  auto pins = [&] {
+    std::set<std::string> names;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(links_dir, ec)) names.insert(entry.path().filename());
+    return names;
+  };
+  const std::set<std::string> pins_before = pins();
+  // The client's first act: one echo to the server, its outcome kept in /first.
+  const std::string first_probe =
+      absl::StrCat("if [ \"$(echo first | nc -w 2 ", server->ip,
+                   " 80)\" = first ]; then echo answered; else echo dropped; fi >/probe; mv /probe /first; exec sleep 300");
+  absl::StatusOr<std::string> client_id;
+  std::thread run([&] {
+    client_id = scratch_.RunContainer("client", {"--network", *network, "--label", "stockade.tier=client"},
+                                      kTestImage, {"sh", "-c", first_probe});
+  });
+  // Pins are named <netns cookie>-<ifindex>-<direction>: the early ones carry the host's cookie.
+  absl::StatusOr<uint64_t> host_cookie = NetnsCookie("/proc/self/ns/net");
+  ASSERT_TRUE(host_cookie.ok()) << host_cookie.status();
+  bool frozen = false;
+  absl::StatusOr<absl::Duration> hooked = WaitUntil(
+      [&] {
+        std::set<std::string> now = pins();
+        if (std::count_if(now.begin(), now.end(), [&](const std::string& pin) {
+              return !pins_before.contains(pin) && pin.starts_with(absl::StrCat(*host_cookie, "-"));
+            }) < 2)
+          return false;
+        instance_->Kill(*agent, SIGSTOP);
+        return frozen = true;
+      },
+      kEnforcementBound, "the client's macvlan hooked on sight");
+  run.join();
+  absl::Cleanup thaw = [&] {
+    if (frozen) instance_->Kill(*agent, SIGCONT);
+  };
+  ASSERT_TRUE(hooked.ok()) << hooked.status();
+  ASSERT_TRUE(client_id.ok()) << client_id.status();
+  absl::StatusOr<TestContainer> client = InspectContainer(scratch_.Name("client"), *network);
+  ASSERT_TRUE(client.ok()) << client.status();
+
+  // With the agent frozen no record exists: everything the client sends is dropped.
+  absl::StatusOr<std::string> first;
+  ASSERT_TRUE(WaitUntil([&] { return (first = Docker({"exec", client->name, "cat", "/first"})).ok(); },
+                        absl::Seconds(10), "the client's first probe done")
+                  .ok());
+  EXPECT_EQ(*first, "dropped") << "the client's first probe, before its record existed";
+  ExpectDropped(*client, *server, 80);
+  // One TCX program each way on the client's eth0, and only one.
+  auto expect_one_tcx_pair = [&](const std::string& why) {
+    absl::StatusOr<std::vector<std::string>> kinds = TcPrograms(client->netns, "eth0");
+    ASSERT_TRUE(kinds.ok()) << kinds.status();
+    EXPECT_THAT(*kinds, ::testing::UnorderedElementsAre(HasSubstr("tcx/ingress stockade_tc_ing"),
+                                                        HasSubstr("tcx/egress stockade_tc_egr")))
+        << why;
+  };
+  expect_one_tcx_pair("the programs attached in the host namespace moved in with the interface");
+
+  instance_->Kill(*agent, SIGCONT);
+  frozen = false;
+  ASSERT_TRUE(WaitForEndpoints({{client->name, "enforcing"}}).ok());
+  // The client's ARP went unanswered while frozen: its neighbour entry for
+  // the server fails connects until the kernel resolves it again.
+  ExpectAnsweredOnceListening(*client, *server, 80);
+  ExpectDropped(*client, *server, 8080);
+  expect_one_tcx_pair("the early links are the ones enforcing, not a second pair");
+  EXPECT_EQ(pins().size(), pins_before.size() + 2) << "the early pins were renamed, not left beside new ones";
+  EXPECT_THAT(instance_->Log(), HasSubstr("hooked on sight before Docker moved it"));
+  absl::StatusOr<nlohmann::json> status = instance_->Ctl({"status"});
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_GT((*status)["drops"].value("ENDPOINT_UNKNOWN", uint64_t{0}), 0u) << status->dump();
+}
+
 // ---------------------------------------------------------------------------
 // `docker restart`: a new namespace and a new veth, hooked again.
 
 TEST_F(AgentE2eTest, EnforcementReturnsAfterAContainerRestart) {
-  absl::StatusOr<std::string> network = CreateBridge();
-  ASSERT_TRUE(network.ok()) << network.status();
-  absl::StatusOr<TestContainer> backend = RunContainer("backend", *network, "backend");
-  ASSERT_TRUE(backend.ok()) << backend.status();
-  absl::StatusOr<TestContainer> web = RunContainer("web", *network, "web");
-  ASSERT_TRUE(web.ok()) << web.status();
-  absl::StatusOr<TestContainer> db = RunContainer("db", *network, "db");
-  ASSERT_TRUE(db.ok()) << db.status();
-  ASSERT_TRUE(instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"backend"}, 5432)).ok());
-  absl::StatusOr<pid_t> agent =
-      StartAgent({{backend->name, "allow-all"}, {web->name, "allow-all"}, {db->name, "enforcing"}});
-  ASSERT_TRUE(agent.ok()) << agent.status();
-  ExpectAnsweredOnceListening(*backend, *db, 5432);
-  ExpectDropped(*web, *db, 5432);
-  absl::StatusOr<nlohmann::json> before = Endpoint(db->name);
+  absl::StatusOr<Tiers> tiers = BackendWebDb();
+  ASSERT_TRUE(tiers.ok()) << tiers.status();
+  auto& [network, backend, web, db, agent] = *tiers;
+  absl::StatusOr<nlohmann::json> before = Endpoint(db.name);
   ASSERT_TRUE(before.ok()) << before.status();
 
   // No grace period: busybox sleep as pid 1 ignores SIGTERM.
-  ASSERT_TRUE(Docker({"restart", "--time", "0", db->name}).ok());
+  ASSERT_TRUE(Docker({"restart", "--time", "0", db.name}).ok());
   absl::StatusOr<absl::Duration> rehooked = WaitUntil(
       [&] {
-        absl::StatusOr<nlohmann::json> e = Endpoint(db->name);
+        absl::StatusOr<nlohmann::json> e = Endpoint(db.name);
         return e.ok() && (*e)["interface"] != (*before)["interface"] && (*e)["state"] == "enforcing";
       },
       kEnforcementBound, "the restarted db hooked again");
   ASSERT_TRUE(rehooked.ok()) << rehooked.status();
   std::cout << "db hooked again " << absl::FormatDuration(*rehooked) << " after `docker restart` returned\n";
 
-  ASSERT_TRUE(StartEchoServers(db->name, kPorts).ok());
-  db = InspectContainer(db->name, *network);
-  ASSERT_TRUE(db.ok()) << db.status();
-  ExpectAnsweredOnceListening(*backend, *db, 5432);
-  ExpectDropped(*web, *db, 5432);
-  ExpectDropped(*backend, *db, 80);
+  ASSERT_TRUE(StartEchoServers(db.name, kPorts).ok());
+  absl::StatusOr<TestContainer> restarted = InspectContainer(db.name, network);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  db = *restarted;
+  ExpectAnsweredOnceListening(backend, db, 5432);
+  ExpectDropped(web, db, 5432);
+  ExpectDropped(backend, db, 80);
 }
 
 // ---------------------------------------------------------------------------
@@ -350,19 +485,10 @@ std::map<std::string, ino_t> LinkPins(const std::string& instance) {
 }
 
 TEST_F(AgentE2eTest, EnforcementOutlivesAKilledAgentAndANewAgentAdopts) {
-  absl::StatusOr<std::string> network = CreateBridge();
-  ASSERT_TRUE(network.ok()) << network.status();
-  absl::StatusOr<TestContainer> backend = RunContainer("backend", *network, "backend");
-  ASSERT_TRUE(backend.ok()) << backend.status();
-  absl::StatusOr<TestContainer> web = RunContainer("web", *network, "web");
-  ASSERT_TRUE(web.ok()) << web.status();
-  absl::StatusOr<TestContainer> db = RunContainer("db", *network, "db");
-  ASSERT_TRUE(db.ok()) << db.status();
-  ASSERT_TRUE(instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"backend"}, 5432)).ok());
-  const std::map<std::string, std::string> states = {
-      {backend->name, "allow-all"}, {web->name, "allow-all"}, {db->name, "enforcing"}};
-  absl::StatusOr<pid_t> first = StartAgent(states);
-  ASSERT_TRUE(first.ok()) << first.status();
+  absl::StatusOr<Tiers> tiers = BackendWebDb();
+  ASSERT_TRUE(tiers.ok()) << tiers.status();
+  auto& [network, backend, web, db, first] = *tiers;
+  const std::map<std::string, std::string> states = tiers->states();
 
   // A second agent for the same instance refuses, and leaves the first be.
   absl::StatusOr<pid_t> second = instance_->StartAgent();
@@ -374,10 +500,10 @@ TEST_F(AgentE2eTest, EnforcementOutlivesAKilledAgentAndANewAgentAdopts) {
   ASSERT_TRUE(instance_->Ctl({"status"}).ok()) << "the first agent must still answer";
 
   std::map<std::string, nlohmann::json> identities;
-  for (const TestContainer& c : {*backend, *web, *db}) identities[c.name] = IdentityOf(c.name);
+  for (const TestContainer& c : {backend, web, db}) identities[c.name] = IdentityOf(c.name);
   const std::map<std::string, ino_t> pins = LinkPins(instance_->name());
   EXPECT_EQ(pins.size(), 6u) << "two links for each container";
-  absl::StatusOr<EchoSession> session = EchoSession::Open(*backend, *db, 5432, kAnswerTimeout);
+  absl::StatusOr<EchoSession> session = EchoSession::Open(backend, db, 5432, kAnswerTimeout);
   ASSERT_TRUE(session.ok()) << session.status();
   ASSERT_TRUE(session->Echo("before the kill", kAnswerTimeout).ok());
 
@@ -386,13 +512,13 @@ TEST_F(AgentE2eTest, EnforcementOutlivesAKilledAgentAndANewAgentAdopts) {
   std::atomic<int> answered{0}, unanswered{0};
   std::thread traffic([&] {
     while (!stop) {
-      (Probe(*backend, *db, 5432, kAnswerTimeout).ok() ? answered : unanswered)++;
+      (Probe(backend, db, 5432, kAnswerTimeout).ok() ? answered : unanswered)++;
       absl::SleepFor(absl::Milliseconds(20));
     }
   });
   absl::SleepFor(absl::Milliseconds(300));
-  instance_->Kill(*first, SIGKILL);
-  absl::StatusOr<int> killed = instance_->WaitExit(*first, absl::Seconds(10));
+  instance_->Kill(first, SIGKILL);
+  absl::StatusOr<int> killed = instance_->WaitExit(first, absl::Seconds(10));
   absl::SleepFor(absl::Milliseconds(300));
   stop = true;
   traffic.join();
@@ -402,15 +528,15 @@ TEST_F(AgentE2eTest, EnforcementOutlivesAKilledAgentAndANewAgentAdopts) {
   EXPECT_EQ(unanswered, 0) << "allowed connections failed around the kill";
 
   // No agent now: the pinned datapath decides alone.
-  ExpectDropped(*web, *db, 5432);
-  ExpectAnswered(*backend, *db, 5432);
+  ExpectDropped(web, db, 5432);
+  ExpectAnswered(backend, db, 5432);
   EXPECT_TRUE(session->Echo("while no agent runs", kAnswerTimeout).ok());
 
   absl::StatusOr<pid_t> third = StartAgent(states);
   ASSERT_TRUE(third.ok()) << third.status();
   EXPECT_TRUE(session->Echo("after a new agent adopted", kAnswerTimeout).ok());
-  ExpectDropped(*web, *db, 5432);
-  ExpectAnswered(*backend, *db, 5432);
+  ExpectDropped(web, db, 5432);
+  ExpectAnswered(backend, db, 5432);
   for (const auto& [name, identity] : identities) EXPECT_EQ(IdentityOf(name), identity) << name;
   EXPECT_EQ(LinkPins(instance_->name()), pins) << "the new agent must adopt the links, not attach anew";
   EXPECT_THAT(instance_->Log(), ::testing::Not(HasSubstr("dropping stale pin")));
@@ -458,29 +584,152 @@ TEST_F(AgentE2eTest, AnImageCannotClaimAnIdentityLabel) {
   ExpectDropped(*impostor, *backend, 8080);
 }
 
+// A dockerd of the test's own (the host's is shared with other tests and is
+// never stopped or put in swarm mode), with the test image, to which every
+// docker command of the test goes while this lives: the test's own, its
+// helpers' and the agent's (DOCKER_HOST). Declared after the fixture's
+// members, it ends first: the fixture then cleans up on the host's daemon.
+class PrivateDockerdScope {
+ public:
+  explicit PrivateDockerdScope(const std::string& name) : dockerd_(name) {
+    if (const char* host = getenv("DOCKER_HOST")) saved_ = host;
+  }
+  ~PrivateDockerdScope() {
+    if (saved_) {
+      setenv("DOCKER_HOST", saved_->c_str(), 1);
+    } else {
+      unsetenv("DOCKER_HOST");
+    }
+  }
+  absl::Status Start() {
+    if (absl::Status s = dockerd_.Start(absl::Seconds(60)); !s.ok()) return s;
+    if (absl::Status s = dockerd_.CopyImage(kTestImage); !s.ok()) return s;
+    setenv("DOCKER_HOST", dockerd_.host().c_str(), 1);
+    return absl::OkStatus();
+  }
+  PrivateDockerd* operator->() { return &dockerd_; }
+
+ private:
+  std::optional<std::string> saved_;
+  PrivateDockerd dockerd_;
+};
+
+// ---------------------------------------------------------------------------
+// Docker crashes and comes back. A dockerd of the test's own (the host's is
+// shared with other tests and never stopped) on a macvlan network: the
+// agent enforces on from the maps while Docker is away and says so in
+// `stockadectl status`; once Docker answers again it resubscribes and
+// resyncs, and containers started since are enforced.
+
+TEST_F(AgentE2eTest, DockerGoingDownAndComingBack) {
+  PrivateDockerdScope dockerd(scratch_.Name("d"));
+  ASSERT_TRUE(dockerd.Start().ok());
+
+  absl::StatusOr<std::string> network = CreateMacvlanNetwork();
+  ASSERT_TRUE(network.ok()) << network.status();
+  absl::StatusOr<TestContainer> backend = RunContainer("backend", *network, "backend");
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  absl::StatusOr<TestContainer> db = RunContainer("db", *network, "db");
+  ASSERT_TRUE(db.ok()) << db.status();
+  ASSERT_TRUE(instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"backend"}, 5432)).ok());
+  absl::StatusOr<pid_t> agent = StartAgent({{backend->name, "allow-all"}, {db->name, "enforcing"}});
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  ExpectAnsweredOnceListening(*backend, *db, 5432);
+  ExpectDropped(*backend, *db, 80);
+
+  auto status = [&](const std::string& key) {
+    absl::StatusOr<nlohmann::json> s = instance_->Ctl({"status"});
+    return s.ok() ? (*s)[key] : nlohmann::json();
+  };
+  const int resyncs_before = status("resyncs").get<int>();
+  ASSERT_TRUE(dockerd->Crash().ok());
+  ASSERT_TRUE(WaitUntil([&] { return status("docker") == "disconnected"; }, absl::Seconds(10),
+                        "stockadectl status shows docker disconnected")
+                  .ok());
+  // The containers live on without their daemon, and so does enforcement.
+  ExpectAnswered(*backend, *db, 5432);
+  ExpectDropped(*backend, *db, 80);
+  EXPECT_EQ(Endpoint(db->name).value_or(nlohmann::json())["state"], "enforcing");
+
+  ASSERT_TRUE(dockerd->Start(absl::Seconds(60)).ok());
+  // Started as soon as Docker answers, most likely before the agent's
+  // backoff lets it look again: only the resync can find these.
+  absl::StatusOr<TestContainer> late_backend = RunContainer("late-backend", *network, "backend");
+  ASSERT_TRUE(late_backend.ok()) << late_backend.status();
+  absl::StatusOr<TestContainer> late_db = RunContainer("late-db", *network, "db");
+  ASSERT_TRUE(late_db.ok()) << late_db.status();
+  absl::StatusOr<absl::Duration> reconnected = WaitUntil(
+      [&] { return status("docker") == "connected"; }, absl::Seconds(45), "the agent back on Docker's events");
+  ASSERT_TRUE(reconnected.ok()) << reconnected.status();
+  std::cout << "agent reconnected " << absl::FormatDuration(*reconnected) << " after the late containers ran\n";
+  EXPECT_GT(status("resyncs").get<int>(), resyncs_before);
+  ASSERT_TRUE(WaitForEndpoints({{late_backend->name, "allow-all"}, {late_db->name, "enforcing"}}).ok());
+  ExpectAnsweredOnceListening(*late_backend, *late_db, 5432);
+  ExpectDropped(*late_backend, *late_db, 80);
+}
+
+// ---------------------------------------------------------------------------
+// Overlay: a single-node swarm of a private dockerd, advertising and
+// listening on 127.0.0.1 only, so no traffic leaves the host.
+
+TEST_F(AgentE2eTest, OverlayContainersAreEnforcedInsideTheirNamespace) {
+  PrivateDockerdScope dockerd(scratch_.Name("d"));
+  ASSERT_TRUE(dockerd.Start().ok());
+  const std::string listen = absl::StrCat("127.0.0.1:", 20000 + getpid() % 20000);
+  absl::StatusOr<std::string> swarm =
+      Docker({"swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", listen});
+  ASSERT_TRUE(swarm.ok()) << swarm.status();
+  // Swarm made docker_gwbridge, a host bridge it keeps after leaving: removed
+  // while the daemon still runs (the scope stops it after this).
+  absl::Cleanup leave = [&] {
+    (void)Docker({"rm", "-f", scratch_.Name("backend"), scratch_.Name("db")});
+    (void)Docker({"network", "rm", scratch_.Name("overlay")});
+    (void)Docker({"swarm", "leave", "--force"});
+    (void)Docker({"network", "rm", "docker_gwbridge"});
+  };
+  absl::StatusOr<std::string> created =
+      scratch_.CreateNetwork("overlay", {"--driver", "overlay", "--attachable", "--subnet",
+                                         absl::StrCat("10.215.", 1 + getpid() % 250, ".0/24")});
+  ASSERT_TRUE(created.ok()) << created.status();
+  const std::string network = scratch_.Name("overlay");
+  absl::StatusOr<TestContainer> backend = RunContainer("backend", network, "backend");
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  absl::StatusOr<TestContainer> db = RunContainer("db", network, "db");
+  ASSERT_TRUE(db.ok()) << db.status();
+  ExpectAnsweredOnceListening(*backend, *db, 80);
+  ASSERT_FALSE(HasFailure()) << "without the agent the overlay must carry the probe";
+
+  ASSERT_TRUE(instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"backend"}, 5432)).ok());
+  absl::StatusOr<pid_t> agent = StartAgent({{backend->name, "allow-all"}, {db->name, "enforcing"}});
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  absl::StatusOr<nlohmann::json> e = Endpoint(db->name);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ((*e)["mode"], "overlay") << e->dump();
+  EXPECT_EQ((*e)["ipv4"], db->ip) << e->dump();
+  // Hooked on the container's own interface, inside its namespace.
+  absl::StatusOr<std::vector<std::string>> kinds = TcPrograms(db->netns, (*e)["interface"]);
+  ASSERT_TRUE(kinds.ok()) << kinds.status();
+  EXPECT_THAT(*kinds, ::testing::UnorderedElementsAre(HasSubstr("ingress stockade_tc_ing"),
+                                                      HasSubstr("egress stockade_tc_egr")))
+      << e->dump();
+  const uint64_t drops_before = PolicyDrops();
+  ExpectAnsweredOnceListening(*backend, *db, 5432);
+  ExpectDropped(*backend, *db, 80);
+  EXPECT_GE(PolicyDrops(), drops_before + 1);
+}
+
 // ---------------------------------------------------------------------------
 // Policy files change under a running agent.
 
 TEST_F(AgentE2eTest, PolicyHotReload) {
-  absl::StatusOr<std::string> network = CreateBridge();
-  ASSERT_TRUE(network.ok()) << network.status();
-  absl::StatusOr<TestContainer> backend = RunContainer("backend", *network, "backend");
-  ASSERT_TRUE(backend.ok()) << backend.status();
-  absl::StatusOr<TestContainer> web = RunContainer("web", *network, "web");
-  ASSERT_TRUE(web.ok()) << web.status();
-  absl::StatusOr<TestContainer> db = RunContainer("db", *network, "db");
-  ASSERT_TRUE(db.ok()) << db.status();
-  ASSERT_TRUE(instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"backend"}, 5432)).ok());
-  absl::StatusOr<pid_t> agent =
-      StartAgent({{backend->name, "allow-all"}, {web->name, "allow-all"}, {db->name, "enforcing"}});
-  ASSERT_TRUE(agent.ok()) << agent.status();
-  ExpectAnsweredOnceListening(*backend, *db, 5432);
-  ExpectDropped(*web, *db, 5432);
+  absl::StatusOr<Tiers> tiers = BackendWebDb();
+  ASSERT_TRUE(tiers.ok()) << tiers.status();
+  auto& [network, backend, web, db, agent] = *tiers;
 
   // A valid change: web may reach db too.
   ASSERT_TRUE(instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"backend", "web"}, 5432)).ok());
   absl::StatusOr<absl::Duration> opened =
-      WaitUntil([&] { return Probe(*web, *db, 5432, absl::Milliseconds(200)).ok(); }, absl::Seconds(15),
+      WaitUntil([&] { return Probe(web, db, 5432, absl::Milliseconds(200)).ok(); }, absl::Seconds(15),
                 "web reaches db after the policy allows it");
   ASSERT_TRUE(opened.ok()) << opened.status();
   std::cout << "policy change enforced " << absl::FormatDuration(*opened) << " after the file was written\n";
@@ -506,12 +755,12 @@ TEST_F(AgentE2eTest, PolicyHotReload) {
   EXPECT_THAT(status["policy_error"].get<std::string>(),
               HasSubstr(absl::StrCat(instance_->policy_file(), ":", typo_line, ":")));
   EXPECT_EQ(status["policies"], nlohmann::json::array({"db-ingress"}));
-  ExpectAnswered(*web, *db, 5432);
-  ExpectAnswered(*backend, *db, 5432);
-  ExpectDropped(*web, *db, 8080);
+  ExpectAnswered(web, db, 5432);
+  ExpectAnswered(backend, db, 5432);
+  ExpectDropped(web, db, 8080);
 
   // Revoking an allow cuts a connection it let in.
-  absl::StatusOr<EchoSession> session = EchoSession::Open(*backend, *db, 5432, kAnswerTimeout);
+  absl::StatusOr<EchoSession> session = EchoSession::Open(backend, db, 5432, kAnswerTimeout);
   ASSERT_TRUE(session.ok()) << session.status();
   ASSERT_TRUE(session->Echo("before the revocation", kAnswerTimeout).ok());
   ASSERT_TRUE(instance_->WritePolicy(IngressPolicy("db-ingress", "db", {"web"}, 5432)).ok());
@@ -524,8 +773,8 @@ TEST_F(AgentE2eTest, PolicyHotReload) {
   EXPECT_LE(*cut, kEnforcementBound);
   absl::Status after_cut = session->Echo("after the cut", absl::Seconds(1));
   EXPECT_TRUE(absl::IsDeadlineExceeded(after_cut)) << after_cut;
-  ExpectDropped(*backend, *db, 5432);
-  ExpectAnswered(*web, *db, 5432);
+  ExpectDropped(backend, db, 5432);
+  ExpectAnswered(web, db, 5432);
   absl::StatusOr<nlohmann::json> after = instance_->Ctl({"status"});
   ASSERT_TRUE(after.ok()) << after.status();
   EXPECT_EQ((*after)["policy_error"], "") << "a good file clears the error";

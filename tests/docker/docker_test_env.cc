@@ -69,11 +69,13 @@ DockerScratch::~DockerScratch() {
 std::string DockerScratch::Name(absl::string_view what) const { return absl::StrCat("stk-", run_id_, "-", what); }
 
 absl::StatusOr<std::string> DockerScratch::RunContainer(absl::string_view what, std::vector<std::string> options,
-                                                        const std::string& image) {
+                                                        const std::string& image,
+                                                        const std::vector<std::string>& command) {
   std::vector<std::string> args = {"run",      "-d",      "--name",
                                    Name(what), "--label", absl::StrCat(kTestLabel, "=", run_id_)};
   args.insert(args.end(), options.begin(), options.end());
-  args.insert(args.end(), {image, "sleep", "300"});
+  args.push_back(image);
+  args.insert(args.end(), command.begin(), command.end());
   absl::StatusOr<std::string> output = Docker(args);
   if (!output.ok()) return output.status();
   return LastLine(*output);

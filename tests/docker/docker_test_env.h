@@ -53,9 +53,10 @@ class DockerScratch {
   std::string Name(absl::string_view what) const;
 
   // docker run -d --name Name(what) --label stockade.test=<run> `options`
-  // `image` sleep 300; returns the container id.
+  // `image` `command`; returns the container id.
   [[nodiscard]] absl::StatusOr<std::string> RunContainer(absl::string_view what, std::vector<std::string> options,
-                                                         const std::string& image = kTestImage);
+                                                         const std::string& image = kTestImage,
+                                                         const std::vector<std::string>& command = {"sleep", "300"});
   // docker network create --label ... `options` Name(what); returns the id.
   [[nodiscard]] absl::StatusOr<std::string> CreateNetwork(absl::string_view what, std::vector<std::string> options);
   // The test image re-imported as Name(what):latest with `labels` ("k=v")

@@ -162,6 +162,20 @@ TEST(DockerParseTest, MacvlanNetworkNamesItsParent) {
   EXPECT_EQ(network->ipam_pools[0].gateway, Ip("10.231.9.1"));
 }
 
+TEST(DockerParseTest, NetworkListCarriesEachNetworksParent) {
+  auto networks = ParseNetworkList(ReadSample("network_list_macvlan.json"));
+  ASSERT_TRUE(networks.ok()) << networks.status();
+  ASSERT_EQ(networks->size(), 1u);
+  EXPECT_EQ((*networks)[0].name, "a3c-mv");
+  EXPECT_EQ((*networks)[0].driver, "macvlan");
+  EXPECT_THAT((*networks)[0].options, UnorderedElementsAre(Pair("parent", "a3c_p0")));
+  ASSERT_EQ((*networks)[0].ipam_pools.size(), 1u);
+  EXPECT_EQ((*networks)[0].ipam_pools[0].subnet, ParseIpPrefix("10.231.19.0/24").value());
+
+  auto not_a_list = ParseNetworkList(ReadSample("network_inspect_macvlan.json"));
+  EXPECT_FALSE(not_a_list.ok());
+}
+
 TEST(DockerParseTest, DefaultBridgeAndHostNetworks) {
   auto bridge = ParseNetworkInspect(ReadSample("network_inspect_default_bridge.json"));
   ASSERT_TRUE(bridge.ok()) << bridge.status();

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -226,8 +227,29 @@ absl::Status Agent::ReloadPolicies() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<ResolvedHook> Agent::ResolveHookCached(const WorkloadInterface& iface,
+                                                      std::map<std::string, ResolvedHook>& resolved) {
+  // The namespace's inode tells a reused pid's new namespace from the old one.
+  // What a hook carries besides its interface (the IPv6 link-local address)
+  // is there by the start event, Docker brings the link up before; a full
+  // resync reads it all again anyway.
+  struct stat netns {};
+  if (stat(iface.netns_path.c_str(), &netns) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", iface.netns_path));
+  std::string key = absl::StrCat(netns.st_dev, ":", netns.st_ino, "/", FormatMac(iface.mac->data()), "/",
+                                 static_cast<int>(iface.placement));
+  if (auto hit = hook_cache_.find(key); hit != hook_cache_.end()) return resolved[key] = hit->second;
+  auto hook = ResolveHook(iface.netns_path, *iface.mac, iface.placement);
+  if (hook.ok()) resolved[key] = *hook;
+  return hook;
+}
+
 absl::Status Agent::ResyncAll() {
   std::lock_guard<std::recursive_mutex> hold(mu_);
+  // After a reconnect every interface is looked at again. The periodic
+  // resync keeps the cache: it would hold the lock (and the next Docker
+  // event) for a setns and rtnetlink dumps per endpoint. Entries are keyed
+  // by namespace and MAC, and an entry whose attach failed is dropped.
+  if (!docker_ || !docker_->subscribed()) hook_cache_.clear();
   if (docker_) {
     if (auto s = docker_->Resync(); !s.ok()) return s;
     ++resyncs_;
@@ -257,6 +279,9 @@ absl::Status Agent::EnsureAttached(const ResolvedHook& hook) {
       guard.emplace(NetnsGuard::Enter(hook.netns_path));
       if (!guard->ok()) return guard->status();
     }
+    TcHook direction = pin.ends_with("-egress") ? TcHook::kEgress : TcHook::kIngress;
+    if (hook.role == HOOK_ROLE_IN_CONTAINER && !pin.ends_with("-xdp") && AdoptMovedLink(pin, hook.ifindex, direction))
+      continue;
     absl::StatusOr<Attachment> attachment =
         pin.ends_with("-xdp")      ? Attachment::AttachXdp(datapath_->xdp_fd(), hook.ifindex, XdpAttachMode::kAuto)
         : pin.ends_with("-egress") ? Attachment::AttachTc(datapath_->tc_egress_fd(), hook.ifindex, TcHook::kEgress,
@@ -291,38 +316,98 @@ void Agent::DetachUnwanted(const std::set<std::string>& wanted_pins) {
   }
 }
 
-void Agent::HookNewVeths(const std::vector<LinkInfo>& links) {
-  std::vector<LinkInfo> all;
+std::set<std::string> Agent::DockerMacvlanParents() const {
+  std::set<std::string> parents;
+  if (!docker_) return parents;
+  for (const char* driver : {"macvlan", "ipvlan"}) {
+    auto networks = docker_->client().ListNetworks(driver);
+    if (!networks.ok()) {
+      Log(absl::StrCat("hook on sight: ", networks.status().message()));
+      continue;
+    }
+    for (const NetworkInfo& n : *networks) {
+      auto parent = n.options.find("parent");
+      // No parent given: Docker makes a dummy one, dm-<id> (macvlan) or di-<id> (ipvlan).
+      if (parent != n.options.end() && !parent->second.empty()) {
+        parents.insert(parent->second);
+      } else {
+        parents.insert(absl::StrCat(n.driver == "macvlan" ? "dm-" : "di-", n.id.substr(0, 12)));
+      }
+    }
+  }
+  return parents;
+}
+
+void Agent::HookOnSight(const std::vector<LinkInfo>& links) {
+  std::vector<LinkInfo> all;  // listed once, when a candidate shows up
+  std::optional<std::set<std::string>> macvlan_parents;
   for (const LinkInfo& link : links) {
-    if (link.kind != "veth" || link.master_ifindex == 0) continue;
+    bool veth = link.kind == "veth" && link.master_ifindex != 0;
+    // The clsact qdisc does not survive the move into the container: only TCX links do.
+    bool macvlan = (link.kind == "macvlan" || link.kind == "ipvlan") && link.peer_ifindex != 0 &&
+                   !link.peer_in_other_netns && options_.tc_mode != TcAttachMode::kClassic;
+    if (!veth && !macvlan) continue;
     if (all.empty()) {
       auto listed = ListLinks();
       if (!listed.ok()) return;
       all = std::move(*listed);
     }
-    auto master = std::find_if(all.begin(), all.end(), [&](const LinkInfo& l) { return l.ifindex == link.master_ifindex; });
-    // Docker's bridges: docker0 for the default network, br-<network id> for the others.
-    if (master == all.end() || master->kind != "bridge" ||
-        (master->name != "docker0" && !master->name.starts_with("br-")))
-      continue;
+    auto find = [&](uint32_t ifindex) {
+      return std::find_if(all.begin(), all.end(), [&](const LinkInfo& l) { return l.ifindex == ifindex; });
+    };
+    std::string where;
+    if (veth) {
+      auto master = find(link.master_ifindex);
+      // Docker's bridges: docker0 for the default network, br-<network id> for the others.
+      if (master == all.end() || master->kind != "bridge" ||
+          (master->name != "docker0" && !master->name.starts_with("br-")))
+        continue;
+      where = absl::StrCat("on ", master->name);
+    } else {
+      auto parent = find(link.peer_ifindex);
+      if (parent == all.end()) continue;
+      if (!macvlan_parents) macvlan_parents = DockerMacvlanParents();
+      if (!macvlan_parents->contains(parent->name)) continue;
+      where = absl::StrCat("a ", link.kind, " of ", parent->name);
+    }
     auto cookie = NetnsCookie("/proc/thread-self/ns/net");
     if (!cookie.ok()) return;
     ResolvedHook hook;
     hook.key.netns_cookie = *cookie;
     hook.key.ifindex = link.ifindex;
-    hook.role = HOOK_ROLE_HOST_VETH;
+    hook.role = veth ? HOOK_ROLE_HOST_VETH : HOOK_ROLE_IN_CONTAINER;
     hook.ifindex = link.ifindex;
     hook.ifname = link.name;
     std::lock_guard<std::recursive_mutex> hold(mu_);
     std::vector<std::string> pins = HookPinPaths(hook);
     if (attachments_.contains(pins.front())) continue;
     if (auto s = EnsureAttached(hook); !s.ok()) {
-      Log(absl::StrCat("hook new veth ", link.name, ": ", s.message()));
+      Log(absl::StrCat("hook ", link.name, " (", where, ") on sight: ", s.message()));
       continue;
     }
     for (const std::string& pin : pins) hooked_on_sight_[pin] = absl::Now();
-    Log(absl::StrCat("hooked ", link.name, " on ", master->name, " on sight; it drops until its container is known"));
+    Log(absl::StrCat("hooked ", link.name, " (", where, ") on sight; it drops until its container is known"));
   }
+}
+
+bool Agent::AdoptMovedLink(const std::string& pin, uint32_t ifindex, TcHook direction) {
+  auto here = TcxLinkIds(ifindex, direction);
+  if (!here.ok() || here->empty()) return false;
+  for (auto it = attachments_.begin(); it != attachments_.end(); ++it) {
+    if (it->second.kind() != Attachment::Kind::kTcxLink) continue;
+    auto id = it->second.LinkId();
+    if (!id.ok() || std::find(here->begin(), here->end(), *id) == here->end()) continue;
+    if (auto s = it->second.Repin(pin); !s.ok()) {
+      Log(absl::StrCat("adopt ", it->first, ": ", s.message()));
+      return false;
+    }
+    Log(absl::StrCat("adopted ", it->first, " as ", pin, ": hooked on sight before Docker moved it"));
+    hooked_on_sight_.erase(it->first);
+    attachments_.emplace(pin, std::move(it->second));
+    attachments_.erase(it);
+    return true;
+  }
+  return false;
 }
 
 absl::Status Agent::Reconcile() {
@@ -332,7 +417,9 @@ absl::Status Agent::Reconcile() {
   if (docker_)
     for (Workload& w : docker_->Workloads()) workloads.push_back(std::move(w));
 
+  const absl::Time started = absl::Now();
   std::vector<EndpointState> endpoints;
+  std::map<std::string, ResolvedHook> resolved;  // this pass's hooks: the cache for the next
   PolicyInputs inputs;
   inputs.policies = policies_;
   for (Workload& w : workloads) {
@@ -377,8 +464,7 @@ absl::Status Agent::Reconcile() {
       e.ignored_labels = labels.ignored;
       e.error = label_policy_error;
       absl::Status filled = iface.mac ? absl::OkStatus() : FillFromInterface(iface);
-      auto hook = filled.ok() ? ResolveHook(iface.netns_path, *iface.mac, iface.placement)
-                              : absl::StatusOr<ResolvedHook>(filled);
+      auto hook = filled.ok() ? ResolveHookCached(iface, resolved) : absl::StatusOr<ResolvedHook>(filled);
       if (!hook.ok()) {
         e.error = std::string(hook.status().message());
         endpoints.push_back(std::move(e));
@@ -438,6 +524,12 @@ absl::Status Agent::Reconcile() {
   for (auto& [name, entry] : ipcache) wanted.ipcache.push_back(entry);
 
   auto stats = sync_->Apply(wanted);
+  if (stats.ok()) StampEnforcedAt(endpoints);
+  for (const EndpointState& e : endpoints)
+    if (!e.error.empty() && e.hook.ifindex != 0)
+      std::erase_if(resolved, [&](const auto& entry) { return entry.second.key.ifindex == e.hook.key.ifindex &&
+                                                              entry.second.key.netns_cookie == e.hook.key.netns_cookie; });
+  hook_cache_ = std::move(resolved);
   endpoints_ = std::move(endpoints);
   compiled_ = std::move(*compiled);
   PublishEventContext();
@@ -450,8 +542,22 @@ absl::Status Agent::Reconcile() {
   DetachUnwanted(wanted_pins);
   if (stats->written || stats->removed)
     Log(absl::StrCat("synced: ", stats->written, " written, ", stats->removed, " removed, ", stats->revisions_bumped,
-                     " revisions bumped"));
+                     " revisions bumped; ", endpoints_.size(), " endpoints in ",
+                     absl::FormatDuration(absl::Trunc(absl::Now() - started, absl::Microseconds(100)))));
   return SaveIdentities();
+}
+
+void Agent::StampEnforcedAt(std::vector<EndpointState>& endpoints) const {
+  const absl::Time now = absl::Now();
+  std::map<std::pair<uint64_t, uint32_t>, const EndpointState*> before;
+  for (const EndpointState& e : endpoints_) before[{e.hook.key.netns_cookie, e.hook.key.ifindex}] = &e;
+  for (EndpointState& e : endpoints) {
+    if (e.hook.ifindex == 0 || (!e.error.empty() && !e.error.starts_with("stockade.policy"))) continue;
+    auto was = before.find({e.hook.key.netns_cookie, e.hook.key.ifindex});
+    bool unchanged = was != before.end() && was->second->identity == e.identity &&
+                     was->second->policy.Flags() == e.policy.Flags() && was->second->policy.policies == e.policy.policies;
+    e.enforced_at = unchanged ? was->second->enforced_at : now;
+  }
 }
 
 absl::Status Agent::SaveIdentities() {
@@ -515,7 +621,7 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
     pollfd p[2] = {{inotify.get(), POLLIN, 0}, {link_monitor ? link_monitor->fd() : -1, POLLIN, 0}};
     if (poll(p, 2, 200) > 0 && p[1].revents) {
       auto links = link_monitor->ReadNewLinks();
-      if (links.ok()) HookNewVeths(*links);
+      if (links.ok()) HookOnSight(*links);
     }
     if (p[0].revents) {
       char buf[4096];
@@ -616,6 +722,7 @@ nlohmann::json Agent::EndpointList() {
                     {"audit", e.policy.audit || options_.audit},
                     {"policies", e.policy.policies},
                     {"state", state},
+                    {"enforced_at_ns", e.enforced_at == absl::InfinitePast() ? 0 : absl::ToUnixNanos(e.enforced_at)},
                     {"error", e.error}});
   }
   return {{"endpoints", list}};

@@ -13,6 +13,7 @@ absl::Status DockerSource::Resync() {
   }
   auto containers = client_.ListContainers();
   if (!containers.ok()) return containers.status();
+  std::lock_guard<std::mutex> hold(mu_);
   std::map<std::string, Workload> fresh;
   networks_.clear();  // network settings may have changed while we were away
   for (const ContainerSummary& c : *containers) {
@@ -39,6 +40,7 @@ absl::StatusOr<bool> DockerSource::Poll(absl::Duration timeout) {
   }
   if (!event->has_value()) return false;
   const DockerEvent& e = **event;
+  std::lock_guard<std::mutex> hold(mu_);
   last_event_time_ = e.time;
   if (e.type == DockerEventType::kNetwork) networks_.erase(e.network_id);
   if (auto s = Refresh(e.container_id); !s.ok()) return s;
@@ -100,12 +102,14 @@ absl::StatusOr<Workload> DockerSource::ToWorkload(const ContainerInfo& info) {
 }
 
 std::vector<Workload> DockerSource::Workloads() const {
+  std::lock_guard<std::mutex> hold(mu_);
   std::vector<Workload> out;
   for (const auto& [id, w] : workloads_) out.push_back(w);
   return out;
 }
 
 std::vector<IpAddress> DockerSource::HostAddresses() const {
+  std::lock_guard<std::mutex> hold(mu_);
   std::vector<IpAddress> out;
   for (const auto& [id, n] : networks_)
     if (n.driver == "bridge")

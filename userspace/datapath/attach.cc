@@ -98,6 +98,36 @@ absl::Status Attachment::Unpin() {
   return Detach();
 }
 
+absl::Status Attachment::Repin(const std::string& path) {
+  std::string old = pin_path_;
+  if (auto s = Pin(path); !s.ok()) return s;
+  if (!old.empty() && old != path && unlink(old.c_str()) != 0 && errno != ENOENT)
+    return ErrnoStatus(errno, absl::StrCat("unpin ", old, " after pinning at ", path));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint32_t> Attachment::LinkId() const {
+  if (kind_ == Kind::kClassicTc) return 0;
+  bpf_link_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_link_get_info_by_fd(link_.get(), &info, &len) != 0)
+    return ErrnoStatus(errno, absl::StrCat("inspect link of ", Describe()));
+  return info.id;
+}
+
+absl::StatusOr<std::vector<uint32_t>> TcxLinkIds(uint32_t ifindex, TcHook hook) {
+  // A device carries few programs; 64 is far more than any chain we meet.
+  std::vector<uint32_t> prog_ids(64), link_ids(64);
+  DECLARE_LIBBPF_OPTS(bpf_prog_query_opts, opts, .prog_ids = prog_ids.data(),
+                      .count = static_cast<uint32_t>(prog_ids.size()), .link_ids = link_ids.data());
+  if (bpf_prog_query_opts(static_cast<int>(ifindex), hook == TcHook::kIngress ? BPF_TCX_INGRESS : BPF_TCX_EGRESS,
+                          &opts) != 0)
+    return ErrnoStatus(errno, absl::StrCat("query tcx ", HookName(hook), " programs on ifindex ", ifindex));
+  link_ids.resize(opts.count);
+  std::erase(link_ids, 0u);  // programs attached without a link
+  return link_ids;
+}
+
 Attachment::Attachment(Attachment&& other) noexcept
     : kind_(other.kind_),
       link_(std::move(other.link_)),

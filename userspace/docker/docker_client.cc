@@ -62,6 +62,14 @@ absl::StatusOr<NetworkInfo> DockerClient::InspectNetwork(absl::string_view id) c
   return ParseNetworkInspect(*body);
 }
 
+absl::StatusOr<std::vector<NetworkInfo>> DockerClient::ListNetworks(absl::string_view driver) const {
+  std::string filters = absl::StrCat("{\"driver\":[\"", driver, "\"]}");
+  absl::StatusOr<std::string> body =
+      Get(absl::StrCat("/networks?filters=", UrlEscape(filters)), absl::StrCat("list ", driver, " networks"));
+  if (!body.ok()) return body.status();
+  return ParseNetworkList(*body);
+}
+
 absl::StatusOr<std::unique_ptr<DockerEventStream>> DockerClient::SubscribeEvents(
     DockerEventStreamOptions options) const {
   return DockerEventStream::Open(endpoint_, options);

@@ -68,6 +68,26 @@ NetworkAttachment ParseAttachment(const std::string& name, const Json& settings)
   return attachment;
 }
 
+// One network, as GET /networks/ID and each entry of GET /networks show it.
+NetworkInfo NetworkFromJson(const Json& doc) {
+  NetworkInfo info{.id = doc.at("Id").get<std::string>(),
+                   .name = StringOr(doc, "Name"),
+                   .driver = StringOr(doc, "Driver"),
+                   .scope = StringOr(doc, "Scope"),
+                   .internal = doc.value("Internal", false),
+                   .enable_ipv6 = doc.value("EnableIPv6", false),
+                   .options = StringMap(doc, "Options"),
+                   .labels = StringMap(doc, "Labels")};
+  if (!IsAbsent(doc, "IPAM") && !IsAbsent(doc.at("IPAM"), "Config")) {
+    for (const Json& pool : doc.at("IPAM").at("Config")) {
+      absl::StatusOr<IpPrefix> subnet = ParseIpPrefix(pool.at("Subnet").get<std::string>());
+      if (!subnet.ok()) throw std::invalid_argument(absl::StrCat("IPAM Subnet: ", subnet.status().message()));
+      info.ipam_pools.push_back({.subnet = *subnet, .gateway = OptionalAddress(pool, "Gateway")});
+    }
+  }
+  return info;
+}
+
 // The subscribed set, in one place for parsing, naming and the server-side filter.
 struct SubscribedAction {
   DockerEventType type;
@@ -137,23 +157,14 @@ absl::StatusOr<ImageInfo> ParseImageInspect(absl::string_view body) {
 }
 
 absl::StatusOr<NetworkInfo> ParseNetworkInspect(absl::string_view body) {
-  return ParseBody<NetworkInfo>(body, "network inspect", [](const Json& doc) {
-    NetworkInfo info{.id = doc.at("Id").get<std::string>(),
-                     .name = StringOr(doc, "Name"),
-                     .driver = StringOr(doc, "Driver"),
-                     .scope = StringOr(doc, "Scope"),
-                     .internal = doc.value("Internal", false),
-                     .enable_ipv6 = doc.value("EnableIPv6", false),
-                     .options = StringMap(doc, "Options"),
-                     .labels = StringMap(doc, "Labels")};
-    if (!IsAbsent(doc, "IPAM") && !IsAbsent(doc.at("IPAM"), "Config")) {
-      for (const Json& pool : doc.at("IPAM").at("Config")) {
-        absl::StatusOr<IpPrefix> subnet = ParseIpPrefix(pool.at("Subnet").get<std::string>());
-        if (!subnet.ok()) throw std::invalid_argument(absl::StrCat("IPAM Subnet: ", subnet.status().message()));
-        info.ipam_pools.push_back({.subnet = *subnet, .gateway = OptionalAddress(pool, "Gateway")});
-      }
-    }
-    return info;
+  return ParseBody<NetworkInfo>(body, "network inspect", NetworkFromJson);
+}
+
+absl::StatusOr<std::vector<NetworkInfo>> ParseNetworkList(absl::string_view body) {
+  return ParseBody<std::vector<NetworkInfo>>(body, "network list", [](const Json& list) {
+    std::vector<NetworkInfo> networks;
+    for (const Json& entry : list) networks.push_back(NetworkFromJson(entry));
+    return networks;
   });
 }
 

@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,9 @@ struct EndpointState {
   std::vector<IgnoredLabel> ignored_labels;
   EndpointPolicy policy;
   std::string error;  // why it is not enforced as wanted, if it is not
+  // When the map sync that wrote its record, with this identity and policy,
+  // returned: the end of its start-up window (scripts/enforcement-latency.sh).
+  absl::Time enforced_at = absl::InfinitePast();
 };
 
 class Agent {
@@ -102,14 +106,30 @@ class Agent {
   explicit Agent(AgentOptions options);
   absl::Status Reconcile();  // with mu_ held
   absl::Status SaveIdentities();
+  // Carries over the enforced_at of endpoints whose record did not change
+  // and stamps the others now (their records were just written).
+  void StampEnforcedAt(std::vector<EndpointState>& endpoints) const;
+  // ResolveHook, remembered from the previous pass (one setns and a few
+  // rtnetlink dumps an endpoint, which made every Docker event cost O(all
+  // endpoints) of them); what this pass used goes into `resolved`.
+  absl::StatusOr<ResolvedHook> ResolveHookCached(const WorkloadInterface& iface,
+                                                 std::map<std::string, ResolvedHook>& resolved);
   // The hooks of an interface, by pin file suffix: "-ingress" (or "-xdp") and "-egress".
   std::vector<std::string> HookPinPaths(const ResolvedHook& hook) const;
   absl::Status EnsureAttached(const ResolvedHook& hook);
   void DetachUnwanted(const std::set<std::string>& wanted_pins);
-  // A veth just enslaved to a Docker bridge: hooked at once, so the
-  // container's first packet meets a program (which drops it until the
-  // endpoint's record is written), not an open wire.
-  void HookNewVeths(const std::vector<LinkInfo>& links);
+  // A container's interface as it appears in the host namespace, hooked at
+  // once so the container's first packet meets a program (which drops it
+  // until the endpoint's record is written), not an open wire: a veth just
+  // enslaved to a Docker bridge, or a macvlan or ipvlan on the parent of a
+  // Docker network, which Docker then moves into the container's namespace
+  // (its TCX links go with it; AdoptMovedLink finds them there).
+  void HookOnSight(const std::vector<LinkInfo>& links);
+  // The parent interfaces of Docker's macvlan and ipvlan networks, asked of Docker.
+  std::set<std::string> DockerMacvlanParents() const;
+  // With the thread in the hook's namespace: takes over a TCX link of ours
+  // already on `ifindex` in `direction` under `pin`. False if there is none.
+  bool AdoptMovedLink(const std::string& pin, uint32_t ifindex, TcHook direction);
   nlohmann::json Status();
   nlohmann::json EndpointList();
   nlohmann::json IdentityList();
@@ -134,6 +154,7 @@ class Agent {
   std::vector<EndpointState> endpoints_;
   CompiledPolicy compiled_;
   std::map<std::string, Attachment> attachments_;  // by pin path
+  std::map<std::string, ResolvedHook> hook_cache_;  // by netns inode, MAC and placement
   // Hooked on sight, before Docker named their container: kept this long
   // even when no workload claims them yet.
   std::map<std::string, absl::Time> hooked_on_sight_;

@@ -9,6 +9,7 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,6 +22,8 @@
 
 namespace stockade {
 
+// Thread-safe: the agent's Docker thread polls while its main thread may
+// resync and read the workloads.
 class DockerSource {
  public:
   explicit DockerSource(DockerClient client) : client_(std::move(client)) {}
@@ -33,6 +36,8 @@ class DockerSource {
   bool subscribed() const { return stream_ != nullptr; }
   // When Docker says the latest event it reported happened.
   absl::Time last_event_time() const { return last_event_time_; }
+  // Stateless and safe to use from another thread than Poll()'s.
+  const DockerClient& client() const { return client_; }
 
   std::vector<Workload> Workloads() const;
   // Gateway addresses of the networks containers are on: they are the host.
@@ -44,7 +49,10 @@ class DockerSource {
   absl::StatusOr<NetworkInfo> Network(const std::string& id);
 
   DockerClient client_;
+  // Created and reset by the thread that resyncs while unsubscribed and
+  // the one that polls; Poll() waits on it without holding mu_.
   std::unique_ptr<DockerEventStream> stream_;
+  mutable std::mutex mu_;  // the maps below
   std::map<std::string, Workload> workloads_;  // running containers by id
   std::map<std::string, NetworkInfo> networks_;
   std::map<std::string, ImageInfo> images_;

@@ -68,6 +68,8 @@ class DockerClient {
   // `id_or_reference`: "sha256:...", or a reference such as "busybox:latest".
   [[nodiscard]] absl::StatusOr<ImageInfo> InspectImage(absl::string_view id_or_reference) const;
   [[nodiscard]] absl::StatusOr<NetworkInfo> InspectNetwork(absl::string_view id_or_name) const;
+  // The networks of `driver` ("macvlan", ...), with their driver options.
+  [[nodiscard]] absl::StatusOr<std::vector<NetworkInfo>> ListNetworks(absl::string_view driver) const;
 
   // Opens the event stream of container start/die/destroy/restart/rename and
   // network connect/disconnect. Returns once dockerd has answered, i.e. once

@@ -20,6 +20,7 @@ namespace stockade {
 [[nodiscard]] absl::StatusOr<ContainerInfo> ParseContainerInspect(absl::string_view body);
 [[nodiscard]] absl::StatusOr<ImageInfo> ParseImageInspect(absl::string_view body);
 [[nodiscard]] absl::StatusOr<NetworkInfo> ParseNetworkInspect(absl::string_view body);
+[[nodiscard]] absl::StatusOr<std::vector<NetworkInfo>> ParseNetworkList(absl::string_view body);
 
 // One line of the GET /events stream. nullopt for an event outside the
 // subscribed set (e.g. a network's own "destroy", which the server-side
