@@ -342,13 +342,18 @@ int main(int argc, char** argv) {
     bool history_done = false;
     static char buf[1 << 18];
     bool agent_gone = false;
+    bool unflushed = false;
     while (!g_stop) {
       pollfd p{c.fd.get(), POLLIN, 0};
-      int ready = poll(&p, 1, 200);
+      // Output goes out as soon as the agent has nothing more at once: big
+      // writes under a flood, no delay for a person watching a trickle.
+      int ready = poll(&p, 1, unflushed ? 0 : 200);
       if (ready <= 0) {
-        std::fflush(stdout);  // quiet: let a person (or a pipe) see what came
+        if (unflushed) std::fflush(stdout);
+        unflushed = false;
         continue;
       }
+      unflushed = true;
       ssize_t n = read(c.fd.get(), buf, sizeof(buf));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
