@@ -24,6 +24,7 @@
 #include "absl/time/clock.h"
 #include "stockade/errno_status.h"
 #include "stockade/netns.h"
+#include "stockade/process.h"
 #include "tests/docker/docker_test_env.h"
 
 namespace stockade::testing {
@@ -155,29 +156,12 @@ absl::StatusOr<pid_t> AgentInstance::StartAgent(const std::vector<std::string>& 
   std::vector<std::string> args = {STOCKADED_PATH, "--instance",  name_,          "--policy-dir",      policy_dir_,
                                    "--state-dir",  dir_ + "/state", "--metrics-address", "127.0.0.1:0"};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
   ScopedFd log(open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   if (!log.valid()) return ErrnoStatus(errno, absl::StrCat("open ", log_path_));
-  ScopedFd null_input(open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (!null_input.valid()) return ErrnoStatus(errno, "open /dev/null");
-  const pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid < 0) return ErrnoStatus(errno, "fork");
-  if (pid == 0) {
-    // Only async-signal-safe calls from here to exec. An agent must not
-    // outlive a test binary that crashed.
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent) _exit(126);
-    dup2(null_input.get(), STDIN_FILENO);
-    dup2(log.get(), STDOUT_FILENO);
-    dup2(log.get(), STDERR_FILENO);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  running_.insert(pid);
-  return pid;
+  absl::StatusOr<pid_t> pid = SpawnProcess(args, {.stdout_fd = log.get(), .stderr_fd = log.get()});
+  if (!pid.ok()) return pid.status();
+  running_.insert(*pid);
+  return *pid;
 }
 
 absl::StatusOr<int> AgentInstance::WaitExit(pid_t pid, absl::Duration timeout) {

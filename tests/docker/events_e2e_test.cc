@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "stockade/errno_status.h"
+#include "stockade/process.h"
 #include "tests/docker/agent_e2e_env.h"
 #include "tests/docker/docker_test_env.h"
 
@@ -36,26 +37,14 @@ class TailProcess {
  public:
   static absl::StatusOr<std::unique_ptr<TailProcess>> Start(std::vector<std::string> args, const std::string& err_path) {
     args.insert(args.begin(), STOCKADE_TAIL_PATH);
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
     int out[2];
     if (pipe2(out, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe");
     ScopedFd read_end(out[0]), write_end(out[1]);
     ScopedFd err(open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!err.valid()) return ErrnoStatus(errno, absl::StrCat("open ", err_path));
-    const pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) return ErrnoStatus(errno, "fork");
-    if (pid == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (getppid() != parent) _exit(126);
-      dup2(write_end.get(), STDOUT_FILENO);
-      dup2(err.get(), STDERR_FILENO);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    return std::unique_ptr<TailProcess>(new TailProcess(pid, std::move(read_end), err_path));
+    absl::StatusOr<pid_t> pid = SpawnProcess(args, {.stdout_fd = write_end.get(), .stderr_fd = err.get()});
+    if (!pid.ok()) return pid.status();
+    return std::unique_ptr<TailProcess>(new TailProcess(*pid, std::move(read_end), err_path));
   }
 
   ~TailProcess() {

@@ -19,6 +19,8 @@
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "stockade/errno_status.h"
+#include "stockade/process.h"
+#include "stockade/scoped_fd.h"
 #include "stockade/netns.h"
 
 namespace stockade::testing {
@@ -51,24 +53,11 @@ absl::Status PrivateDockerd::Start(absl::Duration timeout) {
                                    "--storage-driver",  "vfs",                "--bridge",
                                    "none",              "--iptables=false",   "--ip-forward=false",
                                    "--ip-masq=false",   "--userland-proxy=false"};
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid < 0) return ErrnoStatus(errno, "fork");
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);  // never outlive a crashed test binary
-    if (getppid() != parent) _exit(126);
-    FILE* log = std::fopen(log_.c_str(), "a");
-    if (log) {
-      dup2(fileno(log), STDOUT_FILENO);
-      dup2(fileno(log), STDERR_FILENO);
-    }
-    execvp(argv[0], argv.data());
-    _exit(127);
-  }
-  pid_ = pid;
+  ScopedFd log(open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  if (!log.valid()) return ErrnoStatus(errno, absl::StrCat("open ", log_));
+  absl::StatusOr<pid_t> pid = SpawnProcess(args, {.stdout_fd = log.get(), .stderr_fd = log.get(), .search_path = true});
+  if (!pid.ok()) return pid.status();
+  pid_ = *pid;
   for (absl::Time until = absl::Now() + timeout; absl::Now() < until; absl::SleepFor(absl::Milliseconds(200))) {
     if (Docker({"version", "--format", "{{.Server.Version}}"}).ok()) return absl::OkStatus();
     if (waitpid(pid_, nullptr, WNOHANG) == pid_) {

@@ -15,6 +15,8 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "stockade/errno_status.h"
+#include "stockade/process.h"
+#include "stockade/scoped_fd.h"
 #include "stockade/netns.h"
 #include "tools/bench/rules.h"
 #include "tools/bench/traffic.h"
@@ -53,27 +55,11 @@ std::string ChangePolicy(int ports) {
 }
 
 absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, const std::string& log_path) {
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (log < 0) return ErrnoStatus(errno, absl::StrCat("open ", log_path));
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(log);
-    return ErrnoStatus(errno, "fork for stockaded");
-  }
-  if (pid == 0) {
-    // Its own process group: a Ctrl-C at the terminal reaches only the
-    // benchmark, which then stops the agent in order and uninstalls it.
-    setpgid(0, 0);
-    dup2(log, STDOUT_FILENO);
-    dup2(log, STDERR_FILENO);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  close(log);
-  return pid;
+  ScopedFd log(open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!log.valid()) return ErrnoStatus(errno, absl::StrCat("open ", log_path));
+  // Its own process group: a Ctrl-C at the terminal reaches only the
+  // benchmark, which then stops the agent in order and uninstalls it.
+  return SpawnProcess(argv, {.stdout_fd = log.get(), .stderr_fd = log.get(), .own_process_group = true});
 }
 
 void Stop(pid_t pid) {

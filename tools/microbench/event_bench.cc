@@ -27,6 +27,7 @@
 #include "stockade/agent/event_hub.h"
 #include "stockade/datapath.h"
 #include "stockade/errno_status.h"
+#include "stockade/process.h"
 #include "stockade/scoped_fd.h"
 #include "tests/support/packet_builder.h"
 #include "tools/microbench/common.h"
@@ -40,28 +41,15 @@ class Child {
   // `stdout_pipe`: its output is read through out_fd(); otherwise it goes to /dev/null.
   static absl::StatusOr<std::unique_ptr<Child>> Start(std::vector<std::string> args, bool stdout_pipe,
                                                       const std::string& log_path) {
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
     int fds[2] = {-1, -1};
     if (stdout_pipe && pipe2(fds, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe");
     ScopedFd read_end(fds[0]), write_end(fds[1]);
     if (stdout_pipe) fcntl(read_end.get(), F_SETPIPE_SZ, 1 << 20);  // fewer wakeups at a million lines a second
-    ScopedFd null_out(open("/dev/null", O_WRONLY | O_CLOEXEC));
     ScopedFd log(open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
     if (!log.valid()) return ErrnoStatus(errno, absl::StrCat("open ", log_path));
-    const pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) return ErrnoStatus(errno, "fork");
-    if (pid == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (getppid() != parent) _exit(126);
-      dup2(stdout_pipe ? write_end.get() : null_out.get(), STDOUT_FILENO);
-      dup2(log.get(), STDERR_FILENO);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    return std::unique_ptr<Child>(new Child(pid, std::move(read_end)));
+    absl::StatusOr<pid_t> pid = SpawnProcess(args, {.stdout_fd = write_end.get(), .stderr_fd = log.get()});
+    if (!pid.ok()) return pid.status();
+    return std::unique_ptr<Child>(new Child(*pid, std::move(read_end)));
   }
 
   ~Child() { Stop(SIGTERM); }
