@@ -263,6 +263,7 @@ TEST(DockerEndpointTest, TlsVerifyUsesCertPathAndSkipsMissingClientCert) {
   std::filesystem::create_directories(dir);
   std::ofstream(dir + "/ca.pem") << "ca";
   std::ofstream(dir + "/key.pem") << "key";
+  std::filesystem::permissions(dir + "/key.pem", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   DockerEndpoint tls = Resolve("tcp://192.0.2.10:2376", "1", dir);
   EXPECT_EQ(tls.base_url, "https://192.0.2.10:2376");
   ASSERT_TRUE(tls.tls.has_value());
