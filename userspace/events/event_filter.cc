@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace stockade {
 namespace {
@@ -199,8 +200,11 @@ absl::StatusOr<uint8_t> ParseProtocol(const std::string& name) {
   if (lower == "icmp") return uint8_t{IPPROTO_ICMP};
   if (lower == "icmpv6") return uint8_t{IPPROTO_ICMPV6};
   if (lower == "arp") return uint8_t{0};
+  // "proto 47" is how ProtocolName (and so ToJson and stockade-tail) writes a protocol without a name.
+  absl::string_view number_text = lower;
+  absl::ConsumePrefix(&number_text, "proto ");
   uint32_t number = 0;
-  if (absl::SimpleAtoi(lower, &number) && number <= 255) return static_cast<uint8_t>(number);
+  if (absl::SimpleAtoi(number_text, &number) && number <= 255) return static_cast<uint8_t>(number);
   return absl::InvalidArgumentError(
       absl::StrCat("unknown protocol '", name, "'; known: tcp, udp, icmp, icmpv6, arp or a number"));
 }
