@@ -3,19 +3,28 @@
 // The Docker TLS client key: a key.pem that group or others may read is
 // refused before anything connects, with a message that names the file, its
 // mode and the fix, and no message ever carries the key's bytes.
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "stockade/docker/docker_client.h"
 #include "stockade/docker/docker_endpoint.h"
+#include "stockade/scoped_fd.h"
 
 namespace stockade {
 namespace {
@@ -100,6 +109,52 @@ TEST_F(DockerCredentialsTest, KeyLinkedFromElsewhereIsJudgedByTheFileItNames) {
 TEST_F(DockerCredentialsTest, NoTlsMeansTheKeyIsNotLookedAt) {
   ASSERT_EQ(chmod(key_path().c_str(), 0644), 0);
   EXPECT_TRUE(ResolveDockerEndpoint({.docker_host = "tcp://192.0.2.10:2375", .cert_path = dir_}).ok());
+}
+
+// The real client with a real key that libcurl reads and refuses (it does not
+// match the certificate): the error names the connection, never the key.
+TEST_F(DockerCredentialsTest, ClientErrorAfterReadingTheKeyCarriesNoKeyBytes) {
+  const std::string other_key = dir_ + "/other-key.pem";
+  const std::string command =
+      absl::StrCat("openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=docker -days 1 -keyout ", dir_,
+                   "/cert-key.pem -out ", dir_, "/cert.pem >/dev/null 2>&1 && openssl genpkey -algorithm RSA -out ",
+                   other_key, " >/dev/null 2>&1");
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  std::filesystem::copy_file(other_key, key_path(), std::filesystem::copy_options::overwrite_existing);
+  ASSERT_EQ(chmod(key_path().c_str(), 0600), 0);
+  std::filesystem::copy_file(dir_ + "/cert.pem", dir_ + "/ca.pem", std::filesystem::copy_options::overwrite_existing);
+
+  // A listener in the test's directory: the connect completes in its backlog,
+  // then libcurl loads the client certificate and key before any byte is sent.
+  const std::string socket_path = dir_ + "/docker.sock";
+  ScopedFd listener(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(listener.valid());
+  sockaddr_un addr{.sun_family = AF_UNIX};
+  std::strncpy(addr.sun_path, socket_path.c_str(), sizeof(addr.sun_path) - 1);
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << std::strerror(errno);
+  ASSERT_EQ(listen(listener.get(), 4), 0);
+
+  absl::StatusOr<DockerEndpoint> endpoint =
+      ResolveDockerEndpoint({.docker_host = "unix://" + socket_path, .tls_verify = "1", .cert_path = dir_});
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+  absl::Status ping =
+      DockerClient(*endpoint, {.connect_timeout = absl::Seconds(2), .request_timeout = absl::Seconds(3)}).Ping();
+  ASSERT_FALSE(ping.ok()) << "a key that does not match its certificate cannot make a TLS connection";
+  const std::string message(ping.message());
+  EXPECT_THAT(message, HasSubstr(absl::StrCat("unix://", socket_path))) << message;
+
+  std::ifstream key_file(key_path());
+  std::stringstream key_text;
+  key_text << key_file.rdbuf();
+  int lines_checked = 0;
+  for (absl::string_view line : absl::StrSplit(key_text.str(), '\n')) {
+    if (line.empty() || absl::StartsWith(line, "-----")) continue;
+    // Any 16 characters of the key's base64 would be a leak.
+    for (size_t at = 0; at + 16 <= line.size(); at += 16) EXPECT_THAT(message, Not(HasSubstr(line.substr(at, 16))));
+    ++lines_checked;
+  }
+  EXPECT_GT(lines_checked, 10) << "the key file holds a real key";
+  EXPECT_THAT(message, HasSubstr("private key")) << "libcurl got as far as the key: " << message;
 }
 
 }  // namespace
