@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (fuzz/, clang with ASan and UBSan) into
-# build-fuzz/ and runs them over their seed corpora in fuzz/corpus/<target>/.
+# build-fuzz/ and runs them over their seed corpora in fuzz/corpus/<target>/,
+# after replaying the big crash inputs kept in fuzz/regressions/<target>/.
 #   scripts/fuzz.sh --smoke                  every target, a few seconds each (the test suite's run)
 #   scripts/fuzz.sh --long SECONDS [TARGET]  every target (or one) for SECONDS each; new inputs
 #                                            are kept in build-fuzz/corpus/<target>/
@@ -48,6 +49,16 @@ for target in "${targets[@]}"; do
     limits=(-max_total_time="$seconds")
   fi
   log=$build/$target.log
+  # Inputs that once crashed and are too big to seed mutation (fuzz/regressions/): each run once, whole.
+  regressions=("$root/fuzz/regressions/$target"/*)
+  if [ -e "${regressions[0]}" ]; then
+    if ! "$build/${target}_fuzzer" "${regressions[@]}" >"$build/$target.regressions.log" 2>&1; then
+      failed+=("$target")
+      echo "   FAILED: $target on a regression input; log $build/$target.regressions.log" >&2
+      continue
+    fi
+    echo "== $target: ${#regressions[@]} regression inputs ok"
+  fi
   echo "== $target (${limits[*]})"
   if "$build/${target}_fuzzer" "${limits[@]}" -timeout=25 -print_final_stats=1 \
       -artifact_prefix="$build/crashes/$target-" "$work" "$seeds" >"$log" 2>&1; then

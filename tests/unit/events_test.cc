@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include "absl/strings/str_cat.h"
 #include "stockade/events/event_filter.h"
 #include "stockade/events/event_record.h"
 #include "stockade/events/event_text.h"
@@ -196,6 +197,22 @@ TEST(EventFilter, ProtocolWithoutANameRoundTrips) {
   EXPECT_EQ(ParseProtocol("47").value_or(0), 47);
   EXPECT_FALSE(ParseProtocol("proto 256").ok());
   EXPECT_FALSE(ParseProtocol("proto ").ok());
+}
+
+// Found by fuzzing event_filter with deep inputs (fuzz/regressions/event_filter/):
+// the error for a wrong item dumped it, recursing once per level of nesting
+// until the stack ran out.
+TEST(EventFilter, DeeplyNestedItemIsAnErrorNotAStackOverflow) {
+  constexpr int kDepth = 200000;
+  for (const char* field : {"from", "port"}) {
+    auto json = nlohmann::json::parse(absl::StrCat("{\"", field, "\": [", std::string(kDepth, '['),
+                                                   std::string(kDepth, ']'), "]}"));
+    auto filter = EventFilter::FromJson(json);
+    ASSERT_FALSE(filter.ok()) << field;
+    EXPECT_NE(filter.status().message().find(absl::StrCat("filter field '", field, "'")), std::string::npos)
+        << filter.status();
+    EXPECT_NE(filter.status().message().find("got a list"), std::string::npos) << filter.status();
+  }
 }
 
 TEST(EventFilter, BadFieldsSayWhich) {

@@ -40,15 +40,24 @@ absl::Status ReadList(const nlohmann::json& json, const char* field, std::vector
   return absl::OkStatus();
 }
 
+// What an item is, for an error: a scalar as written, a list or object by its
+// kind only. Dumping a deeply nested one would recurse once per level on the
+// agent's stack, and a subscriber chooses the depth.
+std::string Describe(const nlohmann::json& item) {
+  if (item.is_array()) return "a list";
+  if (item.is_object()) return "an object";
+  return item.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 absl::StatusOr<std::string> AsString(const nlohmann::json& item) {
-  if (!item.is_string()) return absl::InvalidArgumentError(absl::StrCat("expected a string, got ", item.dump()));
+  if (!item.is_string()) return absl::InvalidArgumentError(absl::StrCat("expected a string, got ", Describe(item)));
   return item.get<std::string>();
 }
 
 template <typename T>
 absl::StatusOr<T> AsNumber(const nlohmann::json& item, uint64_t max) {
   if (!item.is_number_integer() || item.get<int64_t>() < 0 || item.get<uint64_t>() > max)
-    return absl::InvalidArgumentError(absl::StrCat("expected a number up to ", max, ", got ", item.dump()));
+    return absl::InvalidArgumentError(absl::StrCat("expected a number up to ", max, ", got ", Describe(item)));
   return static_cast<T>(item.get<uint64_t>());
 }
 
