@@ -4,6 +4,7 @@
 // static endpoints file and the policy directory. See docs/architecture.md.
 #include <malloc.h>
 #include <signal.h>
+#include <sys/prctl.h>
 
 #include <atomic>
 #include <cstdio>
@@ -42,6 +43,9 @@ Docker is reached as the docker CLI does: DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER
 }  // namespace
 
 int main(int argc, char** argv) {
+  // No core dump and no ptrace attach by others: libcurl holds the Docker TLS
+  // client key in this process's memory (docs/security.md).
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   stockade::AgentOptions options;
   bool uninstall = false;
   for (int i = 1; i < argc; ++i) {

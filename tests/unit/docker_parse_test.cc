@@ -245,6 +245,27 @@ TEST(DockerParseTest, ErrorBodiesAndBadInput) {
   EXPECT_EQ(wrong_type.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Found by fuzz/docker_json_fuzzer (fuzz/corpus/docker_json/regress-timenano-float.json):
+// a number that does not fit its field was converted with undefined behaviour
+// (a float) or wrapped (an IPPrefixLen of 300 read as 44).
+TEST(DockerParseTest, NumbersOutOfRangeAreErrorsNamingTheField) {
+  auto huge_time = ParseDockerEvent(
+      R"({"Type":"container","Action":"die","Actor":{"ID":"abc"},"timeNano":179568210089332440893324495})");
+  EXPECT_EQ(huge_time.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(huge_time.status().message(), HasSubstr("timeNano"));
+  auto wide_prefix = ParseContainerInspect(
+      R"({"Id": "abc", "State": {}, "NetworkSettings": {"Networks": {"n": {"IPPrefixLen": 300}}}})");
+  EXPECT_EQ(wide_prefix.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(wide_prefix.status().message(), HasSubstr("IPPrefixLen: expected an integer from 0 to 255, got 300"));
+  EXPECT_FALSE(ParseContainerInspect(R"({"Id": "abc", "State": {"Pid": 1e300}})").ok());
+  EXPECT_FALSE(ParseContainerInspect(R"({"Id": "abc", "State": {"Pid": -1.5}})").ok());
+  auto fits = ParseContainerInspect(
+      R"({"Id": "abc", "State": {"Pid": 42}, "NetworkSettings": {"Networks": {"n": {"IPPrefixLen": 24}}}})");
+  ASSERT_TRUE(fits.ok()) << fits.status();
+  EXPECT_EQ(fits->pid, 42);
+  EXPECT_EQ(fits->networks.at(0).ipv4_prefix_length, 24);
+}
+
 DockerEndpoint Resolve(std::string docker_host, std::string tls_verify = "", std::string cert_path = "/nonexistent") {
   auto endpoint = ResolveDockerEndpoint(
       {.docker_host = std::move(docker_host), .tls_verify = std::move(tls_verify), .cert_path = std::move(cert_path)});
@@ -277,6 +298,7 @@ TEST(DockerEndpointTest, TlsVerifyUsesCertPathAndSkipsMissingClientCert) {
   std::filesystem::create_directories(dir);
   std::ofstream(dir + "/ca.pem") << "ca";
   std::ofstream(dir + "/key.pem") << "key";
+  std::filesystem::permissions(dir + "/key.pem", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   DockerEndpoint tls = Resolve("tcp://192.0.2.10:2376", "1", dir);
   EXPECT_EQ(tls.base_url, "https://192.0.2.10:2376");
   ASSERT_TRUE(tls.tls.has_value());

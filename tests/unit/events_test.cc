@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include "absl/strings/str_cat.h"
 #include "stockade/events/event_filter.h"
 #include "stockade/events/event_record.h"
 #include "stockade/events/event_text.h"
@@ -125,6 +126,19 @@ TEST(EventJson, TheFirstFieldsComeInAFixedOrder) {
       << line;
 }
 
+// Found by fuzz/event_json_fuzzer (fuzz/corpus/event_json/regress-labels-not-utf8.bin):
+// labels that are not UTF-8 threw from the JSON library and ended the agent.
+TEST(EventJson, LabelsThatAreNotUtf8StillMakeOneJsonObject) {
+  auto c = std::make_shared<EventContext>();
+  c->AddWorkload(*ParseIpAddress("10.0.0.2"), {.container = "web\x81", .labels = {{"tier", "w\x81" "eb"}}});
+  c->AddIdentityLabels(301, {{"k\xff", "v"}});
+  EventRecord r{.raw = Ipv4Drop("10.0.0.2", "10.0.0.3", 40000, 5432, DIR_EGRESS), .time_ns = 0, .context = c};
+  nlohmann::json j = Json(r);
+  EXPECT_EQ(j["source"]["labels"]["tier"], "w\xef\xbf\xbd" "eb") << "the bad byte becomes U+FFFD";
+  EXPECT_EQ(j["source"]["container"], "web\xef\xbf\xbd");
+  EXPECT_TRUE(j["destination"]["labels"].contains("k\xef\xbf\xbd"));
+}
+
 TEST(Rfc3339, NanosecondsAndNegativeTimes) {
   EXPECT_EQ(FormatRfc3339Nanos(1), "1970-01-01T00:00:00.000000001Z");
   EXPECT_EQ(FormatRfc3339Nanos(-1), "1969-12-31T23:59:59.999999999Z");
@@ -169,6 +183,36 @@ TEST(EventFilter, RoundTripsThroughJson) {
   auto back = EventFilter::FromJson(f.ToJson());
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->ToJson(), f.ToJson());
+}
+
+// Found by fuzz/event_filter_fuzzer (fuzz/corpus/event_filter/filter-5.json):
+// a protocol without a name went out as "proto 47" and the agent refused it.
+TEST(EventFilter, ProtocolWithoutANameRoundTrips) {
+  EventFilter f;
+  f.protocols = {47, IPPROTO_TCP};
+  auto back = EventFilter::FromJson(f.ToJson());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->protocols, f.protocols);
+  EXPECT_EQ(ParseProtocol("proto 47").value_or(0), 47);
+  EXPECT_EQ(ParseProtocol("47").value_or(0), 47);
+  EXPECT_FALSE(ParseProtocol("proto 256").ok());
+  EXPECT_FALSE(ParseProtocol("proto ").ok());
+}
+
+// Found by fuzzing event_filter with deep inputs (fuzz/regressions/event_filter/):
+// the error for a wrong item dumped it, recursing once per level of nesting
+// until the stack ran out.
+TEST(EventFilter, DeeplyNestedItemIsAnErrorNotAStackOverflow) {
+  constexpr int kDepth = 200000;
+  for (const char* field : {"from", "port"}) {
+    auto json = nlohmann::json::parse(absl::StrCat("{\"", field, "\": [", std::string(kDepth, '['),
+                                                   std::string(kDepth, ']'), "]}"));
+    auto filter = EventFilter::FromJson(json);
+    ASSERT_FALSE(filter.ok()) << field;
+    EXPECT_NE(filter.status().message().find(absl::StrCat("filter field '", field, "'")), std::string::npos)
+        << filter.status();
+    EXPECT_NE(filter.status().message().find("got a list"), std::string::npos) << filter.status();
+  }
 }
 
 TEST(EventFilter, BadFieldsSayWhich) {

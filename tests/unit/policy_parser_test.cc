@@ -342,6 +342,26 @@ TEST(LabelPolicyTest, MistakesNameTheContainerAndLabel) {
   EXPECT_THAT(std::string(policy.status().message()), HasSubstr("expected one spec, found 0 documents"));
 }
 
+// Found by fuzz/policy_text_fuzzer and fuzz/label_policy_fuzzer (the
+// regress-loadall-* inputs in fuzz/corpus/): yaml-cpp's LoadAll made empty
+// documents without end, holding the agent and growing its memory, on a stray
+// ',', '}' or ']' where a document would start.
+TEST(PolicyParserTest, StrayFlowTokenIsAnErrorNotAHang) {
+  absl::StatusOr<std::vector<Policy>> policies = ParsePolicyText(
+      ",piVersion: stockade/v1\nkind: Policy\nmetaname: db-ingresVersios}", "stray.yaml");
+  ASSERT_FALSE(policies.ok());
+  EXPECT_EQ(policies.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(policies.status().message()), HasSubstr("stray.yaml:"));
+  for (const char* text : {"}", "]", "a: b}", "a: b\n]\n", WithSpec("  endpointSelector: {}\n}\n").c_str()}) {
+    EXPECT_FALSE(ParsePolicyText(text, "stray.yaml").ok()) << text;
+  }
+  absl::StatusOr<Policy> label = ParseLabelPolicy("!+ing4YAMLNNULL4YA: \"6160\", \x8brEs", "web-1");
+  ASSERT_FALSE(label.ok());
+  EXPECT_THAT(std::string(label.status().message()), HasSubstr("container web-1 label stockade.policy:1: unexpected ','"));
+  EXPECT_THAT(std::string(ParseLabelPolicy("ingress: []\n}", "web-1").status().message()),
+              HasSubstr("container web-1 label stockade.policy:2: "));
+}
+
 TEST(PolicyFileTest, ValidateReadsTheFile) {
   const std::string path = ::testing::TempDir() + "/stockade-policy-" + std::to_string(getpid()) + ".yaml";
   {

@@ -111,7 +111,10 @@ void ControlServer::Serve() {
     } else {
       answer = handler_(parsed);
     }
-    (void)WriteAll(client.get(), answer.dump());
+    // Answers quote operators' files (a policy error names the bad text),
+    // which need not be UTF-8; the default handler would throw here and end
+    // the agent, so bad bytes become U+FFFD.
+    (void)WriteAll(client.get(), answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   }
 }
 

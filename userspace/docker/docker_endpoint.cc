@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "stockade/docker/docker_endpoint.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "stockade/errno_status.h"
 
 namespace stockade {
 namespace {
@@ -57,6 +61,23 @@ absl::Status SplitTcpAddress(absl::string_view original, absl::string_view addre
 }
 
 }  // namespace
+
+absl::Status CheckPrivateKeyFile(const std::string& path) {
+  // Only the file's metadata is read here: the key itself is read by libcurl
+  // at connect time and never passes through a string of ours, so no message
+  // can carry it.
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("TLS client key ", path));
+  if (!S_ISREG(st.st_mode))
+    return absl::FailedPreconditionError(absl::StrCat("TLS client key ", path, " is not a regular file"));
+  const mode_t permissions = st.st_mode & 07777;
+  if ((permissions & (S_IRWXG | S_IRWXO)) != 0)
+    return absl::PermissionDeniedError(absl::StrFormat(
+        "TLS client key %s has mode %04o, which lets group or others use it; a private key must be "
+        "private to its owner: chmod 600 %s",
+        path, permissions, path));
+  return absl::OkStatus();
+}
 
 DockerEnvironment ReadDockerEnvironment() {
   DockerEnvironment env{.docker_host = EnvOrEmpty("DOCKER_HOST"),
@@ -107,6 +128,9 @@ absl::StatusOr<DockerEndpoint> ResolveDockerEndpoint(const DockerEnvironment& en
     endpoint.tls = DockerTlsFiles{.ca_file = absl::StrCat(env.cert_path, "/ca.pem"),
                                   .cert_file = file_if_present(absl::StrCat(env.cert_path, "/cert.pem")),
                                   .key_file = file_if_present(absl::StrCat(env.cert_path, "/key.pem"))};
+    if (!endpoint.tls->key_file.empty()) {
+      if (absl::Status key = CheckPrivateKeyFile(endpoint.tls->key_file); !key.ok()) return key;
+    }
   }
   return endpoint;
 }

@@ -2,6 +2,7 @@
 #include "stockade/docker/docker_parse.h"
 
 #include <algorithm>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -27,6 +28,23 @@ std::string StringOr(const Json& object, const char* key) {
 
 DockerLabels StringMap(const Json& object, const char* key) {
   return IsAbsent(object, key) ? DockerLabels() : object.at(key).get<DockerLabels>();
+}
+
+// An integer member within T's range; absent or null: `fallback`. Json's own
+// value<T>() would convert a float out of T's range (undefined behaviour) and
+// wrap an integer that does not fit (an IPPrefixLen of 300 read as 44).
+template <typename T>
+T IntegerOr(const Json& object, const char* key, T fallback) {
+  if (IsAbsent(object, key)) return fallback;
+  const Json& member = object.at(key);
+  const bool fits = member.is_number_unsigned()
+                        ? member.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                        : member.is_number_integer() && member.get<int64_t>() >= std::numeric_limits<T>::min() &&
+                              member.get<int64_t>() <= std::numeric_limits<T>::max();
+  if (!fits)
+    throw std::invalid_argument(absl::StrCat(key, ": expected an integer from ", std::numeric_limits<T>::min(), " to ",
+                                             std::numeric_limits<T>::max(), ", got ", member.dump()));
+  return member.get<T>();
 }
 
 // An address member that may be "" (not assigned).
@@ -57,9 +75,9 @@ NetworkAttachment ParseAttachment(const std::string& name, const Json& settings)
                                .network_id = StringOr(settings, "NetworkID"),
                                .endpoint_id = StringOr(settings, "EndpointID"),
                                .ipv4 = OptionalAddress(settings, "IPAddress"),
-                               .ipv4_prefix_length = settings.value<uint8_t>("IPPrefixLen", 0),
+                               .ipv4_prefix_length = IntegerOr<uint8_t>(settings, "IPPrefixLen", 0),
                                .ipv6 = OptionalAddress(settings, "GlobalIPv6Address"),
-                               .ipv6_prefix_length = settings.value<uint8_t>("GlobalIPv6PrefixLen", 0)};
+                               .ipv6_prefix_length = IntegerOr<uint8_t>(settings, "GlobalIPv6PrefixLen", 0)};
   if (const std::string mac = StringOr(settings, "MacAddress"); !mac.empty()) {
     absl::StatusOr<std::array<uint8_t, 6>> parsed = ParseMac(mac);
     if (!parsed.ok()) throw std::invalid_argument(absl::StrCat("MacAddress: ", parsed.status().message()));
@@ -134,7 +152,7 @@ absl::StatusOr<ContainerInfo> ParseContainerInspect(absl::string_view body) {
                        .name = WithoutSlash(StringOr(doc, "Name")),
                        .status = StringOr(state, "Status"),
                        .running = state.value("Running", false),
-                       .pid = state.value("Pid", 0),
+                       .pid = IntegerOr<int>(state, "Pid", 0),
                        .image_id = StringOr(doc, "Image")};
     if (!IsAbsent(doc, "Config")) info.labels = StringMap(doc.at("Config"), "Labels");
     if (!IsAbsent(doc, "HostConfig")) info.network_mode = StringOr(doc.at("HostConfig"), "NetworkMode");
@@ -179,7 +197,7 @@ absl::StatusOr<std::optional<DockerEvent>> ParseDockerEvent(absl::string_view li
     const Json& actor = doc.at("Actor");
     DockerEvent event{.type = subscribed->type,
                       .action = subscribed->action,
-                      .time = absl::FromUnixNanos(doc.value<int64_t>("timeNano", 0))};
+                      .time = absl::FromUnixNanos(IntegerOr<int64_t>(doc, "timeNano", 0))};
     if (event.type == DockerEventType::kContainer) {
       event.container_id = actor.at("ID").get<std::string>();
     } else {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace stockade {
 namespace {
@@ -39,15 +40,24 @@ absl::Status ReadList(const nlohmann::json& json, const char* field, std::vector
   return absl::OkStatus();
 }
 
+// What an item is, for an error: a scalar as written, a list or object by its
+// kind only. Dumping a deeply nested one would recurse once per level on the
+// agent's stack, and a subscriber chooses the depth.
+std::string Describe(const nlohmann::json& item) {
+  if (item.is_array()) return "a list";
+  if (item.is_object()) return "an object";
+  return item.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 absl::StatusOr<std::string> AsString(const nlohmann::json& item) {
-  if (!item.is_string()) return absl::InvalidArgumentError(absl::StrCat("expected a string, got ", item.dump()));
+  if (!item.is_string()) return absl::InvalidArgumentError(absl::StrCat("expected a string, got ", Describe(item)));
   return item.get<std::string>();
 }
 
 template <typename T>
 absl::StatusOr<T> AsNumber(const nlohmann::json& item, uint64_t max) {
   if (!item.is_number_integer() || item.get<int64_t>() < 0 || item.get<uint64_t>() > max)
-    return absl::InvalidArgumentError(absl::StrCat("expected a number up to ", max, ", got ", item.dump()));
+    return absl::InvalidArgumentError(absl::StrCat("expected a number up to ", max, ", got ", Describe(item)));
   return static_cast<T>(item.get<uint64_t>());
 }
 
@@ -199,8 +209,11 @@ absl::StatusOr<uint8_t> ParseProtocol(const std::string& name) {
   if (lower == "icmp") return uint8_t{IPPROTO_ICMP};
   if (lower == "icmpv6") return uint8_t{IPPROTO_ICMPV6};
   if (lower == "arp") return uint8_t{0};
+  // "proto 47" is how ProtocolName (and so ToJson and stockade-tail) writes a protocol without a name.
+  absl::string_view number_text = lower;
+  absl::ConsumePrefix(&number_text, "proto ");
   uint32_t number = 0;
-  if (absl::SimpleAtoi(lower, &number) && number <= 255) return static_cast<uint8_t>(number);
+  if (absl::SimpleAtoi(number_text, &number) && number <= 255) return static_cast<uint8_t>(number);
   return absl::InvalidArgumentError(
       absl::StrCat("unknown protocol '", name, "'; known: tcp, udp, icmp, icmpv6, arp or a number"));
 }

@@ -22,7 +22,9 @@ std::array<uint8_t, 17> KeyOf(uint8_t family, const uint8_t address[16]) {
 std::string LabelsJson(const LabelSet& labels) {
   nlohmann::json j = nlohmann::json::object();
   for (const auto& [k, v] : labels) j[k] = v;
-  return j.dump();
+  // Nothing upstream promises UTF-8 labels (yaml-cpp passes bytes through); the default
+  // handler would throw on the event path, so bad bytes become U+FFFD.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 bool IsIcmp(uint8_t protocol) { return protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6; }

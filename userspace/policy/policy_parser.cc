@@ -249,7 +249,7 @@ absl::StatusOr<T> Reading(const std::string& source, Read read) {
 // The documents of a text; empty ones (a trailing ---, only comments) are skipped.
 std::vector<YamlValue> Documents(absl::string_view text) {
   std::vector<YamlValue> out;
-  for (const YAML::Node& doc : YAML::LoadAll(std::string(text)))
+  for (const YAML::Node& doc : LoadYamlDocuments(std::string(text)))
     if (!doc.IsNull()) out.emplace_back(doc, "", 1);
   return out;
 }

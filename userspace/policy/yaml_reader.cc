@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "userspace/policy/yaml_reader.h"
 
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/parser.h>
+
 #include <algorithm>
+#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -23,7 +27,44 @@ const char* Describe(const YAML::Node& node) {
   }
 }
 
+// Sees where each document starts, and nothing else.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override { last_start = mark; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+  YAML::Mark last_start = YAML::Mark::null_mark();
+};
+
 }  // namespace
+
+std::vector<YAML::Node> LoadYamlDocuments(const std::string& text) {
+  // A first pass that only watches the parser advance: each document starts
+  // past the one before, unless the parser is stuck on a token no document
+  // can start with, and then it would never end.
+  {
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    DocumentStarts starts;
+    YAML::Mark previous = YAML::Mark::null_mark();
+    while (parser.HandleNextDocument(starts)) {
+      const YAML::Mark& start = starts.last_start;
+      if (!previous.is_null() && start.pos == previous.pos) {
+        const char c = start.pos >= 0 && static_cast<size_t>(start.pos) < text.size() ? text[start.pos] : '?';
+        throw YAML::ParserException(start, absl::StrCat("unexpected '", std::string(1, c), "'"));
+      }
+      previous = start;
+    }
+  }
+  return YAML::LoadAll(text);
+}
 
 YamlValue::YamlValue(YAML::Node node, std::string path, int line)
     : node_(std::move(node)), path_(std::move(path)), line_(node_.Mark().is_null() ? line : node_.Mark().line + 1) {}

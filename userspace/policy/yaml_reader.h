@@ -31,6 +31,12 @@ struct YamlSchemaError : std::runtime_error {
 class YamlMap;
 struct YamlEntry;
 
+// YAML::LoadAll, made safe for any text: yaml-cpp 0.7 loops forever, making
+// empty documents without end, on a text with a stray ',', '}' or ']' where
+// a document would start ("a: b}"). Such a text throws YAML::ParserException
+// at that character instead.
+[[nodiscard]] std::vector<YAML::Node> LoadYamlDocuments(const std::string& text);
+
 class YamlValue {
  public:
   // `line` stands in where the node has no position of its own.

@@ -11,7 +11,10 @@
 //   DOCKER_CERT_PATH   ca.pem, cert.pem, key.pem (default $DOCKER_CONFIG, else
 //                      ~/.docker). A missing cert.pem or key.pem means no
 //                      client certificate, as in the CLI. TLS applies to
-//                      unix sockets too, as in the CLI.
+//                      unix sockets too, as in the CLI. key.pem must be
+//                      private to its owner (no group or other permission
+//                      bits), unlike in the CLI: the agent runs as root and
+//                      must not use a key that others could have read.
 // ssh:// and fd:// hosts (CLI connection helpers) are not supported.
 #ifndef STOCKADE_INCLUDE_STOCKADE_DOCKER_DOCKER_ENDPOINT_H_
 #define STOCKADE_INCLUDE_STOCKADE_DOCKER_DOCKER_ENDPOINT_H_
@@ -19,6 +22,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace stockade {
@@ -52,8 +56,14 @@ struct DockerEnvironment {
 
 [[nodiscard]] DockerEnvironment ReadDockerEnvironment();
 
+// OK when `path` is a regular file with no permission bits for group or
+// others; otherwise an error naming the file, its mode and the fix
+// ("chmod 600 <path>"). Reads the file's metadata only, never its contents.
+[[nodiscard]] absl::Status CheckPrivateKeyFile(const std::string& path);
+
 // InvalidArgument for an unusable DOCKER_HOST ("DOCKER_HOST ssh://x: ssh://
-// is not supported; use unix:// or tcp://").
+// is not supported; use unix:// or tcp://"); with TLS, the error of
+// CheckPrivateKeyFile for a key.pem that others may read.
 [[nodiscard]] absl::StatusOr<DockerEndpoint> ResolveDockerEndpoint(const DockerEnvironment& env);
 
 }  // namespace stockade
