@@ -42,7 +42,7 @@ for target in "${targets[@]}"; do
   if [ "$mode" = --smoke ]; then
     # New inputs go to a scratch directory: the smoke run never changes the repo's corpus.
     work=$(mktemp -d "$build/smoke-$target.XXXXXX")
-    limits=(-runs=200000 -max_total_time=6)
+    limits=(-runs=200000 -max_total_time=4)
   else
     work=$build/corpus/$target
     mkdir -p "$work"
