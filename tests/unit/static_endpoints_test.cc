@@ -41,6 +41,17 @@ TEST(StaticEndpointsTest, ErrorsNameFileLineAndField) {
   auto twice = ParseStaticEndpoints("endpoints:\n  - {name: a, netns: /x, interface: e}\n  - {name: a, netns: /y, interface: e}\n",
                                     "f.yaml");
   ASSERT_FALSE(twice.ok());
+  // Labels become identities saved as JSON: bytes that are not text are refused where they stand.
+  auto bytes = ParseStaticEndpoints("endpoints:\n  - name: a\n    netns: /x\n    interface: e\n    labels: {tier: \"\xff\xfe\"}\n",
+                                    "f.yaml");
+  ASSERT_FALSE(bytes.ok());
+  EXPECT_NE(bytes.status().message().find("f.yaml:5"), std::string::npos) << bytes.status();
+  EXPECT_NE(bytes.status().message().find("not UTF-8"), std::string::npos) << bytes.status();
+  auto overlong = ParseStaticEndpoints("endpoints:\n  - {name: a, netns: /x, interface: e, labels: {t: \"\xc0\xaf\"}}\n", "f.yaml");
+  EXPECT_FALSE(overlong.ok());
+  auto text = ParseStaticEndpoints("endpoints:\n  - {name: a, netns: /x, interface: e, labels: {t: \"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\xb3\"}}\n",
+                                   "f.yaml");
+  EXPECT_TRUE(text.ok()) << text.status();
   auto broken = ParseStaticEndpoints("endpoints: [\n", "f.yaml");
   ASSERT_FALSE(broken.ok());
   EXPECT_EQ(broken.status().message().rfind("f.yaml:", 0), 0u);

@@ -155,12 +155,13 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options)
   }
 
   std::lock_guard<std::recursive_mutex> hold(agent->mu_);
-  if (!o.policy_dir.empty()) (void)agent->ReloadPolicies();
   if (!o.static_endpoints.empty()) {
     auto workloads = LoadStaticEndpoints(o.static_endpoints);
     if (!workloads.ok()) return workloads.status();
     agent->static_workloads_ = std::move(*workloads);
+    agent->HookStaticWorkloads();
   }
+  if (!o.policy_dir.empty()) (void)agent->ReloadPolicies();
   if (o.docker) {
     auto client = DockerClient::FromEnvironment();
     if (!client.ok()) return client.status();
@@ -241,6 +242,19 @@ absl::StatusOr<ResolvedHook> Agent::ResolveHookCached(const WorkloadInterface& i
   auto hook = ResolveHook(iface.netns_path, *iface.mac, iface.placement);
   if (hook.ok()) resolved[key] = *hook;
   return hook;
+}
+
+void Agent::HookStaticWorkloads() {
+  std::map<std::string, ResolvedHook> resolved;
+  for (Workload& w : static_workloads_) {
+    for (WorkloadInterface& iface : w.interfaces) {
+      absl::Status filled = iface.mac ? absl::OkStatus() : FillFromInterface(iface);
+      auto hook = filled.ok() ? ResolveHookCached(iface, resolved) : absl::StatusOr<ResolvedHook>(filled);
+      absl::Status attached = hook.ok() ? EnsureAttached(*hook) : hook.status();
+      // Reconcile tries again and reports it in the endpoint's state.
+      if (!attached.ok()) Log(absl::StrCat("hook ", w.name, " early: ", attached.message()));
+    }
+  }
 }
 
 absl::Status Agent::ResyncAll() {

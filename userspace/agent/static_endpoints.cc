@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "stockade/agent/workload.h"
 
@@ -13,6 +14,29 @@ namespace {
 
 absl::Status At(const std::string& file, const YAML::Node& node, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat(file, ":", node.Mark().line + 1, ": ", what));
+}
+
+// Labels become identities, saved as JSON and sent to stockade-tail: they
+// must be text. YAML hands over bytes as they are.
+bool IsUtf8(const std::string& text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    unsigned char c = text[i];
+    size_t extra = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xe ? 2 : (c >> 3) == 0x1e ? 3 : 4;
+    if (extra == 4 || (extra == 1 && c < 0xc2) || i + extra >= text.size() + (extra ? 0 : 1)) return false;
+    uint32_t code = extra == 0 ? c : c & (0x3f >> extra);
+    for (size_t k = 1; k <= extra; ++k) {
+      unsigned char next = text[i + k];
+      if ((next & 0xc0) != 0x80) return false;
+      code = (code << 6) | (next & 0x3f);
+    }
+    // Overlong forms, UTF-16 surrogates and beyond U+10FFFF are not UTF-8.
+    if ((extra == 2 && code < 0x800) || (extra == 3 && (code < 0x10000 || code > 0x10ffff)) ||
+        (code >= 0xd800 && code <= 0xdfff))
+      return false;
+    i += extra + 1;
+  }
+  return true;
 }
 
 absl::StatusOr<Workload> ParseEndpoint(const std::string& file, const YAML::Node& node, size_t index) {
@@ -58,8 +82,12 @@ absl::StatusOr<Workload> ParseEndpoint(const std::string& file, const YAML::Node
   }
   if (node["labels"]) {
     if (!node["labels"].IsMap()) return At(file, node["labels"], absl::StrCat(where, ".labels: must be a mapping"));
-    for (const auto& kv : node["labels"])
-      w.labels[absl::StrCat("stockade.", kv.first.as<std::string>())] = kv.second.as<std::string>();
+    for (const auto& kv : node["labels"]) {
+      std::string key = kv.first.as<std::string>(), value = kv.second.as<std::string>();
+      if (!IsUtf8(key) || !IsUtf8(value))
+        return At(file, kv.first, absl::StrCat(where, ".labels: label '", absl::CHexEscape(key), "' is not UTF-8 text"));
+      w.labels[absl::StrCat("stockade.", key)] = value;
+    }
   }
   w.interfaces.push_back(std::move(iface));
   return w;

@@ -117,6 +117,10 @@ class Agent {
   // The hooks of an interface, by pin file suffix: "-ingress" (or "-xdp") and "-egress".
   std::vector<std::string> HookPinPaths(const ResolvedHook& hook) const;
   absl::Status EnsureAttached(const ResolvedHook& hook);
+  // Static workloads exist before the agent: hooked first thing at start, so
+  // that while a big policy is read and compiled they meet a program (which
+  // drops until their record is written), not an open wire.
+  void HookStaticWorkloads();
   void DetachUnwanted(const std::set<std::string>& wanted_pins);
   // A container's interface as it appears in the host namespace, hooked at
   // once so the container's first packet meets a program (which drops it
