@@ -240,7 +240,7 @@ enum class LineUse {
 };
 
 // Counts one line from the agent, and shows it unless it passes through.
-LineUse HandleLine(std::string_view line, const Options& o, Summary& summary, bool& history_done) {
+LineUse HandleLine(std::string_view line, const Options& o, Summary& summary) {
   std::string_view type = FieldOf(line.substr(0, 24), "{\"type\":\"");
   if (type == "event") {
     ++summary.events;
@@ -265,8 +265,6 @@ LineUse HandleLine(std::string_view line, const Options& o, Summary& summary, bo
     std::fprintf(stderr, "stockade-tail: %llu events lost: this terminal read slower than they came\n",
                  static_cast<unsigned long long>(n));
     if (o.json) return LineUse::kPassThrough;  // a program reading the stream must see the gap too
-  } else if (type == "history_end") {
-    history_done = true;
   } else if (type == "error") {
     std::fprintf(stderr, "stockade-tail: stockaded refused the request: %s\n", message.value("error", "").c_str());
     std::exit(kExitUsage);
@@ -277,8 +275,7 @@ LineUse HandleLine(std::string_view line, const Options& o, Summary& summary, bo
 // Handles the complete lines at the start of `pending` and removes them.
 // Lines that pass through are written in runs, not one by one: at a million
 // lines a second the per-call cost of stdio shows.
-void HandleLines(std::string& pending, const Options& o, Summary& summary, std::string& last_time,
-                 bool& history_done) {
+void HandleLines(std::string& pending, const Options& o, Summary& summary, std::string& last_time) {
   constexpr size_t kNone = std::string::npos;
   size_t start = 0, run = kNone;
   std::string_view last_event;
@@ -288,7 +285,7 @@ void HandleLines(std::string& pending, const Options& o, Summary& summary, std::
   };
   for (size_t nl; (nl = pending.find('\n', start)) != kNone; start = nl + 1) {
     std::string_view line(pending.data() + start, nl - start);
-    LineUse use = HandleLine(line, o, summary, history_done);
+    LineUse use = HandleLine(line, o, summary);
     if (line.starts_with("{\"type\":\"event\"")) last_event = line;
     if (use == LineUse::kPassThrough) {
       if (run == kNone) run = start;
@@ -339,7 +336,6 @@ int main(int argc, char** argv) {
     }
     if (resumed) std::fprintf(stderr, "stockade-tail: reconnected to stockaded; events in the gap may be missing\n");
     std::string pending;
-    bool history_done = false;
     static char buf[1 << 18];
     bool agent_gone = false;
     bool unflushed = false;
@@ -361,7 +357,7 @@ int main(int argc, char** argv) {
         break;
       }
       pending.append(buf, n);
-      HandleLines(pending, o, summary, last_time, history_done);
+      HandleLines(pending, o, summary, last_time);
     }
     std::fflush(stdout);
     if (!agent_gone || !o.follow) break;  // a one-shot request ends when the agent closes it

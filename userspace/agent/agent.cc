@@ -84,6 +84,12 @@ std::string ReadFile(const std::string& path) {
   return s.str();
 }
 
+// As `stockadectl endpoint list` and the metrics name it.
+const char* EndpointStateName(const EndpointState& e) {
+  if (!e.error.empty()) return e.driver == "host" ? "host" : "error";
+  return e.policy.enforce_ingress || e.policy.enforce_egress ? "enforcing" : "allow-all";
+}
+
 nlohmann::json LabelsJson(const LabelSet& labels) {
   nlohmann::json j = nlohmann::json::object();
   for (const auto& [k, v] : labels) j[k] = v;
@@ -716,9 +722,6 @@ nlohmann::json Agent::EndpointList() {
     nlohmann::json ignored = nlohmann::json::array();
     for (const IgnoredLabel& l : e.ignored_labels)
       ignored.push_back({{"label", absl::StrCat(l.key, "=", l.value)}, {"reason", l.reason}});
-    std::string state = !e.error.empty() ? (e.driver == "host" ? "host" : "error")
-                        : e.policy.enforce_ingress || e.policy.enforce_egress ? "enforcing"
-                                                                              : "allow-all";
     list.push_back({{"id", e.workload_id.substr(0, 12)},
                     {"name", e.workload_name},
                     {"source", e.source},
@@ -735,7 +738,7 @@ nlohmann::json Agent::EndpointList() {
                     {"enforce_egress", e.policy.enforce_egress},
                     {"audit", e.policy.audit || options_.audit},
                     {"policies", e.policy.policies},
-                    {"state", state},
+                    {"state", EndpointStateName(e)},
                     {"enforced_at_ns", e.enforced_at == absl::InfinitePast() ? 0 : absl::ToUnixNanos(e.enforced_at)},
                     {"error", e.error}});
   }
@@ -941,12 +944,7 @@ std::string Agent::RenderMetrics() {
   std::lock_guard<std::recursive_mutex> hold(mu_);
   PrometheusText agent;
   std::map<std::string, int> by_state = {{"enforcing", 0}, {"allow-all", 0}, {"error", 0}, {"host", 0}};
-  for (const EndpointState& e : endpoints_) {
-    std::string state = !e.error.empty() ? (e.driver == "host" ? "host" : "error")
-                        : e.policy.enforce_ingress || e.policy.enforce_egress ? "enforcing"
-                                                                              : "allow-all";
-    by_state[state]++;
-  }
+  for (const EndpointState& e : endpoints_) by_state[EndpointStateName(e)]++;
   agent.Family("stockade_endpoints", "gauge", "Endpoints the agent knows, by state.");
   for (const auto& [state, n] : by_state) agent.Sample("stockade_endpoints", {{"state", state}}, n);
   agent.Family("stockade_identities", "gauge", "Identities allocated from label sets and CIDRs.");

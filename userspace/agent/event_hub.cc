@@ -124,8 +124,7 @@ EventHubStats EventHub::Stats() const {
           .drops_received = drops_received_,
           .malformed = reader_ ? reader_->malformed() : 0,
           .subscriber_lost = subscriber_lost_,
-          .subscribers = subscribers_,
-          .queued = queued_};
+          .subscribers = subscribers_};
 }
 
 int64_t EventHub::RealtimeNs(uint64_t monotonic_ns) {
@@ -191,7 +190,6 @@ void EventHub::OnEvent(const drop_event& raw) {
   auto hand_over = [&](Subscriber& s, bool copy) {
     uint64_t lost_before = s.queue.lost_total();
     s.queue.Push(copy ? line : std::move(line));
-    queued_.fetch_add(1, std::memory_order_relaxed);
     subscriber_lost_.fetch_add(s.queue.lost_total() - lost_before, std::memory_order_relaxed);
   };
   for (auto& [fd, s] : clients_) {

@@ -130,7 +130,6 @@ void EventContext::AddWorkload(const IpAddress& address, EventWorkload workload)
 }
 
 void EventContext::AddIdentityLabels(uint32_t identity, const LabelSet& labels) {
-  identity_labels_[identity] = labels;
   identity_labels_json_[identity] = LabelsJson(labels);
 }
 
@@ -145,11 +144,6 @@ void EventContext::AddRule(uint32_t rule_id, std::string origin) { rules_[rule_i
 const EventWorkload* EventContext::WorkloadAt(uint8_t family, const uint8_t address[16]) const {
   auto it = by_address_.find(KeyOf(family, address));
   return it == by_address_.end() ? nullptr : it->second.get();
-}
-
-const LabelSet* EventContext::IdentityLabels(uint32_t identity) const {
-  auto it = identity_labels_.find(identity);
-  return it == identity_labels_.end() ? nullptr : &it->second;
 }
 
 const std::string* EventContext::RuleOrigin(uint32_t rule_id) const {

@@ -53,7 +53,6 @@ struct EventHubStats {
   uint64_t malformed = 0;        // records of the wrong size: lost at the agent
   uint64_t subscriber_lost = 0;  // lines dropped from subscribers' queues, all subscribers
   uint64_t subscribers = 0;      // connected now
-  uint64_t queued = 0;           // event lines handed to subscribers' queues
 };
 
 class EventHub {
@@ -101,7 +100,7 @@ class EventHub {
   int64_t realtime_offset_ns_ = 0;
   int64_t offset_refreshed_ns_ = 0;
 
-  std::atomic<uint64_t> received_{0}, drops_received_{0}, subscriber_lost_{0}, subscribers_{0}, queued_{0};
+  std::atomic<uint64_t> received_{0}, drops_received_{0}, subscriber_lost_{0}, subscribers_{0};
 };
 
 std::string DefaultEventSocketPath(const std::string& instance);

@@ -38,9 +38,8 @@ class EventContext {
   void AddRule(uint32_t rule_id, std::string origin);
 
   const EventWorkload* WorkloadAt(uint8_t family, const uint8_t address[16]) const;
-  // The labels of an identity that is not (or not only) a workload here: CIDR and reserved identities.
-  const LabelSet* IdentityLabels(uint32_t identity) const;
-  // The same as a JSON object, made once; "{}" for an unknown identity.
+  // The labels of an identity that is not (or not only) a workload here (CIDR and
+  // reserved identities) as a JSON object, made once; "{}" for an unknown identity.
   const std::string& IdentityLabelsJson(uint32_t identity) const;
   // "db-ingress ingress[0] (policies/db.yaml:9)"; empty for an unknown id.
   const std::string* RuleOrigin(uint32_t rule_id) const;
@@ -48,7 +47,6 @@ class EventContext {
  private:
   using AddressKey = std::array<uint8_t, 17>;  // family + 16 bytes: no allocation to look one up
   absl::flat_hash_map<AddressKey, std::shared_ptr<const EventWorkload>> by_address_;
-  std::map<uint32_t, LabelSet> identity_labels_;
   std::map<uint32_t, std::string> identity_labels_json_;
   std::map<uint32_t, std::string> rules_;
 };
