@@ -43,6 +43,18 @@ enum ct_flags {
 	/* FIN seen from the origin / from the reply side: both means closed. */
 	CT_F_FIN_ORIGIN = 1u << 3,
 	CT_F_FIN_REPLY = 1u << 4,
+	/* A remembered deny: the flow's packets drop with deny_reason until the
+	 * endpoint's policy revision changes. */
+	CT_F_DENIED = 1u << 5,
+	/* Allowed by a requireTLS entry: see tls_state. */
+	CT_F_TLS_REQUIRED = 1u << 6,
+};
+
+/* What the client sent first on a TCP flow. */
+enum ct_tls_state {
+	CT_TLS_UNSEEN = 0,       /* no payload from the client yet */
+	CT_TLS_CLIENT_HELLO = 1, /* a TLS handshake record with a ClientHello */
+	CT_TLS_PLAINTEXT = 2,    /* anything else */
 };
 
 enum ct_tcp_state {
@@ -64,11 +76,13 @@ struct ct_entry {
 	__u8 tcp_state;        /* enum ct_tcp_state */
 	__u8 tcp_flags_seen;   /* OR of TCP flags, both directions */
 	__u16 policy_port;     /* network order; what policy matched: dport or ICMP type */
-	__u16 pad;
+	__u8 tls_state;        /* enum ct_tls_state */
+	__u8 deny_reason;      /* -(enum stockade_drop_reason) when CT_F_DENIED */
 };
 STOCKADE_ABI_SIZE(struct ct_entry, 40);
 STOCKADE_ABI_OFFSET(struct ct_entry, rule_id, 24);
 STOCKADE_ABI_OFFSET(struct ct_entry, direction, 32);
+STOCKADE_ABI_OFFSET(struct ct_entry, tls_state, 38);
 
 struct frag_key {
 	__u8 saddr[16]; /* network order */

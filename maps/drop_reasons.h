@@ -32,7 +32,10 @@
 	X(DROP_PREFILTER_DENIED, 145, "PREFILTER_DENIED")                          \
 	X(DROP_IPV6_ROUTING_TYPE0, 146, "IPV6_ROUTING_TYPE0")                      \
 	/* Not a packet drop: a ring buffer reservation that failed. */            \
-	X(EVENT_LOST, 147, "EVENT_LOST")
+	X(EVENT_LOST, 147, "EVENT_LOST")                                          \
+	/* A flow on a requireTLS port whose client spoke first in anything but a \
+	 * TLS ClientHello. */                                                     \
+	X(DROP_TLS_REQUIRED, 148, "TLS_REQUIRED")
 
 enum stockade_drop_reason {
 	REASON_NONE = 0, /* forwarded */
@@ -41,7 +44,7 @@ enum stockade_drop_reason {
 #undef STOCKADE_REASON_ENUM
 };
 
-#define STOCKADE_REASON_LAST 147
+#define STOCKADE_REASON_LAST 148
 /* Metrics slot of a reason: 0 for REASON_NONE, 1.. for the drops. */
 #define STOCKADE_REASON_SLOTS (STOCKADE_REASON_LAST - STOCKADE_REASON_BASE + 2)
 

@@ -53,6 +53,8 @@ enum policy_flags {
 	POLICY_F_AUDIT = 1u << 0,
 	/* The entry names its protocol: tunnels pass only under such an entry. */
 	POLICY_F_EXPLICIT_PROTOCOL = 1u << 1,
+	/* TCP only: the client's first payload must be a TLS ClientHello. */
+	POLICY_F_REQUIRE_TLS = 1u << 2,
 };
 
 struct policy_value {
