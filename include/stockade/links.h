@@ -22,6 +22,7 @@ struct LinkInfo {
   std::array<uint8_t, 6> mac{};  // all zero when the link has none
   uint32_t peer_ifindex = 0;     // IFLA_LINK: a veth's peer, a macvlan's parent
   bool peer_in_other_netns = false;  // IFLA_LINK_NETNSID present
+  int32_t peer_netnsid = -1;         // IFLA_LINK_NETNSID: see NetnsIdOf
   uint32_t master_ifindex = 0;   // the bridge it is enslaved to
   bool up = false;
 };
@@ -38,6 +39,11 @@ struct LinkAddress {
 [[nodiscard]] absl::StatusOr<std::vector<LinkInfo>> ListLinks();
 // Its interface addresses.
 [[nodiscard]] absl::StatusOr<std::vector<LinkAddress>> ListAddresses();
+
+// The id the calling thread's namespace knows another namespace by: the
+// peer_netnsid of links whose other end lives there. -1 (NETNSA_NSID_NOT_ASSIGNED)
+// when no link joins the two.
+[[nodiscard]] absl::StatusOr<int32_t> NetnsIdOf(int netns_fd);
 
 // Links as they appear or change in the calling thread's namespace
 // (RTNLGRP_LINK), so a container's veth can be hooked before it carries a

@@ -80,6 +80,19 @@ std::string IngressPolicy(const std::string& name, const std::string& tier, cons
 
 std::string Documents(const std::vector<std::string>& policies) { return absl::StrJoin(policies, "---\n"); }
 
+// The link pins of the instance: name -> inode. A re-attached link would
+// be pinned anew, under a new inode.
+std::map<std::string, ino_t> LinkPins(const std::string& instance) {
+  std::map<std::string, ino_t> pins;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(
+           absl::StrCat(STOCKADE_PIN_DIR, "/", instance, "/", STOCKADE_PIN_LINKS_SUBDIR), ec)) {
+    struct stat st {};
+    if (stat(entry.path().c_str(), &st) == 0) pins[entry.path().filename()] = st.st_ino;
+  }
+  return pins;
+}
+
 class AgentE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -229,6 +242,69 @@ class AgentE2eTest : public ::testing::Test {
     EXPECT_TRUE(answered.ok()) << Describe(from, to, port) << " must be answered: " << last;
   }
 
+  // One TCX program each way on the container's eth0, and only one.
+  static void ExpectOneTcxPair(const TestContainer& c, const std::string& why) {
+    absl::StatusOr<std::vector<std::string>> kinds = TcPrograms(c.netns, "eth0");
+    ASSERT_TRUE(kinds.ok()) << kinds.status();
+    EXPECT_THAT(*kinds, ::testing::UnorderedElementsAre(HasSubstr("tcx/ingress stockade_tc_ing"),
+                                                        HasSubstr("tcx/egress stockade_tc_egr")))
+        << c.name << ": " << why;
+  }
+
+  // Runs a container labelled tier=client on `network` whose first act is one
+  // echo to `server` on port 80, and freezes the agent (SIGSTOP) the moment
+  // the client's interface is hooked on sight, in the host namespace (two new
+  // pins that carry the host's namespace cookie). With the agent frozen no
+  // endpoint record can be written: the first probe, made before anything
+  // else, must be dropped (ENDPOINT_UNKNOWN), by the programs that moved into
+  // the container with the interface. Without the early hook it would be
+  // answered. Thaws the agent before returning.
+  void RunClientHookedOnSight(const std::string& network, const TestContainer& server, pid_t agent,
+                              std::optional<TestContainer>& client) {
+    const std::map<std::string, ino_t> pins_before = LinkPins(instance_->name());
+    const std::string first_probe = absl::StrCat(
+        "if [ \"$(echo first | nc -w 2 ", server.ip,
+        " 80)\" = first ]; then echo answered; else echo dropped; fi >/probe; mv /probe /first; exec sleep 300");
+    absl::StatusOr<std::string> client_id;
+    std::thread run([&] {
+      client_id = scratch_.RunContainer("client", {"--network", network, "--label", "stockade.tier=client"},
+                                        kTestImage, {"sh", "-c", first_probe});
+    });
+    absl::StatusOr<uint64_t> host_cookie = NetnsCookie("/proc/self/ns/net");
+    bool frozen = false;
+    absl::StatusOr<absl::Duration> hooked = WaitUntil(
+        [&] {
+          std::map<std::string, ino_t> now = LinkPins(instance_->name());
+          if (!host_cookie.ok() || std::count_if(now.begin(), now.end(), [&](const auto& pin) {
+                                     return !pins_before.contains(pin.first) &&
+                                            pin.first.starts_with(absl::StrCat(*host_cookie, "-"));
+                                   }) < 2)
+            return false;
+          instance_->Kill(agent, SIGSTOP);
+          return frozen = true;
+        },
+        kEnforcementBound, "the client's interface hooked on sight");
+    run.join();
+    absl::Cleanup thaw = [&] {
+      if (frozen) instance_->Kill(agent, SIGCONT);
+    };
+    ASSERT_TRUE(host_cookie.ok()) << host_cookie.status();
+    ASSERT_TRUE(hooked.ok()) << hooked.status();
+    ASSERT_TRUE(client_id.ok()) << client_id.status();
+    absl::StatusOr<TestContainer> inspected = InspectContainer(scratch_.Name("client"), network);
+    ASSERT_TRUE(inspected.ok()) << inspected.status();
+    client = *inspected;
+
+    // With the agent frozen no record exists: everything the client sends is dropped.
+    absl::StatusOr<std::string> first;
+    ASSERT_TRUE(WaitUntil([&] { return (first = Docker({"exec", client->name, "cat", "/first"})).ok(); },
+                          absl::Seconds(10), "the client's first probe done")
+                    .ok());
+    EXPECT_EQ(*first, "dropped") << "the client's first probe, before its record existed";
+    ExpectDropped(*client, server, 80);
+    ExpectOneTcxPair(*client, "the programs attached in the host namespace moved in with the interface");
+  }
+
   lab::Topology host_links_;  // outlives the containers that use its links
   DockerScratch scratch_;
   std::unique_ptr<AgentInstance> instance_;
@@ -365,73 +441,16 @@ TEST_F(AgentE2eTest, MacvlanContainerIsFailClosedFromItsFirstPacket) {
   absl::StatusOr<pid_t> agent = StartAgent({{server->name, "allow-all"}});
   ASSERT_TRUE(agent.ok()) << agent.status();
 
-  const std::string links_dir = InstancePinDir(instance_->name()) + "/" STOCKADE_PIN_LINKS_SUBDIR;
-  auto pins = [&] {
-    std::set<std::string> names;
-    std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(links_dir, ec)) names.insert(entry.path().filename());
-    return names;
-  };
-  const std::set<std::string> pins_before = pins();
-  // The client's first act: one echo to the server, its outcome kept in /first.
-  const std::string first_probe =
-      absl::StrCat("if [ \"$(echo first | nc -w 2 ", server->ip,
-                   " 80)\" = first ]; then echo answered; else echo dropped; fi >/probe; mv /probe /first; exec sleep 300");
-  absl::StatusOr<std::string> client_id;
-  std::thread run([&] {
-    client_id = scratch_.RunContainer("client", {"--network", *network, "--label", "stockade.tier=client"},
-                                      kTestImage, {"sh", "-c", first_probe});
-  });
-  // Pins are named <netns cookie>-<ifindex>-<direction>: the early ones carry the host's cookie.
-  absl::StatusOr<uint64_t> host_cookie = NetnsCookie("/proc/self/ns/net");
-  ASSERT_TRUE(host_cookie.ok()) << host_cookie.status();
-  bool frozen = false;
-  absl::StatusOr<absl::Duration> hooked = WaitUntil(
-      [&] {
-        std::set<std::string> now = pins();
-        if (std::count_if(now.begin(), now.end(), [&](const std::string& pin) {
-              return !pins_before.contains(pin) && pin.starts_with(absl::StrCat(*host_cookie, "-"));
-            }) < 2)
-          return false;
-        instance_->Kill(*agent, SIGSTOP);
-        return frozen = true;
-      },
-      kEnforcementBound, "the client's macvlan hooked on sight");
-  run.join();
-  absl::Cleanup thaw = [&] {
-    if (frozen) instance_->Kill(*agent, SIGCONT);
-  };
-  ASSERT_TRUE(hooked.ok()) << hooked.status();
-  ASSERT_TRUE(client_id.ok()) << client_id.status();
-  absl::StatusOr<TestContainer> client = InspectContainer(scratch_.Name("client"), *network);
-  ASSERT_TRUE(client.ok()) << client.status();
-
-  // With the agent frozen no record exists: everything the client sends is dropped.
-  absl::StatusOr<std::string> first;
-  ASSERT_TRUE(WaitUntil([&] { return (first = Docker({"exec", client->name, "cat", "/first"})).ok(); },
-                        absl::Seconds(10), "the client's first probe done")
-                  .ok());
-  EXPECT_EQ(*first, "dropped") << "the client's first probe, before its record existed";
-  ExpectDropped(*client, *server, 80);
-  // One TCX program each way on the client's eth0, and only one.
-  auto expect_one_tcx_pair = [&](const std::string& why) {
-    absl::StatusOr<std::vector<std::string>> kinds = TcPrograms(client->netns, "eth0");
-    ASSERT_TRUE(kinds.ok()) << kinds.status();
-    EXPECT_THAT(*kinds, ::testing::UnorderedElementsAre(HasSubstr("tcx/ingress stockade_tc_ing"),
-                                                        HasSubstr("tcx/egress stockade_tc_egr")))
-        << why;
-  };
-  expect_one_tcx_pair("the programs attached in the host namespace moved in with the interface");
-
-  instance_->Kill(*agent, SIGCONT);
-  frozen = false;
+  const size_t pins_before = LinkPins(instance_->name()).size();
+  std::optional<TestContainer> client;
+  ASSERT_NO_FATAL_FAILURE(RunClientHookedOnSight(*network, *server, *agent, client));
   ASSERT_TRUE(WaitForEndpoints({{client->name, "enforcing"}}).ok());
   // The client's ARP went unanswered while frozen: its neighbour entry for
   // the server fails connects until the kernel resolves it again.
   ExpectAnsweredOnceListening(*client, *server, 80);
   ExpectDropped(*client, *server, 8080);
-  expect_one_tcx_pair("the early links are the ones enforcing, not a second pair");
-  EXPECT_EQ(pins().size(), pins_before.size() + 2) << "the early pins were renamed, not left beside new ones";
+  ExpectOneTcxPair(*client, "the early links are the ones enforcing, not a second pair");
+  EXPECT_EQ(LinkPins(instance_->name()).size(), pins_before + 2) << "the early pins were renamed, not left beside new ones";
   EXPECT_THAT(instance_->Log(), HasSubstr("hooked on sight before Docker moved it"));
   absl::StatusOr<nlohmann::json> status = instance_->Ctl({"status"});
   ASSERT_TRUE(status.ok()) << status.status();
@@ -470,19 +489,6 @@ TEST_F(AgentE2eTest, EnforcementReturnsAfterAContainerRestart) {
 
 // ---------------------------------------------------------------------------
 // SIGKILL: the pinned programs and maps enforce on; a new agent adopts them.
-
-// The link pins of the instance: name -> inode. A re-attached link would
-// be pinned anew, under a new inode.
-std::map<std::string, ino_t> LinkPins(const std::string& instance) {
-  std::map<std::string, ino_t> pins;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(
-           absl::StrCat(STOCKADE_PIN_DIR, "/", instance, "/", STOCKADE_PIN_LINKS_SUBDIR), ec)) {
-    struct stat st {};
-    if (stat(entry.path().c_str(), &st) == 0) pins[entry.path().filename()] = st.st_ino;
-  }
-  return pins;
-}
 
 TEST_F(AgentE2eTest, EnforcementOutlivesAKilledAgentAndANewAgentAdopts) {
   absl::StatusOr<Tiers> tiers = BackendWebDb();
@@ -670,7 +676,9 @@ TEST_F(AgentE2eTest, DockerGoingDownAndComingBack) {
 
 // ---------------------------------------------------------------------------
 // Overlay: a single-node swarm of a private dockerd, advertising and
-// listening on 127.0.0.1 only, so no traffic leaves the host.
+// listening on 127.0.0.1 only, so no traffic leaves the host. Containers are
+// enforced inside their namespaces, and one started under a running agent is
+// fail closed from its first packet.
 
 TEST_F(AgentE2eTest, OverlayContainersAreEnforcedInsideTheirNamespace) {
   PrivateDockerdScope dockerd(scratch_.Name("d"));
@@ -682,7 +690,7 @@ TEST_F(AgentE2eTest, OverlayContainersAreEnforcedInsideTheirNamespace) {
   // Swarm made docker_gwbridge, a host bridge it keeps after leaving: removed
   // while the daemon still runs (the scope stops it after this).
   absl::Cleanup leave = [&] {
-    (void)Docker({"rm", "-f", scratch_.Name("backend"), scratch_.Name("db")});
+    (void)Docker({"rm", "-f", scratch_.Name("backend"), scratch_.Name("db"), scratch_.Name("client")});
     (void)Docker({"network", "rm", scratch_.Name("overlay")});
     (void)Docker({"swarm", "leave", "--force"});
     (void)Docker({"network", "rm", "docker_gwbridge"});
@@ -716,6 +724,32 @@ TEST_F(AgentE2eTest, OverlayContainersAreEnforcedInsideTheirNamespace) {
   ExpectAnsweredOnceListening(*backend, *db, 5432);
   ExpectDropped(*backend, *db, 80);
   EXPECT_GE(PolicyDrops(), drops_before + 1);
+
+  // Docker makes an overlay container's end of its veth in the host
+  // namespace, puts the other end on the network's bridge, and moves this end
+  // into the container seconds later: it is hooked on sight there.
+  std::optional<TestContainer> client;
+  ASSERT_NO_FATAL_FAILURE(RunClientHookedOnSight(network, *backend, *agent, client));
+  ASSERT_TRUE(WaitForEndpoints({{client->name, "allow-all"}}).ok());
+  ExpectAnsweredOnceListening(*client, *backend, 80);
+  ExpectOneTcxPair(*client, "the early links are the ones enforcing, not a second pair");
+  EXPECT_THAT(instance_->Log(), HasSubstr("a veth into a Docker overlay network"));
+
+  // The way off the overlay, to the host and out, is a second interface on the
+  // host bridge docker_gwbridge: enforced too, on its host-side veth.
+  absl::StatusOr<nlohmann::json> list = instance_->Ctl({"endpoint", "list"});
+  ASSERT_TRUE(list.ok()) << list.status();
+  auto gateway = std::find_if((*list)["endpoints"].begin(), (*list)["endpoints"].end(), [&](const nlohmann::json& ep) {
+    return ep["name"] == db->name && ep["network"] == "docker_gwbridge";
+  });
+  ASSERT_NE(gateway, (*list)["endpoints"].end()) << list->dump();
+  EXPECT_EQ((*gateway)["state"], "enforcing") << gateway->dump();
+  EXPECT_EQ((*gateway)["identity"], (*e)["identity"]) << gateway->dump();
+  absl::StatusOr<std::vector<std::string>> gateway_kinds = TcPrograms("/proc/self/ns/net", (*gateway)["interface"]);
+  ASSERT_TRUE(gateway_kinds.ok()) << gateway_kinds.status();
+  EXPECT_THAT(*gateway_kinds, ::testing::UnorderedElementsAre(HasSubstr("ingress stockade_tc_ing"),
+                                                              HasSubstr("egress stockade_tc_egr")))
+      << gateway->dump();
 }
 
 // ---------------------------------------------------------------------------

@@ -176,6 +176,30 @@ TEST(DockerParseTest, NetworkListCarriesEachNetworksParent) {
   EXPECT_FALSE(not_a_list.ok());
 }
 
+// docker_gwbridge as a single-node swarm's dockerd showed it: a container's
+// interface there appears only under the network's Containers.
+TEST(DockerParseTest, NetworkInspectListsItsContainersEndpoints) {
+  auto network = ParseNetworkInspect(ReadSample("network_inspect_gwbridge.json"));
+  ASSERT_TRUE(network.ok()) << network.status();
+  EXPECT_EQ(network->name, kDockerGatewayBridge);
+  ASSERT_EQ(network->containers.size(), 2u);
+  const NetworkAttachment& c =
+      network->containers.at("8b9baccd94775b66c3eaf6cd79e9b4a97f24ac0bf8a2e534e619c10359029b9a");
+  EXPECT_EQ(c.network_id, network->id);
+  EXPECT_EQ(c.network_name, "docker_gwbridge");
+  ASSERT_TRUE(c.mac.has_value());
+  EXPECT_EQ(FormatMac(c.mac->data()), "02:42:ac:11:00:03");
+  EXPECT_EQ(c.ipv4, Ip("172.17.0.3"));
+  EXPECT_EQ(c.ipv4_prefix_length, 16);
+  EXPECT_FALSE(c.ipv6.has_value());
+
+  std::string bad = ReadSample("network_inspect_gwbridge.json");
+  bad.replace(bad.find("172.17.0.3/16"), 13, "172.17.0.3/33");
+  auto rejected = ParseNetworkInspect(bad);
+  ASSERT_FALSE(rejected.ok());
+  EXPECT_THAT(rejected.status().message(), HasSubstr("IPv4Address: bad prefix length in 172.17.0.3/33"));
+}
+
 TEST(DockerParseTest, DefaultBridgeAndHostNetworks) {
   auto bridge = ParseNetworkInspect(ReadSample("network_inspect_default_bridge.json"));
   ASSERT_TRUE(bridge.ok()) << bridge.status();

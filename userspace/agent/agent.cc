@@ -2,6 +2,7 @@
 #include "stockade/agent/agent.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
@@ -18,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "stockade/agent/docker_source.h"
 #include "stockade/errno_status.h"
 #include "stockade/links.h"
@@ -358,15 +360,58 @@ std::set<std::string> Agent::DockerMacvlanParents() const {
   return parents;
 }
 
+std::set<int32_t> Agent::DockerOverlayNetnsIds() const {
+  std::set<int32_t> ids;
+  if (!docker_) return ids;
+  auto networks = docker_->client().ListNetworks("overlay");
+  if (!networks.ok()) {
+    Log(absl::StrCat("hook on sight: ", networks.status().message()));
+    return ids;
+  }
+  // Docker mounts each overlay network's namespace at <exec-root>/netns/<n>-<the
+  // network id's first 10 characters>; the exec root is the daemon's choice,
+  // so the mount table, not a fixed path, says where.
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  for (std::string line; std::getline(mountinfo, line);) {
+    std::vector<std::string> fields = absl::StrSplit(line, ' ');
+    if (fields.size() < 10 || !fields[3].starts_with("net:[") ||
+        std::find(fields.begin(), fields.end(), "nsfs") == fields.end())
+      continue;
+    const std::string& path = fields[4];
+    const size_t slash = path.rfind('/');
+    std::string_view dir = std::string_view(path).substr(0, slash == path.npos ? 0 : slash);
+    std::string_view name = std::string_view(path).substr(slash + 1);
+    size_t dash = name.find('-');
+    if (!dir.ends_with("/netns") || dash == 0 || dash == name.npos ||
+        name.size() - dash - 1 < 10 ||
+        !std::all_of(name.begin(), name.begin() + dash, [](char c) { return absl::ascii_isdigit(c); }))
+      continue;
+    std::string_view prefix = name.substr(dash + 1);
+    if (std::none_of(networks->begin(), networks->end(),
+                     [&](const NetworkInfo& n) { return std::string_view(n.id).starts_with(prefix); }))
+      continue;
+    ScopedFd netns(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!netns.valid()) continue;  // the network went away meanwhile
+    if (auto id = NetnsIdOf(netns.get()); id.ok() && *id >= 0) ids.insert(*id);
+  }
+  return ids;
+}
+
 void Agent::HookOnSight(const std::vector<LinkInfo>& links) {
   std::vector<LinkInfo> all;  // listed once, when a candidate shows up
   std::optional<std::set<std::string>> macvlan_parents;
+  std::optional<std::set<int32_t>> overlay_netns_ids;
   for (const LinkInfo& link : links) {
     bool veth = link.kind == "veth" && link.master_ifindex != 0;
     // The clsact qdisc does not survive the move into the container: only TCX links do.
+    const bool tcx = options_.tc_mode != TcAttachMode::kClassic;
     bool macvlan = (link.kind == "macvlan" || link.kind == "ipvlan") && link.peer_ifindex != 0 &&
-                   !link.peer_in_other_netns && options_.tc_mode != TcAttachMode::kClassic;
-    if (!veth && !macvlan) continue;
+                   !link.peer_in_other_netns && tcx;
+    // An overlay container's end of its veth waits here, its peer already on
+    // the overlay network's bridge, for a second or more before Docker moves
+    // it into the container.
+    bool overlay = link.kind == "veth" && link.master_ifindex == 0 && link.peer_in_other_netns && tcx;
+    if (!veth && !macvlan && !overlay) continue;
     if (all.empty()) {
       auto listed = ListLinks();
       if (!listed.ok()) return;
@@ -378,11 +423,16 @@ void Agent::HookOnSight(const std::vector<LinkInfo>& links) {
     std::string where;
     if (veth) {
       auto master = find(link.master_ifindex);
-      // Docker's bridges: docker0 for the default network, br-<network id> for the others.
+      // Docker's bridges: docker0 for the default network, br-<network id> for
+      // the others, docker_gwbridge for swarm containers' way off their overlays.
       if (master == all.end() || master->kind != "bridge" ||
-          (master->name != "docker0" && !master->name.starts_with("br-")))
+          (master->name != "docker0" && !master->name.starts_with("br-") && master->name != kDockerGatewayBridge))
         continue;
       where = absl::StrCat("on ", master->name);
+    } else if (overlay) {
+      if (!overlay_netns_ids) overlay_netns_ids = DockerOverlayNetnsIds();
+      if (!overlay_netns_ids->contains(link.peer_netnsid)) continue;
+      where = "a veth into a Docker overlay network";
     } else {
       auto parent = find(link.peer_ifindex);
       if (parent == all.end()) continue;

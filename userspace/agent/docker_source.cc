@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "stockade/agent/docker_source.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace stockade {
@@ -97,6 +99,26 @@ absl::StatusOr<Workload> DockerSource::ToWorkload(const ContainerInfo& info) {
     iface.ipv6 = a.ipv6;
     iface.placement = network->driver == "bridge" ? HookPlacement::kHostPeer : HookPlacement::kInContainer;
     w.interfaces.push_back(std::move(iface));
+  }
+  // A swarm container's second interface, for traffic off the overlay (to
+  // the host, out through NAT), is on the host bridge docker_gwbridge; only
+  // that network's inspect shows it.
+  const bool on_overlay = std::any_of(w.interfaces.begin(), w.interfaces.end(),
+                                      [](const WorkloadInterface& i) { return i.driver == "overlay"; });
+  if (!on_overlay) return w;
+  auto gateway_bridge = client_.InspectNetwork(kDockerGatewayBridge);
+  if (absl::IsNotFound(gateway_bridge.status())) return w;  // internal overlays only
+  if (!gateway_bridge.ok()) return gateway_bridge.status();
+  networks_[gateway_bridge->id] = *gateway_bridge;  // its gateway is the host's (HostAddresses)
+  auto attached = gateway_bridge->containers.find(info.id);
+  if (attached != gateway_bridge->containers.end() && attached->second.mac) {
+    w.interfaces.push_back({.network = kDockerGatewayBridge,
+                            .driver = "bridge",
+                            .netns_path = netns,
+                            .mac = attached->second.mac,
+                            .ipv4 = attached->second.ipv4,
+                            .ipv6 = attached->second.ipv6,
+                            .placement = HookPlacement::kHostPeer});
   }
   return w;
 }

@@ -8,6 +8,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 
@@ -86,6 +87,38 @@ NetworkAttachment ParseAttachment(const std::string& name, const Json& settings)
   return attachment;
 }
 
+// An address member written with its prefix length ("172.18.0.3/16"), or "".
+std::optional<IpAddress> OptionalAddressWithLength(const Json& object, const char* key, uint8_t& length) {
+  const std::string text = StringOr(object, key);
+  if (text.empty()) return std::nullopt;
+  const size_t slash = text.find('/');
+  absl::StatusOr<IpAddress> address = ParseIpAddress(text.substr(0, slash));
+  if (!address.ok()) throw std::invalid_argument(absl::StrCat(key, ": ", address.status().message()));
+  const int max_length = address->family == STOCKADE_AF_INET ? 32 : 128;
+  if (slash != text.npos) {
+    int parsed = -1;
+    if (!absl::SimpleAtoi(text.substr(slash + 1), &parsed) || parsed < 0 || parsed > max_length)
+      throw std::invalid_argument(absl::StrCat(key, ": bad prefix length in ", text));
+    length = static_cast<uint8_t>(parsed);
+  }
+  return *address;
+}
+
+// One entry of a network inspect's Containers.
+NetworkAttachment ParseNetworkEndpoint(const NetworkInfo& network, const Json& entry) {
+  NetworkAttachment attachment{.network_name = network.name,
+                               .network_id = network.id,
+                               .endpoint_id = StringOr(entry, "EndpointID")};
+  attachment.ipv4 = OptionalAddressWithLength(entry, "IPv4Address", attachment.ipv4_prefix_length);
+  attachment.ipv6 = OptionalAddressWithLength(entry, "IPv6Address", attachment.ipv6_prefix_length);
+  if (const std::string mac = StringOr(entry, "MacAddress"); !mac.empty()) {
+    absl::StatusOr<std::array<uint8_t, 6>> parsed = ParseMac(mac);
+    if (!parsed.ok()) throw std::invalid_argument(absl::StrCat("MacAddress: ", parsed.status().message()));
+    attachment.mac = *parsed;
+  }
+  return attachment;
+}
+
 // One network, as GET /networks/ID and each entry of GET /networks show it.
 NetworkInfo NetworkFromJson(const Json& doc) {
   NetworkInfo info{.id = doc.at("Id").get<std::string>(),
@@ -103,6 +136,9 @@ NetworkInfo NetworkFromJson(const Json& doc) {
       info.ipam_pools.push_back({.subnet = *subnet, .gateway = OptionalAddress(pool, "Gateway")});
     }
   }
+  if (!IsAbsent(doc, "Containers"))
+    for (const auto& [id, entry] : doc.at("Containers").items())
+      info.containers.emplace(id, ParseNetworkEndpoint(info, entry));
   return info;
 }
 

@@ -4,6 +4,7 @@
 #include <linux/if.h>
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
+#include <linux/net_namespace.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
@@ -41,6 +42,7 @@ LinkInfo ParseLink(const nlmsghdr* msg) {
         break;
       case IFLA_LINK_NETNSID:
         link.peer_in_other_netns = true;
+        std::memcpy(&link.peer_netnsid, RTA_DATA(a), 4);
         break;
       case IFLA_MASTER:
         std::memcpy(&link.master_ifindex, RTA_DATA(a), 4);
@@ -119,6 +121,49 @@ absl::StatusOr<std::vector<LinkAddress>> ListAddresses() {
                                    [&](const nlmsghdr* msg) { addresses.push_back(ParseAddress(msg)); });
   if (!s.ok()) return s;
   return addresses;
+}
+
+absl::StatusOr<int32_t> NetnsIdOf(int netns_fd) {
+  ScopedFd sock(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  if (!sock.valid()) return ErrnoStatus(errno, "open rtnetlink socket");
+  struct {
+    nlmsghdr header;
+    rtgenmsg body;
+    char body_pad[NLMSG_ALIGN(sizeof(rtgenmsg)) - sizeof(rtgenmsg)];
+    rtattr fd_attr;
+    uint32_t fd;
+  } request{};
+  request.header.nlmsg_len = sizeof(request);
+  request.header.nlmsg_type = RTM_GETNSID;
+  request.header.nlmsg_flags = NLM_F_REQUEST;
+  request.body.rtgen_family = AF_UNSPEC;
+  request.fd_attr.rta_type = NETNSA_FD;
+  request.fd_attr.rta_len = RTA_LENGTH(sizeof(uint32_t));
+  request.fd = static_cast<uint32_t>(netns_fd);
+  if (send(sock.get(), &request, sizeof(request), 0) < 0) return ErrnoStatus(errno, "RTM_GETNSID");
+  alignas(nlmsghdr) char buf[4096];
+  ssize_t n;
+  do {
+    n = recv(sock.get(), buf, sizeof(buf), 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return ErrnoStatus(errno, "RTM_GETNSID");
+  int len = static_cast<int>(n);
+  for (auto* msg = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(msg, static_cast<unsigned>(len));
+       msg = NLMSG_NEXT(msg, len)) {
+    if (msg->nlmsg_type == NLMSG_ERROR)
+      return ErrnoStatus(-static_cast<const nlmsgerr*>(NLMSG_DATA(msg))->error, "RTM_GETNSID");
+    if (msg->nlmsg_type != RTM_NEWNSID) continue;
+    int attrs_len = static_cast<int>(msg->nlmsg_len - NLMSG_LENGTH(NLMSG_ALIGN(sizeof(rtgenmsg))));
+    const auto* a = reinterpret_cast<const rtattr*>(static_cast<const char*>(NLMSG_DATA(msg)) +
+                                                    NLMSG_ALIGN(sizeof(rtgenmsg)));
+    for (; RTA_OK(a, attrs_len); a = RTA_NEXT(a, attrs_len)) {
+      if (a->rta_type != NETNSA_NSID) continue;
+      int32_t id;
+      std::memcpy(&id, RTA_DATA(a), sizeof(id));
+      return id;
+    }
+  }
+  return absl::InternalError("RTM_GETNSID: no NETNSA_NSID in the answer");
 }
 
 absl::StatusOr<LinkMonitor> LinkMonitor::Open() {

@@ -125,12 +125,16 @@ class Agent {
   // A container's interface as it appears in the host namespace, hooked at
   // once so the container's first packet meets a program (which drops it
   // until the endpoint's record is written), not an open wire: a veth just
-  // enslaved to a Docker bridge, or a macvlan or ipvlan on the parent of a
-  // Docker network, which Docker then moves into the container's namespace
+  // enslaved to a Docker bridge; a macvlan or ipvlan on the parent of a
+  // Docker network, or the container's end of a veth whose other end is in a
+  // Docker overlay network's namespace, which Docker then moves into the container's namespace
   // (its TCX links go with it; AdoptMovedLink finds them there).
   void HookOnSight(const std::vector<LinkInfo>& links);
   // The parent interfaces of Docker's macvlan and ipvlan networks, asked of Docker.
   std::set<std::string> DockerMacvlanParents() const;
+  // The namespaces Docker made for its overlay networks, by the id this
+  // namespace knows each by (LinkInfo::peer_netnsid).
+  std::set<int32_t> DockerOverlayNetnsIds() const;
   // With the thread in the hook's namespace: takes over a TCX link of ours
   // already on `ifindex` in `direction` under `pin`. False if there is none.
   bool AdoptMovedLink(const std::string& pin, uint32_t ifindex, TcHook direction);

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -73,6 +74,10 @@ struct IpamPool {
 };
 
 // GET /networks/{id}.
+// The host bridge through which swarm containers reach the host and the
+// world; each is also on one or more overlay networks.
+inline constexpr char kDockerGatewayBridge[] = "docker_gwbridge";
+
 struct NetworkInfo {
   std::string id;
   std::string name;
@@ -83,6 +88,10 @@ struct NetworkInfo {
   DockerLabels options;  // driver options, e.g. "parent" for macvlan
   DockerLabels labels;
   std::vector<IpamPool> ipam_pools;
+  // Containers: each attached container's endpoint, by container id. Only
+  // network inspect fills it; the one place to learn a swarm container's
+  // docker_gwbridge interface, which the container's own inspect leaves out.
+  std::map<std::string, NetworkAttachment> containers;
 };
 
 enum class DockerEventType { kContainer, kNetwork };
