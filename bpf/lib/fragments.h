@@ -16,7 +16,7 @@ static __always_inline void frag_key_for(struct frag_key *key, const struct flow
 	__builtin_memcpy(key->saddr, flow->tuple.saddr, 16);
 	__builtin_memcpy(key->daddr, flow->tuple.daddr, 16);
 	key->id = flow->frag_id;
-	key->protocol = flow->tuple.protocol;
+	key->protocol = flow->frag_protocol;
 	key->family = flow->tuple.family;
 	key->pad = 0;
 }

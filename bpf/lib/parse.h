@@ -67,6 +67,10 @@ struct flow {
 	__u8 icmp_code;
 	__u8 inner_valid;
 	__u8 nd_target[16]; /* neighbour advertisement target */
+	/* The protocol the fragment header names, which keys the datagram: a
+	 * first fragment's upper layer may lie behind extension headers (say,
+	 * destination options) that the later fragments do not repeat. */
+	__u8 frag_protocol;
 };
 
 #define PTR_ADD(p, off) ((void *)((__u8 *)(p) + (off)))
@@ -182,8 +186,11 @@ static __always_inline int parse_l4(void *l4, void *end, __u32 l4_len, struct fl
 		need = 4;
 		break;
 	case IPPROTO_IGMP:
-		/* Multicast membership is the link's business, as MLD is for IPv6. */
-		flow->kind = FLOW_KIND_NEIGHBOUR;
+		/* Multicast membership is the link's business, as MLD is for IPv6.
+		 * Only IPv4 has IGMP, and only to a group: IPv6 next header 2, or
+		 * IGMP to a unicast peer, is a flow that policy decides. */
+		if (t->family == STOCKADE_AF_INET && (t->daddr[0] & 0xf0) == 0xe0)
+			flow->kind = FLOW_KIND_NEIGHBOUR;
 		break;
 	}
 	if (l4_len < need)
@@ -250,6 +257,7 @@ static __always_inline int parse_ipv4(void *l3, void *end, __u32 avail, struct f
 	/* Offset 8 rewrites the TCP flags of the first fragment (RFC 1858). */
 	if ((frag & 0x1fff) == 1 && ip->protocol == IPPROTO_TCP)
 		return DROP_FRAG_TOO_SMALL;
+	flow->frag_protocol = ip->protocol;
 	if (frag & 0x1fff) {
 		flow->fragment = FRAG_LATER;
 		flow->frag_id = ip->id;
@@ -311,6 +319,7 @@ static __always_inline int parse_ipv6(void *l3, void *end, __u32 avail, struct f
 			ext_len = 8;
 			off = bpf_ntohs(*(__u16 *)(ext + 2));
 			flow->frag_id = *(__u32 *)(ext + 4);
+			flow->frag_protocol = ext[0];
 			if ((off >> 3) == 1 && ext[0] == IPPROTO_TCP)
 				return DROP_FRAG_TOO_SMALL; /* overlaps the TCP header, RFC 1858 */
 			if (off & 0xfff8) {
