@@ -39,9 +39,11 @@ static __always_inline void decide_policy(const struct endpoint_info *ep, const 
 		.protocol = flow->tuple.protocol,
 		.port = port,
 		.enforced = !!enforced_in(ep, dir),
+		/* The flow's destination port (port), not this packet's: a reply to
+		 * a flow from VXLAN's port is no VXLAN. */
 		.tunnel = dir == DIR_EGRESS &&
 			  (ip_protocol_is_tunnel(flow->tuple.protocol) ||
-			   (flow->tuple.protocol == IPPROTO_UDP && udp_port_is_tunnel(flow->tuple.dport))),
+			   (flow->tuple.protocol == IPPROTO_UDP && udp_port_is_tunnel(port))),
 	};
 
 	d->remote_identity = q.remote_identity;

@@ -34,6 +34,7 @@ static __always_inline int fragment_track(struct flow *flow)
 			.sport = flow->tuple.sport,
 			.dport = flow->tuple.dport,
 			.policy_port = flow->policy_port,
+			.protocol = flow->tuple.protocol,
 		};
 
 		if (bpf_map_update_elem(&fragments, &key, &value, BPF_ANY) != 0)
@@ -46,6 +47,7 @@ static __always_inline int fragment_track(struct flow *flow)
 	flow->tuple.sport = found->sport;
 	flow->tuple.dport = found->dport;
 	flow->policy_port = found->policy_port;
+	flow->tuple.protocol = found->protocol;
 	return 0;
 }
 

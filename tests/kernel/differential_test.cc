@@ -304,7 +304,21 @@ class FrameGenerator {
       uint8_t type = Chance(0.9) ? Pick<uint8_t>({3, 4, 11, 12}) : Byte();
       b.Icmpv4Error({.type = type, .code = code}, quoted, max_quoted);
     }
-    return {b.Build(), error_from_web, absl::StrCat(what, ", quote cut at ", max_quoted)};
+    std::vector<uint8_t> frame = b.Build();
+    if (Chance(0.1)) {
+      // The quote after the datagram's end, as Ethernet padding: no part of the error.
+      PacketBuilder bare = Base(error_from_web);
+      AddIp(bare, f, error_from_web);
+      if (f.v6)
+        bare.Icmpv6Error({.type = 1, .code = code}, quoted, 0);
+      else
+        bare.Icmpv4Error({.type = 3, .code = code}, quoted, 0);
+      frame = bare.Build();
+      std::vector<uint8_t> quote = quoted.Build();
+      frame.insert(frame.end(), quote.begin(), quote.end());
+      what += ", quote in the padding";
+    }
+    return {frame, error_from_web, absl::StrCat(what, ", quote cut at ", max_quoted)};
   }
 
   // ARP, neighbour discovery, MLD and IGMP, honest and not.

@@ -559,7 +559,8 @@ int VerdictModel::Enforce(const endpoint_key& interface, const endpoint_info& ep
     key.protocol = f.frag_protocol;
     key.family = f.family;
     if (f.fragment == Flow::Fragment::kFirst) {
-      fragments_[KeyBytes(key)] = frag_value{.sport = f.sport, .dport = f.dport, .policy_port = f.policy_port};
+      fragments_[KeyBytes(key)] =
+          frag_value{.sport = f.sport, .dport = f.dport, .policy_port = f.policy_port, .protocol = f.protocol, .pad = 0};
     } else {
       auto it = fragments_.find(KeyBytes(key));
       // Without its first fragment, a fragment has no ports to be judged by.
@@ -567,6 +568,9 @@ int VerdictModel::Enforce(const endpoint_key& interface, const endpoint_info& ep
       f.sport = it->second.sport;
       f.dport = it->second.dport;
       f.policy_port = it->second.policy_port;
+      // A later fragment is the first's datagram: its protocol too, whatever
+      // header its own fragment header names next.
+      f.protocol = it->second.protocol;
     }
   }
 
