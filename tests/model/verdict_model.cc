@@ -510,9 +510,7 @@ VerdictModel::PolicyAnswer VerdictModel::DecidePolicy(const endpoint_info& ep, u
   }
   if (allow) {
     answer.rule_id = allow->rule_id;
-    // requireTLS (POLICY_F_REQUIRE_TLS) is not modelled yet: where the
-    // allowing entry carries it, the client's first payload will be judged
-    // here (a TLS ClientHello or DROP_TLS_REQUIRED, remembered in the entry).
+    // requireTLS is not modelled yet (see Enforce(), on an established flow).
     return answer;
   }
   if (enforced) answer.reason = DROP_POLICY_DENIED;  // default deny
@@ -603,6 +601,11 @@ int VerdictModel::Enforce(const endpoint_key& interface, const endpoint_info& ep
       e.policy_revision = ep.policy_revision;
       e.rule_id = answer.rule_id;
     }
+    // requireTLS goes here, once modelled: a flow whose allowing entry had
+    // POLICY_F_REQUIRE_TLS (CT_F_TLS_REQUIRED, set at creation below) judges
+    // the client's first TCP payload: a TLS ClientHello record marks it
+    // verified, anything else is DROP_TLS_REQUIRED and remembered
+    // (CT_F_DENIED, deny_reason) until the revision changes.
     ++e.packets;
     if (is_reply) e.flags |= CT_F_SEEN_REPLY;
     if (f.protocol == kTcp) AdvanceTcp(e, f.tcp_flags, is_reply);
