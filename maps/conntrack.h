@@ -98,8 +98,13 @@ struct frag_value {
 	__u16 sport;       /* network order */
 	__u16 dport;       /* network order */
 	__u16 policy_port; /* network order; the ICMP type for ICMP */
-	__u16 pad;
+	/* IPPROTO_*: the first fragment's upper layer. An IPv6 later fragment
+	 * names only what follows its fragment header, which may be an
+	 * extension header (destination options) and not the protocol. */
+	__u8 protocol;
+	__u8 pad;
 };
 STOCKADE_ABI_SIZE(struct frag_value, 8);
+STOCKADE_ABI_OFFSET(struct frag_value, protocol, 6);
 
 #endif /* STOCKADE_MAPS_CONNTRACK_H */

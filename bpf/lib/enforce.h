@@ -39,9 +39,11 @@ static __always_inline void decide_policy(const struct endpoint_info *ep, const 
 		.protocol = flow->tuple.protocol,
 		.port = port,
 		.enforced = !!enforced_in(ep, dir),
+		/* The flow's destination port (port), not this packet's: a reply to
+		 * a flow from VXLAN's port is no VXLAN. */
 		.tunnel = dir == DIR_EGRESS &&
 			  (ip_protocol_is_tunnel(flow->tuple.protocol) ||
-			   (flow->tuple.protocol == IPPROTO_UDP && udp_port_is_tunnel(flow->tuple.dport))),
+			   (flow->tuple.protocol == IPPROTO_UDP && udp_port_is_tunnel(port))),
 	};
 
 	d->remote_identity = q.remote_identity;
@@ -49,8 +51,14 @@ static __always_inline void decide_policy(const struct endpoint_info *ep, const 
 	d->rule_id = res->rule_id;
 }
 
-/* An ICMP error that quotes a flow we track is part of that flow. */
-static __always_inline int icmp_error_is_related(const struct packet *pkt, const struct flow *flow, __u64 now)
+/*
+ * An ICMP error that quotes a flow we track is part of that flow, if the
+ * flow's verdict stands under the endpoint's current policy: a revoked flow
+ * gets no errors through. A stale entry is confirmed (or cut) by the flow's
+ * next packet, which is what an error answers.
+ */
+static __always_inline int icmp_error_is_related(const struct packet *pkt, const struct endpoint_info *ep,
+						 const struct flow *flow, __u64 now)
 {
 	struct ct_key key;
 	struct ct_entry *e;
@@ -62,7 +70,7 @@ static __always_inline int icmp_error_is_related(const struct packet *pkt, const
 		return 0;
 	ct_key_for(&key, &flow->inner, pkt->netns_cookie, pkt->ifindex);
 	e = bpf_map_lookup_elem(&conntrack, &key);
-	return e && e->expires_ns > now;
+	return e && e->expires_ns > now && e->policy_revision == ep->policy_revision;
 }
 
 /*
@@ -125,7 +133,7 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 	/* Lifetimes are seconds long: the coarse clock (a few ns) is precise
 	 * enough, where the precise one costs ~20 ns a packet on a VM. */
 	now = bpf_ktime_get_coarse_ns();
-	if (icmp_error_is_related(pkt, flow, now))
+	if (icmp_error_is_related(pkt, ep, flow, now))
 		return REASON_NONE;
 
 	src_is_a = ct_key_for(&ct_key, &flow->tuple, pkt->netns_cookie, pkt->ifindex);

@@ -16,7 +16,7 @@ static __always_inline void frag_key_for(struct frag_key *key, const struct flow
 	__builtin_memcpy(key->saddr, flow->tuple.saddr, 16);
 	__builtin_memcpy(key->daddr, flow->tuple.daddr, 16);
 	key->id = flow->frag_id;
-	key->protocol = flow->tuple.protocol;
+	key->protocol = flow->frag_protocol;
 	key->family = flow->tuple.family;
 	key->pad = 0;
 }
@@ -34,6 +34,7 @@ static __always_inline int fragment_track(struct flow *flow)
 			.sport = flow->tuple.sport,
 			.dport = flow->tuple.dport,
 			.policy_port = flow->policy_port,
+			.protocol = flow->tuple.protocol,
 		};
 
 		if (bpf_map_update_elem(&fragments, &key, &value, BPF_ANY) != 0)
@@ -46,6 +47,7 @@ static __always_inline int fragment_track(struct flow *flow)
 	flow->tuple.sport = found->sport;
 	flow->tuple.dport = found->dport;
 	flow->policy_port = found->policy_port;
+	flow->tuple.protocol = found->protocol;
 	return 0;
 }
 

@@ -67,10 +67,25 @@ struct flow {
 	__u8 icmp_code;
 	__u8 inner_valid;
 	__u8 nd_target[16]; /* neighbour advertisement target */
+	/* The protocol the fragment header names, which keys the datagram: a
+	 * first fragment's upper layer may lie behind extension headers (say,
+	 * destination options) that the later fragments do not repeat. */
+	__u8 frag_protocol;
 };
 
 #define PTR_ADD(p, off) ((void *)((__u8 *)(p) + (off)))
 #define HAS_BYTES(p, n, end) ((void *)((__u8 *)(p) + (n)) <= (end))
+
+/*
+ * The ICMP of the packet's own family. ICMPv6 carried in IPv4 (or ICMP in
+ * IPv6) is no control message of that stack: a protocol without ports,
+ * types or exemptions (an ICMPv6 'neighbour solicitation' in IPv4 skipped
+ * policy as neighbour discovery).
+ */
+static __always_inline int is_icmp_of_family(__u8 protocol, __u8 family)
+{
+	return family == STOCKADE_AF_INET ? protocol == IPPROTO_ICMP : protocol == IPPROTO_ICMPV6;
+}
 
 /* Ports from the first bytes of an L4 header, for TCP, UDP, SCTP and ICMP echo. */
 static __always_inline int parse_l4_ports(void *l4, void *end, __u8 protocol, __u8 family, struct flow_tuple *t)
@@ -89,6 +104,8 @@ static __always_inline int parse_l4_ports(void *l4, void *end, __u8 protocol, __
 		return 0;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6:
+		if (!is_icmp_of_family(protocol, family))
+			return 0;
 		if (!HAS_BYTES(l4, 8, end))
 			return DROP_INVALID_PACKET;
 		/* The echo identifier stands in for a port, on the requester's
@@ -103,32 +120,48 @@ static __always_inline int parse_l4_ports(void *l4, void *end, __u8 protocol, __
 	return 0;
 }
 
-/* The IP header inside an ICMP error, to match it against conntrack. */
-static __always_inline void parse_icmp_inner(void *inner, void *end, __u8 family, struct flow *flow)
+/* Bytes parse_l4_ports() reads. */
+static __always_inline __u32 l4_ports_bytes(__u8 protocol, __u8 family)
+{
+	if (protocol == IPPROTO_TCP || protocol == IPPROTO_UDP || protocol == IPPROTO_SCTP)
+		return 4;
+	return is_icmp_of_family(protocol, family) ? 8 : 0;
+}
+
+/*
+ * The IP header inside an ICMP error, to match it against conntrack. avail:
+ * the error's datagram after its ICMP header. What lies beyond (Ethernet
+ * padding) is no part of the quote, though it is in the frame: checked by
+ * number, as the frame's end is what the verifier knows.
+ */
+static __always_inline void parse_icmp_inner(void *inner, void *end, __u32 avail, __u8 family, struct flow *flow)
 {
 	struct flow_tuple *t = &flow->inner;
+	__u32 hlen;
 
 	if (family == STOCKADE_AF_INET) {
 		struct iphdr *ip = inner;
 
-		if (!HAS_BYTES(ip, sizeof(*ip), end) || ip->ihl < 5 || ip->version != 4)
+		if (avail < sizeof(*ip) || !HAS_BYTES(ip, sizeof(*ip), end) || ip->ihl < 5 || ip->version != 4)
 			return;
 		__builtin_memcpy(t->saddr, &ip->saddr, 4);
 		__builtin_memcpy(t->daddr, &ip->daddr, 4);
 		t->protocol = ip->protocol;
-		inner = PTR_ADD(ip, ip->ihl * 4);
+		hlen = ip->ihl * 4;
 	} else {
 		struct ipv6hdr *ip6 = inner;
 
-		if (!HAS_BYTES(ip6, sizeof(*ip6), end) || ip6->version != 6)
+		if (avail < sizeof(*ip6) || !HAS_BYTES(ip6, sizeof(*ip6), end) || ip6->version != 6)
 			return;
 		__builtin_memcpy(t->saddr, &ip6->saddr, 16);
 		__builtin_memcpy(t->daddr, &ip6->daddr, 16);
 		t->protocol = ip6->nexthdr;
-		inner = PTR_ADD(ip6, sizeof(*ip6));
+		hlen = sizeof(*ip6);
 	}
 	t->family = family;
-	if (parse_l4_ports(inner, end, t->protocol, family, t) < 0)
+	if (hlen + l4_ports_bytes(t->protocol, family) > avail)
+		return;
+	if (parse_l4_ports(PTR_ADD(inner, hlen), end, t->protocol, family, t) < 0)
 		return;
 	flow->inner_valid = 1;
 }
@@ -174,16 +207,21 @@ static __always_inline int parse_l4(void *l4, void *end, __u32 l4_len, struct fl
 		need = sizeof(struct tcphdr);
 		break;
 	case IPPROTO_UDP:
+		need = 8;
+		break;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6:
-		need = 8;
+		need = is_icmp_of_family(t->protocol, t->family) ? 8 : 0;
 		break;
 	case IPPROTO_SCTP:
 		need = 4;
 		break;
 	case IPPROTO_IGMP:
-		/* Multicast membership is the link's business, as MLD is for IPv6. */
-		flow->kind = FLOW_KIND_NEIGHBOUR;
+		/* Multicast membership is the link's business, as MLD is for IPv6.
+		 * Only IPv4 has IGMP, and only to a group: IPv6 next header 2, or
+		 * IGMP to a unicast peer, is a flow that policy decides. */
+		if (t->family == STOCKADE_AF_INET && (t->daddr[0] & 0xf0) == 0xe0)
+			flow->kind = FLOW_KIND_NEIGHBOUR;
 		break;
 	}
 	if (l4_len < need)
@@ -199,7 +237,7 @@ static __always_inline int parse_l4(void *l4, void *end, __u32 l4_len, struct fl
 		if (!HAS_BYTES(tcp, sizeof(*tcp), end) || tcp->doff < 5)
 			return DROP_INVALID_PACKET;
 		flow->tcp_flags = ((__u8 *)tcp)[13];
-	} else if (t->protocol == IPPROTO_ICMP || t->protocol == IPPROTO_ICMPV6) {
+	} else if (is_icmp_of_family(t->protocol, t->family)) {
 		__u8 type;
 
 		/* parse_l4_ports checked these bytes, but clang tests the protocol in
@@ -216,11 +254,11 @@ static __always_inline int parse_l4(void *l4, void *end, __u32 l4_len, struct fl
 		if (icmp_is_error(t->family, type)) {
 			flow->kind = FLOW_KIND_ICMP_ERROR;
 			if (flow->fragment == FRAG_NONE)
-				parse_icmp_inner(PTR_ADD(l4, 8), end, t->family, flow);
+				parse_icmp_inner(PTR_ADD(l4, 8), end, l4_len - 8, t->family, flow);
 		} else if (t->protocol == IPPROTO_ICMPV6 && icmp6_is_neighbour(type)) {
 			flow->kind = FLOW_KIND_NEIGHBOUR;
 			if (type == NDISC_NEIGHBOUR_ADVERTISEMENT) {
-				if (!HAS_BYTES(l4, 24, end))
+				if (l4_len < 24 || !HAS_BYTES(l4, 24, end))
 					return DROP_INVALID_PACKET;
 				__builtin_memcpy(flow->nd_target, PTR_ADD(l4, 8), 16);
 			}
@@ -250,6 +288,7 @@ static __always_inline int parse_ipv4(void *l3, void *end, __u32 avail, struct f
 	/* Offset 8 rewrites the TCP flags of the first fragment (RFC 1858). */
 	if ((frag & 0x1fff) == 1 && ip->protocol == IPPROTO_TCP)
 		return DROP_FRAG_TOO_SMALL;
+	flow->frag_protocol = ip->protocol;
 	if (frag & 0x1fff) {
 		flow->fragment = FRAG_LATER;
 		flow->frag_id = ip->id;
@@ -311,6 +350,7 @@ static __always_inline int parse_ipv6(void *l3, void *end, __u32 avail, struct f
 			ext_len = 8;
 			off = bpf_ntohs(*(__u16 *)(ext + 2));
 			flow->frag_id = *(__u32 *)(ext + 4);
+			flow->frag_protocol = ext[0];
 			if ((off >> 3) == 1 && ext[0] == IPPROTO_TCP)
 				return DROP_FRAG_TOO_SMALL; /* overlaps the TCP header, RFC 1858 */
 			if (off & 0xfff8) {

@@ -153,6 +153,15 @@ TEST_F(RevocationTest, ANewRevisionThatStillAllowsKeepsTheFlow) {
   EXPECT_EQ(entries[0].policy_revision, 2u);
 }
 
+// Found by the differential test: checked again, a flow's tunnel test read
+// the reply's destination port, so a reply to a flow from VXLAN's port was
+// cut as a tunnel web had sent.
+TEST_F(RevocationTest, AReplyToVxlansPortIsNoTunnelWhenCheckedAgain) {
+  ASSERT_TRUE(Passes(kOut, FromWeb("198.51.100.7").Udp({.sport = 4789, .dport = 1234}).Build()));
+  SetWeb(ENDPOINT_F_ENFORCE_INGRESS | ENDPOINT_F_ENFORCE_EGRESS, 2);
+  EXPECT_TRUE(Passes(kIn, ToWeb("198.51.100.7").Udp({.sport = 1234, .dport = 4789}).Build()));
+}
+
 using RelatedIcmpTest = WebEndpointTest;
 
 PacketBuilder QuotedUdp(const char* src, const char* dst, uint16_t sport, uint16_t dport) {
@@ -187,6 +196,41 @@ TEST_F(RelatedIcmpTest, Icmpv6ErrorAboutATrackedFlowIsRelated) {
   PacketBuilder quoted;
   quoted.Ipv6({.src = Ipv6(kWebIp6), .dst = Ipv6(kBackendIp6)}).Tcp({.sport = 4444, .dport = 5432, .flags = kTcpSyn});
   EXPECT_TRUE(Passes(kIn, ToWeb6(kBackendIp6).Icmpv6Error({.type = 1, .code = 4}, quoted).Build()));
+}
+
+// Found by the differential test: an error quoting a revoked flow passed as
+// related, and its quote can carry what the flow no longer may.
+TEST_F(RelatedIcmpTest, ErrorAboutARevokedFlowIsNotRelated) {
+  ASSERT_TRUE(Passes(kOut, FromWeb().Udp({.sport = 3333, .dport = 53}).Build()));
+  std::vector<DatapathRule> rules = WebRules();
+  rules.erase(rules.begin() + 2);  // rule 3: web -> backend udp/53
+  SetRules(rules);
+  SetWeb(ENDPOINT_F_ENFORCE_INGRESS | ENDPOINT_F_ENFORCE_EGRESS, 2);
+  EXPECT_FALSE(Passes(kIn, ToWeb(kBackendIp)
+                               .Icmpv4Error({.type = 3, .code = 3}, QuotedUdp(kWebIp, kBackendIp, 3333, 53))
+                               .Build()));
+}
+
+// Found by the differential test: a quote after the error's datagram (in
+// the frame's padding) was read as the quote.
+TEST_F(RelatedIcmpTest, QuoteBeyondTheDatagramIsNoQuote) {
+  ASSERT_TRUE(Passes(kOut, FromWeb().Udp({.sport = 3333, .dport = 53}).Build()));
+  std::vector<uint8_t> error = ToWeb(kBackendIp)
+                                   .Icmpv4Error({.type = 3, .code = 3}, QuotedUdp(kWebIp, kBackendIp, 3333, 53), 0)
+                                   .Build();
+  std::vector<uint8_t> padding = QuotedUdp(kWebIp, kBackendIp, 3333, 53).Build();
+  error.insert(error.end(), padding.begin(), padding.end());
+  EXPECT_FALSE(Passes(kIn, error));
+}
+
+TEST_F(RelatedIcmpTest, ErrorAfterAPolicyChangeIsRelatedOnceTheFlowGoesOn) {
+  ASSERT_TRUE(Passes(kOut, FromWeb().Udp({.sport = 3333, .dport = 53}).Build()));
+  SetWeb(ENDPOINT_F_ENFORCE_INGRESS | ENDPOINT_F_ENFORCE_EGRESS, 2);
+  // The packet an error answers passes first, and confirms the flow under the new revision.
+  ASSERT_TRUE(Passes(kOut, FromWeb().Udp({.sport = 3333, .dport = 53}).Build()));
+  EXPECT_TRUE(Passes(kIn, ToWeb(kBackendIp)
+                              .Icmpv4Error({.type = 3, .code = 3}, QuotedUdp(kWebIp, kBackendIp, 3333, 53))
+                              .Build()));
 }
 
 using FragmentTest = WebEndpointTest;
@@ -230,6 +274,22 @@ TEST_F(FragmentTest, FragmentOfAnotherDatagramDoesNotRideAlong) {
       .Ipv4({.src = Ipv4(kWebIp), .dst = Ipv4(kBackendIp), .id = 4242, .fragment_offset = 100, .protocol = IPPROTO_UDP})
       .Payload(std::vector<uint8_t>(64, 1));
   EXPECT_FALSE(Passes(kOut, other.Build()));
+}
+
+// Found by the differential test: the first fragment's datagram was keyed
+// by its upper-layer protocol, the later ones by the fragment header's next
+// header (destination options here), so they never met; and a later
+// fragment was judged as protocol 60, not as the first's UDP.
+TEST_F(FragmentTest, Ipv6LaterFragmentsFindAFirstBehindDestinationOptions) {
+  auto fragments = PacketBuilder()
+                       .Ethernet({.src = Mac(kWebMac)})
+                       .Ipv6({.src = Ipv6(kWebIp6), .dst = Ipv6(kBackendIp6),
+                              .extension_headers = {Ipv6DestinationOptions{}}})
+                       .Udp({.dport = 53})
+                       .Payload(std::vector<uint8_t>(400, 7))
+                       .BuildFragments(128, 77);
+  ASSERT_GE(fragments.size(), 3u);
+  for (const auto& f : fragments) EXPECT_TRUE(Passes(kOut, f));
 }
 
 using EndpointStateTest = WebEndpointTest;

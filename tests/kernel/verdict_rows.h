@@ -165,6 +165,23 @@ inline std::vector<VerdictRow> VerdictRows() {
       {"igmp from a spoofed source", out, Igmp(kWebMac, "10.0.0.66", "224.0.0.22", 0x22), false,
        DROP_SPOOFED_SOURCE},
       {"igmp query to web", in, Igmp("02:00:00:00:00:01", "10.0.0.1", "224.0.0.1", 0x11), true, REASON_NONE},
+      // Found by the differential test: these passed as link housekeeping, past policy.
+      {"igmp to a unicast peer is a flow", out, Igmp(kWebMac, kWebIp, kBackendIp, 0x22), false, DROP_POLICY_DENIED,
+       0},
+      {"ipv6 next header 2 is no igmp", out,
+       PacketBuilder()
+           .Ethernet({.src = Mac(kWebMac)})
+           .Ipv6({.src = Ipv6(kWebIp6), .dst = Ipv6(kBackendIp6), .next_header = IPPROTO_IGMP})
+           .Payload({0x22, 0, 0, 0, 0, 0, 0, 0})
+           .Build(),
+       false, DROP_POLICY_DENIED, 0},
+      {"icmpv6 neighbour solicitation inside ipv4 is no neighbour discovery", out,
+       PacketBuilder()
+           .Ethernet({.src = Mac(kWebMac)})
+           .Ipv4({.src = Ipv4(kWebIp), .dst = Ipv4(kBackendIp), .protocol = IPPROTO_ICMPV6})
+           .Payload(std::vector<uint8_t>{135, 0, 0, 0, 0, 0, 0, 0, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3})
+           .Build(),
+       false, DROP_POLICY_DENIED, 0},
 
       // VLANs and tunnels sent by a container.
       {"vlan-tagged frame", out,
