@@ -10,6 +10,8 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+
+#include <curl/curl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -212,6 +214,35 @@ absl::StatusOr<absl::Duration> WaitUntil(const std::function<bool()>& done, absl
       return absl::DeadlineExceededError(absl::StrCat(what, ": not within ", absl::FormatDuration(timeout)));
     absl::SleepFor(absl::Milliseconds(50));
   }
+}
+
+namespace {
+
+size_t AppendBody(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ScrapeMetrics(const std::string& address, std::string* content_type) {
+  CURL* curl = curl_easy_init();
+  std::string body;
+  std::string url = absl::StrCat("http://", address, "/metrics");
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, AppendBody);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 10L);
+  CURLcode rc = curl_easy_perform(curl);
+  long code = 0;
+  char* type = nullptr;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &type);
+  if (type && content_type) *content_type = type;
+  curl_easy_cleanup(curl);
+  if (rc != CURLE_OK) return absl::UnavailableError(absl::StrCat("GET ", url, ": ", curl_easy_strerror(rc)));
+  if (code != 200) return absl::InternalError(absl::StrCat("GET ", url, ": HTTP ", code));
+  return body;
 }
 
 }  // namespace stockade::testing

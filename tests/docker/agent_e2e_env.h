@@ -104,6 +104,11 @@ class AgentInstance {
   std::set<pid_t> running_;  // started and not yet reaped
 };
 
+// GET http://address/metrics: the body of a 200 answer; its Content-Type
+// into `content_type` when given.
+[[nodiscard]] absl::StatusOr<std::string> ScrapeMetrics(const std::string& address,
+                                                        std::string* content_type = nullptr);
+
 // Polls `done` every 50 ms until it holds or `timeout` passes; returns how
 // long it took, or DeadlineExceeded naming `what`.
 [[nodiscard]] absl::StatusOr<absl::Duration> WaitUntil(const std::function<bool()>& done, absl::Duration timeout,
