@@ -10,15 +10,16 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -243,6 +244,21 @@ absl::StatusOr<std::string> ScrapeMetrics(const std::string& address, std::strin
   if (rc != CURLE_OK) return absl::UnavailableError(absl::StrCat("GET ", url, ": ", curl_easy_strerror(rc)));
   if (code != 200) return absl::InternalError(absl::StrCat("GET ", url, ": HTTP ", code));
   return body;
+}
+
+absl::StatusOr<nlohmann::json> WaitForDockerError(const AgentInstance& instance, absl::string_view text,
+                                                  absl::Duration timeout) {
+  absl::StatusOr<nlohmann::json> status;
+  absl::StatusOr<absl::Duration> waited = WaitUntil(
+      [&] {
+        status = instance.Ctl({"status"});
+        return status.ok() && absl::StrContains(status->value("docker_error", ""), text);
+      },
+      timeout, absl::StrCat("docker_error containing '", text, "'"));
+  if (!waited.ok())
+    return absl::DeadlineExceededError(absl::StrCat(waited.status().message(), "; last status: ",
+                                                    status.ok() ? status->dump() : status.status().ToString()));
+  return status;
 }
 
 }  // namespace stockade::testing

@@ -4,7 +4,6 @@
 // connection shows in `stockade-tail -o json` with both containers' names and
 // the rule that decided it; the tail lives through an agent restart; a
 // Prometheus scrape counts what was dropped.
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -11,11 +11,13 @@
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "stockade/errno_status.h"
 #include "stockade/process.h"
@@ -63,6 +65,18 @@ absl::StatusOr<TestCertificate> TestCertificates::MakeSigned(absl::string_view n
     return s;
   if (chmod(leaf.key.c_str(), 0600) != 0) return ErrnoStatus(errno, absl::StrCat("chmod ", leaf.key));
   return leaf;
+}
+
+std::vector<std::string> PemBodyPieces(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream pem;
+  pem << in.rdbuf();
+  std::vector<std::string> pieces;
+  for (absl::string_view line : absl::StrSplit(pem.str(), '\n')) {
+    if (line.empty() || absl::StartsWith(line, "-----")) continue;
+    for (size_t at = 0; at + 16 <= line.size(); at += 16) pieces.emplace_back(line.substr(at, 16));
+  }
+  return pieces;
 }
 
 absl::StatusOr<TlsTestServer> TlsTestServer::Start(const TestCertificate& server, const std::string& client_ca) {

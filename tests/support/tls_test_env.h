@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -37,6 +38,10 @@ class TestCertificates {
  private:
   std::string dir_;
 };
+
+// Every 16 characters of the base64 body of the PEM file at `path` (the
+// BEGIN/END lines left out): any one of them in a message would be a leak.
+std::vector<std::string> PemBodyPieces(const std::string& path);
 
 // `openssl s_server` with `server`'s certificate; with `client_ca` set it
 // demands a client certificate signed by it. Stopped (by pid) when destroyed.

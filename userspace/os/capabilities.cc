@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <memory>
+#include <type_traits>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -15,6 +16,12 @@
 
 namespace stockade {
 namespace {
+
+// The header spells the numbers out to stay free of <sys/capability.h>.
+static_assert(kAgentCapabilities[0].number == CAP_BPF);
+static_assert(kAgentCapabilities[1].number == CAP_NET_ADMIN);
+static_assert(kAgentCapabilities[2].number == CAP_SYS_ADMIN);
+static_assert(kAgentCapabilities[3].number == CAP_SYS_PTRACE);
 
 struct CapFree {
   void operator()(void* p) const { cap_free(p); }
