@@ -15,6 +15,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -30,6 +31,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "stockade/capabilities.h"
+#include "stockade/netns.h"
 #include "stockade/process.h"
 #include "tests/docker/agent_e2e_env.h"
 #include "tests/support/bpf_test_env.h"
@@ -93,6 +95,22 @@ TEST(AgentPrivilegeTest, KeepsOnlyItsCapabilitiesInEveryThreadAndSetsNoNewPrivs)
     ++threads;
   }
   EXPECT_GE(threads, 3) << "the agent runs its event and control threads too";
+}
+
+TEST(AgentPrivilegeTest, RefusesToStartWithoutACapabilityItKeeps) {
+  STOCKADE_REQUIRE_PRIVILEGES();
+  AgentInstance instance(absl::StrCat("privmiss", getpid()));
+  // Root's exec permits what the bounding set holds: here all it keeps but CAP_SYS_PTRACE.
+  absl::StatusOr<std::string> started =
+      RunCommand({"setpriv", "--bounding-set", "-all,+bpf,+net_admin,+sys_admin", "--inh-caps", "-all", STOCKADED_PATH,
+                  "--instance", instance.name(), "--no-docker", "--no-metrics", "--state-dir", instance.dir() + "/state"},
+                 std::nullopt, std::chrono::seconds(20));
+  ASSERT_FALSE(started.ok()) << "stockaded ran without CAP_SYS_PTRACE:\n" << *started;
+  EXPECT_THAT(std::string(started.status().message()),
+              HasSubstr("stockaded: missing capabilities: CAP_SYS_PTRACE (opening a container process's "
+                        "/proc/<pid>/ns/net); run as root or grant them"));
+  EXPECT_FALSE(std::filesystem::exists(absl::StrCat("/sys/fs/bpf/stockade/", instance.name())))
+      << "refused before loading anything";
 }
 
 // In a child process as root with every capability permitted but
