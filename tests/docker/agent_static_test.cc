@@ -11,7 +11,7 @@
 // its own eth0 (hook: in-container). The policy lets only backend into db,
 // on tcp/5432. Then the agent is restarted with Docker behind TLS that fails
 // (an expired certificate): what is pinned goes on being enforced while the
-// agent reports why and retries.
+// agent reports why and retries, even when the policy files change.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -21,6 +21,7 @@
 #include <map>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "stockade/lab/probes.h"
 #include "stockade/lab/topology.h"
@@ -138,6 +139,20 @@ TEST(AgentStaticEndpointsTest, EnforcesStaticEndpointsWithoutDockerAndWhileDocke
   EXPECT_EQ((*status)["docker"], "disconnected");
   EXPECT_EQ(probe("backend", 5432, kAnswerTimeout), lab::ProbeOutcome::kAnswered) << "Docker down";
   EXPECT_EQ(probe("web", 5432, kSilenceTimeout), lab::ProbeOutcome::kTimedOut) << "Docker down: still enforced";
+  // A policy change now must not make the agent forget what it cannot list:
+  // it waits for Docker, and the pinned policy stays.
+  ASSERT_TRUE(instance
+                  .WritePolicy("apiVersion: stockade/v1\nkind: Policy\nmetadata: {name: db-ingress}\nspec:\n"
+                               "  endpointSelector: {matchLabels: {tier: db}}\n  ingress:\n"
+                               "    - fromEndpoints: [{matchLabels: {tier: web}}]\n"
+                               "      toPorts: [{ports: [{port: \"5432\", protocol: TCP}]}]\n")
+                  .ok());
+  ASSERT_TRUE(WaitUntil([&] { return absl::StrContains(instance.Log(), "reconcile: Docker not listed yet"); },
+                        kAgentReady, "the agent holds the new policy back")
+                  .ok())
+      << instance.Log();
+  EXPECT_EQ(probe("web", 5432, kSilenceTimeout), lab::ProbeOutcome::kTimedOut) << "pinned policy still in force";
+  EXPECT_EQ(probe("backend", 5432, kAnswerTimeout), lab::ProbeOutcome::kAnswered) << "pinned policy still in force";
   if (HasFailure()) std::cerr << "stockaded output:\n" << instance.Log();
 }
 

@@ -439,6 +439,11 @@ bool Agent::AdoptMovedLink(const std::string& pin, uint32_t ifindex, TcHook dire
 
 absl::Status Agent::Reconcile() {
   std::lock_guard<std::recursive_mutex> hold(mu_);
+  // A restarted agent that has not reached Docker yet does not know its
+  // containers; a pass now would take them for gone and detach every one a
+  // predecessor pinned (fail open). What is pinned stays until Docker answers.
+  if (docker_ && !docker_->listed())
+    return absl::UnavailableError("Docker not listed yet: what is pinned stays as it is until Docker answers");
   ++reconciles_;
   std::vector<Workload> workloads = static_workloads_;
   if (docker_)
