@@ -27,6 +27,7 @@ packages_main=(
   linux-libc-dev iproute2 iputils-ping netcat-openbsd ethtool
   iptables nftables ipset iperf3 netsniff-ng gnuplot-nox
   docker.io busybox-static procps psmisc openssl
+  libcap-dev systemd
 )
 packages_backports=(libbpf-dev bpftool)
 

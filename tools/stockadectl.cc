@@ -4,6 +4,7 @@
 // root-only control socket; `policy validate` works without an agent.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -128,7 +129,12 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (command == "status") {
-    for (const auto& [key, value] : a.items()) std::printf("%-20s %s\n", key.c_str(), Str(value).c_str());
+    for (const auto& [key, value] : a.items()) {
+      std::string text = Str(value);
+      if (value.is_array() && std::all_of(value.begin(), value.end(), [](const auto& v) { return v.is_string(); }))
+        text = absl::StrJoin(value, " ", [](std::string* out, const nlohmann::json& v) { out->append(Str(v)); });
+      std::printf("%-20s %s\n", key.c_str(), text.c_str());
+    }
   } else if (command == "endpoint list") {
     std::vector<std::vector<std::string>> rows;
     for (const auto& e : a["endpoints"]) {

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "stockade/agent/agent.h"
 #include "stockade/agent/control_socket.h"
+#include "stockade/capabilities.h"
 
 namespace {
 
@@ -38,6 +39,8 @@ constexpr char kUsage[] = R"(usage: stockaded [options]
   --xdp                    XDP in place of TC ingress on host-side veths (TC is faster on veth)
   --uninstall              detach everything of the instance, remove its pins, socket and lock, exit
 Docker is reached as the docker CLI does: DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH.
+Needs CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_SYS_PTRACE (root has them); once
+loaded it keeps only these and sets no_new_privs.
 )";
 
 }  // namespace
@@ -128,6 +131,12 @@ int main(int argc, char** argv) {
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  if (absl::Status s = stockade::CheckCapabilities(stockade::kAgentCapabilities); !s.ok()) {
+    std::fprintf(stderr, "stockaded: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  // Once loaded, the agent keeps only these (include/stockade/capabilities.h).
+  options.least_privilege = true;
   auto agent = stockade::Agent::Start(options);
   if (!agent.ok()) {
     std::fprintf(stderr, "stockaded: %s\n", std::string(agent.status().message()).c_str());

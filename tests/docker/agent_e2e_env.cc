@@ -12,11 +12,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -212,6 +215,50 @@ absl::StatusOr<absl::Duration> WaitUntil(const std::function<bool()>& done, absl
       return absl::DeadlineExceededError(absl::StrCat(what, ": not within ", absl::FormatDuration(timeout)));
     absl::SleepFor(absl::Milliseconds(50));
   }
+}
+
+namespace {
+
+size_t AppendBody(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ScrapeMetrics(const std::string& address, std::string* content_type) {
+  CURL* curl = curl_easy_init();
+  std::string body;
+  std::string url = absl::StrCat("http://", address, "/metrics");
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, AppendBody);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 10L);
+  CURLcode rc = curl_easy_perform(curl);
+  long code = 0;
+  char* type = nullptr;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &type);
+  if (type && content_type) *content_type = type;
+  curl_easy_cleanup(curl);
+  if (rc != CURLE_OK) return absl::UnavailableError(absl::StrCat("GET ", url, ": ", curl_easy_strerror(rc)));
+  if (code != 200) return absl::InternalError(absl::StrCat("GET ", url, ": HTTP ", code));
+  return body;
+}
+
+absl::StatusOr<nlohmann::json> WaitForDockerError(const AgentInstance& instance, absl::string_view text,
+                                                  absl::Duration timeout) {
+  absl::StatusOr<nlohmann::json> status;
+  absl::StatusOr<absl::Duration> waited = WaitUntil(
+      [&] {
+        status = instance.Ctl({"status"});
+        return status.ok() && absl::StrContains(status->value("docker_error", ""), text);
+      },
+      timeout, absl::StrCat("docker_error containing '", text, "'"));
+  if (!waited.ok())
+    return absl::DeadlineExceededError(absl::StrCat(waited.status().message(), "; last status: ",
+                                                    status.ok() ? status->dump() : status.status().ToString()));
+  return status;
 }
 
 }  // namespace stockade::testing

@@ -12,9 +12,13 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
+#include <initializer_list>
+#include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -103,6 +107,37 @@ class AgentInstance {
   std::string log_path_;
   std::set<pid_t> running_;  // started and not yet reaped
 };
+
+// Sets environment variables (for an agent the test starts next, which
+// inherits them) and restores them when it ends.
+class ScopedEnv {
+ public:
+  explicit ScopedEnv(std::initializer_list<std::pair<const char*, std::string>> vars) {
+    for (const auto& [name, value] : vars) {
+      const char* old = std::getenv(name);
+      saved_.emplace_back(name, old ? std::optional<std::string>(old) : std::nullopt);
+      setenv(name, value.c_str(), 1);
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+  ~ScopedEnv() {
+    for (const auto& [name, old] : saved_) old ? (void)setenv(name, old->c_str(), 1) : (void)unsetenv(name);
+  }
+
+ private:
+  std::vector<std::pair<const char*, std::optional<std::string>>> saved_;
+};
+
+// Polls `stockadectl status` until its docker_error contains `text`, for up
+// to `timeout`; the status that did, or DeadlineExceeded with the last one.
+[[nodiscard]] absl::StatusOr<nlohmann::json> WaitForDockerError(const AgentInstance& instance, absl::string_view text,
+                                                                absl::Duration timeout);
+
+// GET http://address/metrics: the body of a 200 answer; its Content-Type
+// into `content_type` when given.
+[[nodiscard]] absl::StatusOr<std::string> ScrapeMetrics(const std::string& address,
+                                                        std::string* content_type = nullptr);
 
 // Polls `done` every 50 ms until it holds or `timeout` passes; returns how
 // long it took, or DeadlineExceeded naming `what`.

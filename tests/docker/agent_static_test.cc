@@ -9,19 +9,25 @@
 //
 // backend, web and db sit on a bridge in a fourth namespace, each hooked on
 // its own eth0 (hook: in-container). The policy lets only backend into db,
-// on tcp/5432.
+// on tcp/5432. Then the agent is restarted with Docker behind TLS that fails
+// (an expired certificate): what is pinned goes on being enforced while the
+// agent reports why and retries, even when the policy files change.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "stockade/lab/probes.h"
 #include "stockade/lab/topology.h"
 #include "tests/docker/agent_e2e_env.h"
 #include "tests/support/bpf_test_env.h"
+#include "tests/support/tls_test_env.h"
 
 namespace stockade::testing {
 namespace {
@@ -30,7 +36,7 @@ constexpr absl::Duration kAgentReady = absl::Seconds(30);
 constexpr std::chrono::milliseconds kAnswerTimeout{2000};
 constexpr std::chrono::milliseconds kSilenceTimeout{500};
 
-TEST(AgentStaticEndpointsTest, EnforcesStaticEndpointsWithoutDocker) {
+TEST(AgentStaticEndpointsTest, EnforcesStaticEndpointsWithoutDockerAndWhileDockerTlsFails) {
   STOCKADE_REQUIRE_PRIVILEGES();
   lab::Topology topology;
   AgentInstance instance(absl::StrCat(topology.prefix(), "-static"));
@@ -110,6 +116,43 @@ TEST(AgentStaticEndpointsTest, EnforcesStaticEndpointsWithoutDocker) {
   ASSERT_TRUE(status.ok()) << status.status();
   EXPECT_EQ((*status)["docker"], "disabled");
   EXPECT_GE((*status)["drops"].value("POLICY_DENIED", uint64_t{0}), 2u) << status->dump();
+
+  instance.Kill(*agent, SIGTERM);
+  ASSERT_TRUE(instance.WaitExit(*agent, absl::Seconds(10)).ok()) << instance.Log();
+  TestCertificates certs(instance.dir());
+  auto ca = certs.MakeCa("ca");
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  auto expired = certs.MakeSigned("dockerd", *ca, "IP:127.0.0.1", /*expired=*/true);
+  ASSERT_TRUE(expired.ok()) << expired.status();
+  auto dockerd = TlsTestServer::Start(*expired);
+  ASSERT_TRUE(dockerd.ok()) << dockerd.status();
+  const std::string cert_path = instance.dir() + "/docker";
+  std::filesystem::create_directories(cert_path);
+  std::filesystem::copy_file(ca->cert, cert_path + "/ca.pem");
+  {
+    ScopedEnv env({{"DOCKER_HOST", dockerd->docker_host()}, {"DOCKER_TLS_VERIFY", "1"}, {"DOCKER_CERT_PATH", cert_path}});
+    agent = instance.StartAgent({"--static-endpoints", endpoints_file});
+  }
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  status = WaitForDockerError(instance, "expired", kAgentReady);
+  ASSERT_TRUE(status.ok()) << status.status() << "\n" << instance.Log();
+  EXPECT_EQ((*status)["docker"], "disconnected");
+  EXPECT_EQ(probe("backend", 5432, kAnswerTimeout), lab::ProbeOutcome::kAnswered) << "Docker down";
+  EXPECT_EQ(probe("web", 5432, kSilenceTimeout), lab::ProbeOutcome::kTimedOut) << "Docker down: still enforced";
+  // A policy change now must not make the agent forget what it cannot list:
+  // it waits for Docker, and the pinned policy stays.
+  ASSERT_TRUE(instance
+                  .WritePolicy("apiVersion: stockade/v1\nkind: Policy\nmetadata: {name: db-ingress}\nspec:\n"
+                               "  endpointSelector: {matchLabels: {tier: db}}\n  ingress:\n"
+                               "    - fromEndpoints: [{matchLabels: {tier: web}}]\n"
+                               "      toPorts: [{ports: [{port: \"5432\", protocol: TCP}]}]\n")
+                  .ok());
+  ASSERT_TRUE(WaitUntil([&] { return absl::StrContains(instance.Log(), "reconcile: Docker not listed yet"); },
+                        kAgentReady, "the agent holds the new policy back")
+                  .ok())
+      << instance.Log();
+  EXPECT_EQ(probe("web", 5432, kSilenceTimeout), lab::ProbeOutcome::kTimedOut) << "pinned policy still in force";
+  EXPECT_EQ(probe("backend", 5432, kAnswerTimeout), lab::ProbeOutcome::kAnswered) << "pinned policy still in force";
   if (HasFailure()) std::cerr << "stockaded output:\n" << instance.Log();
 }
 

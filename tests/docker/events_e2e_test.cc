@@ -4,7 +4,6 @@
 // connection shows in `stockade-tail -o json` with both containers' names and
 // the rule that decided it; the tail lives through an agent restart; a
 // Prometheus scrape counts what was dropped.
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -113,32 +112,6 @@ class TailProcess {
   std::string err_path_;
   std::string buffer_;
 };
-
-size_t AppendBody(char* data, size_t size, size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
-}
-
-// GET http://address/metrics.
-absl::StatusOr<std::string> Scrape(const std::string& address, std::string* content_type) {
-  CURL* curl = curl_easy_init();
-  std::string body;
-  std::string url = absl::StrCat("http://", address, "/metrics");
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, AppendBody);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 10L);
-  CURLcode rc = curl_easy_perform(curl);
-  long code = 0;
-  char* type = nullptr;
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
-  curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &type);
-  if (type && content_type) *content_type = type;
-  curl_easy_cleanup(curl);
-  if (rc != CURLE_OK) return absl::UnavailableError(absl::StrCat("GET ", url, ": ", curl_easy_strerror(rc)));
-  if (code != 200) return absl::InternalError(absl::StrCat("GET ", url, ": HTTP ", code));
-  return body;
-}
 
 // The value of one sample line ("name{labels} value"), or -1 when absent.
 double SampleValue(const std::string& text, const std::string& series) {
@@ -262,7 +235,7 @@ TEST_F(EventsE2eTest, ADeniedConnectionShowsBothContainersAndTheRuleAndIsCounted
   absl::StatusOr<nlohmann::json> status = instance_->Ctl({"status"});
   ASSERT_TRUE(status.ok()) << status.status();
   std::string content_type;
-  absl::StatusOr<std::string> metrics = Scrape((*status)["metrics"], &content_type);
+  absl::StatusOr<std::string> metrics = ScrapeMetrics((*status)["metrics"], &content_type);
   ASSERT_TRUE(metrics.ok()) << metrics.status();
   EXPECT_THAT(content_type, HasSubstr("text/plain; version=0.0.4"));
   EXPECT_THAT((*status)["metrics"].get<std::string>(), ::testing::StartsWith("127.0.0.1:")) << "loopback by default";

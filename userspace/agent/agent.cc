@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "stockade/agent/docker_source.h"
+#include "stockade/capabilities.h"
 #include "stockade/errno_status.h"
 #include "stockade/links.h"
 #include "stockade/netns.h"
@@ -119,6 +120,11 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options)
   agent->datapath_ = std::move(*datapath);
   agent->sync_ = std::make_unique<MapSync>(*agent->datapath_);
   if (auto s = agent->sync_->Adopt(); !s.ok()) return s;
+  if (o.least_privilege) {
+    // Here, before EventHub and MetricsServer start their threads (each
+    // thread has capabilities of its own); all that follows needs no more.
+    if (auto s = KeepOnlyCapabilities(kAgentCapabilities); !s.ok()) return s;
+  }
 
   if (o.events_socket.empty()) o.events_socket = DefaultEventSocketPath(o.instance);
   auto events = EventHub::Start(agent->datapath_->events_fd(), {.socket_path = o.events_socket,
@@ -176,6 +182,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options)
     agent->docker_ = std::make_unique<DockerSource>(std::move(*client));
     if (auto s = agent->docker_->Resync(); !s.ok()) {
       // Enforcement of what is pinned goes on; Run() retries Docker with backoff.
+      agent->docker_error_ = std::string(s.message());
       agent->last_error_ = absl::StrCat("docker: ", s.message());
       Log(agent->last_error_);
       return agent;
@@ -482,6 +489,11 @@ bool Agent::AdoptMovedLink(const std::string& pin, uint32_t ifindex, TcHook dire
 
 absl::Status Agent::Reconcile() {
   std::lock_guard<std::recursive_mutex> hold(mu_);
+  // A restarted agent that has not reached Docker yet does not know its
+  // containers; a pass now would take them for gone and detach every one a
+  // predecessor pinned (fail open). What is pinned stays until Docker answers.
+  if (docker_ && !docker_->listed())
+    return absl::UnavailableError("Docker not listed yet: what is pinned stays as it is until Docker answers");
   ++reconciles_;
   std::vector<Workload> workloads = static_workloads_;
   if (docker_)
@@ -650,6 +662,10 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
       while (!stop) {
         if (!docker_->subscribed()) {
           absl::Status s = ResyncAll();
+          {
+            std::lock_guard<std::recursive_mutex> hold(mu_);
+            docker_error_ = std::string(s.message());
+          }
           if (!s.ok()) {
             Log(absl::StrCat("docker resync failed, retrying in ", absl::FormatDuration(backoff), ": ", s.message()));
             for (absl::Time until = absl::Now() + backoff; !stop && absl::Now() < until;) absl::SleepFor(absl::Milliseconds(100));
@@ -660,6 +676,10 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
         }
         auto changed = docker_->Poll(absl::Milliseconds(500));
         if (!changed.ok()) {
+          {
+            std::lock_guard<std::recursive_mutex> hold(mu_);
+            docker_error_ = std::string(changed.status().message());
+          }
           Log(absl::StrCat("docker event stream: ", changed.status().message(), "; resubscribing"));
           continue;
         }
@@ -748,6 +768,8 @@ nlohmann::json Agent::Status() {
   return {{"instance", options_.instance},
           {"pin_dir", datapath_->pin_dir()},
           {"docker", docker_ ? (docker_->subscribed() ? "connected" : "disconnected") : "disabled"},
+          {"docker_error", docker_error_},
+          {"capabilities", EffectiveCapabilities()},
           {"endpoints", endpoints_.size()},
           {"endpoints_enforced", enforced},
           {"endpoints_failed", failed},

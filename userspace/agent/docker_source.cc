@@ -29,6 +29,7 @@ absl::Status DockerSource::Resync() {
     fresh[info->id] = std::move(*workload);
   }
   workloads_ = std::move(fresh);
+  listed_ = true;
   return absl::OkStatus();
 }
 

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "userspace/docker/docker_http.h"
 
+#include <openssl/x509_vfy.h>
+
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
@@ -37,6 +39,41 @@ absl::StatusCode CodeForHttpStatus(long http_status) {
   }
 }
 
+// A TLS failure in words an operator acts on; empty when `code` is not one.
+// libcurl's own text follows it in the message (it names the detail, not
+// which of CA, expiry or name is wrong in terms of DOCKER_* settings).
+std::string TlsFailure(const DockerRequest& request, CURLcode code) {
+  if (code == CURLE_SSL_CACERT_BADFILE) return absl::StrCat("cannot use the CA file ", request.ca_file);
+  if (code == CURLE_SSL_CERTPROBLEM) return "cannot use the client certificate or key (cert.pem, key.pem)";
+  if (code != CURLE_PEER_FAILED_VERIFICATION) return "";
+  long verify = X509_V_OK;
+  curl_easy_getinfo(request.handle.get(), CURLINFO_SSL_VERIFYRESULT, &verify);
+  switch (verify) {
+    // The chain was good and libcurl's own name match failed: it reports
+    // X509_V_ERR_UNSPECIFIED (curl 7.88) or leaves X509_V_OK. Its only other
+    // check of its own, a pinned public key, is not used here.
+    case X509_V_OK:
+    case X509_V_ERR_UNSPECIFIED:
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+    case X509_V_ERR_IP_ADDRESS_MISMATCH:
+      return absl::StrCat("name mismatch: the daemon's certificate is not issued for the host in DOCKER_HOST (",
+                          request.host, ")");
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+      return "expired: the daemon's certificate has expired";
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      return "not yet valid: the daemon's certificate starts later (is this host's clock right?)";
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+      return absl::StrCat("wrong CA: the daemon's certificate is not signed by the CA in ", request.ca_file);
+    default:
+      return absl::StrCat("the daemon's certificate was refused (verify error ", verify, ")");
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DockerRequest>> NewDockerRequest(const DockerEndpoint& endpoint,
@@ -49,6 +86,7 @@ absl::StatusOr<std::unique_ptr<DockerRequest>> NewDockerRequest(const DockerEndp
   if (request->handle == nullptr) return absl::ResourceExhaustedError(absl::StrCat(what, ": curl_easy_init failed"));
   request->what = std::string(what);
   request->host = endpoint.host;
+  if (endpoint.tls) request->ca_file = endpoint.tls->ca_file;
   CURL* h = request->handle.get();
   // The first failing option is kept; one fails only if libcurl was built
   // without a feature (e.g. unix sockets), so naming the option adds little.
@@ -94,6 +132,8 @@ absl::Status TransferError(const DockerRequest& request, CURLcode code) {
     if (os_errno != 0) return absl::UnavailableError(ErrnoStatus(static_cast<int>(os_errno), what).message());
     return absl::UnavailableError(absl::StrCat(what, ": ", detail));
   }
+  if (std::string tls = TlsFailure(request, code); !tls.empty())
+    return absl::UnavailableError(absl::StrCat(request.what, ": ", host, ": TLS ", tls, " (", detail, ")"));
   if (code == CURLE_OPERATION_TIMEDOUT)
     return absl::DeadlineExceededError(absl::StrCat(request.what, ": ", host, " did not answer in time: ", detail));
   return absl::UnavailableError(absl::StrCat(request.what, ": ", host, ": ", detail));

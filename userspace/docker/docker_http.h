@@ -39,6 +39,7 @@ struct DockerRequest {
   char error[CURL_ERROR_SIZE] = {};
   std::string what;  // heads error messages: "inspect container abc"
   std::string host;  // the endpoint's, for error messages
+  std::string ca_file;  // with TLS, for error messages
 };
 
 // A GET of <base_url>/<api version>/<path_and_query> over `endpoint`: unix
@@ -51,6 +52,8 @@ struct DockerRequest {
 // A transfer that ended with `code` != CURLE_OK, e.g.
 //   Unavailable "ping: connect to unix:///var/run/docker.sock: No such file or directory"
 //   DeadlineExceeded "list containers: unix:///var/run/docker.sock did not answer in time: ..."
+//   Unavailable "ping: tcp://10.0.0.5:2376: TLS expired: the daemon's certificate has expired (...)";
+//     a TLS failure says which of wrong CA, expired, not yet valid, name mismatch.
 [[nodiscard]] absl::Status TransferError(const DockerRequest& request, CURLcode code);
 
 // The status of a completed request: OK for 2xx, else e.g.

@@ -65,6 +65,9 @@ struct AgentOptions {
   // XDP in place of TC ingress on host-side veths. TC is the default: on a
   // veth XDP costs more (the kernel copies each frame for it; docs/benchmarks.md).
   bool xdp = false;
+  // Once the programs are loaded and the maps pinned, before any thread
+  // starts: keep only kAgentCapabilities, set no_new_privs (stockaded does).
+  bool least_privilege = false;
 };
 
 // One interface the agent hooks, and what it knows of it.
@@ -169,6 +172,7 @@ class Agent {
   int reconciles_ = 0;
   int resyncs_ = 0;
   std::string last_error_;
+  std::string docker_error_;  // why Docker is not followed now; empty when it is
   uint64_t map_sync_errors_ = 0;
   uint64_t policy_reloads_ = 0, policy_rejects_ = 0;
   absl::Duration docker_sync_lag_ = absl::ZeroDuration();  // Docker's event time to its map write, the latest

@@ -34,6 +34,12 @@ class DockerSource {
   // An error means the stream broke: call Resync() again (after a backoff).
   [[nodiscard]] absl::StatusOr<bool> Poll(absl::Duration timeout);
   bool subscribed() const { return stream_ != nullptr; }
+  // True once a Resync() has listed every container: before that, a
+  // container this source does not report is unknown, not gone.
+  bool listed() const {
+    std::lock_guard<std::mutex> hold(mu_);
+    return listed_;
+  }
   // When Docker says the latest event it reported happened.
   absl::Time last_event_time() const { return last_event_time_; }
   // Stateless and safe to use from another thread than Poll()'s.
@@ -57,6 +63,7 @@ class DockerSource {
   std::map<std::string, NetworkInfo> networks_;
   std::map<std::string, ImageInfo> images_;
   absl::Time last_event_time_ = absl::InfinitePast();
+  bool listed_ = false;
 };
 
 }  // namespace stockade
