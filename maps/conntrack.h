@@ -43,9 +43,7 @@ enum ct_flags {
 	/* FIN seen from the origin / from the reply side: both means closed. */
 	CT_F_FIN_ORIGIN = 1u << 3,
 	CT_F_FIN_REPLY = 1u << 4,
-	/* A remembered deny: the flow's packets drop with deny_reason until the
-	 * endpoint's policy revision changes. */
-	CT_F_DENIED = 1u << 5,
+	/* 1u << 5 is free: remembered denies live in their own map (denied_flows.h). */
 	/* Allowed by a requireTLS entry: see tls_state. */
 	CT_F_TLS_REQUIRED = 1u << 6,
 };
@@ -77,7 +75,7 @@ struct ct_entry {
 	__u8 tcp_flags_seen;   /* OR of TCP flags, both directions */
 	__u16 policy_port;     /* network order; what policy matched: dport or ICMP type */
 	__u8 tls_state;        /* enum ct_tls_state */
-	__u8 deny_reason;      /* -(enum stockade_drop_reason) when CT_F_DENIED */
+	__u8 pad;              /* must be zero */
 };
 STOCKADE_ABI_SIZE(struct ct_entry, 40);
 STOCKADE_ABI_OFFSET(struct ct_entry, rule_id, 24);

@@ -45,9 +45,10 @@ struct endpoint_info {
 	__u32 identity;        /* host order */
 	__u32 flags;           /* enum endpoint_flags, host order */
 	/*
-	 * Bumped by the agent on every policy change that concerns this endpoint;
-	 * a conntrack entry made under an older revision is checked again, so a
-	 * revoked allow cuts established flows too.
+	 * Bumped by the agent on every policy change that concerns this endpoint
+	 * (an ipcache change included); a conntrack entry made under an older
+	 * revision is checked again, so a revoked allow cuts established flows
+	 * too, and a remembered deny made under one is decided again.
 	 */
 	__u32 policy_revision; /* host order */
 	__u8 role;             /* enum endpoint_hook_role */

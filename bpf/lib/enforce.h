@@ -16,6 +16,7 @@
 #include "conntrack.h"
 #include "fragments.h"
 #include "record.h"
+#include "denied.h"
 
 static __always_inline int enforced_in(const struct endpoint_info *ep, __u8 dir)
 {
@@ -101,6 +102,8 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 	struct policy_result res;
 	struct ct_key ct_key;
 	struct ct_entry *e;
+	struct denied_flow_key denied_key;
+	struct denied_flow *denied;
 	__u64 now;
 	int ret, src_is_a;
 	__u8 dir = d->direction;
@@ -156,11 +159,17 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 		return REASON_NONE;
 	}
 
-	/* A new flow. */
+	/* A new flow, or one denied a moment ago. */
+	denied_flow_key_for(&denied_key, pkt, flow, dir);
+	denied = bpf_map_lookup_elem(&denied_flows, &denied_key);
+	if (denied && denied_flow_is_current(denied, ep, now))
+		return denied_flow_verdict(denied, d);
 	decide_policy(ep, flow, dir, remote_addr(&flow->tuple, dir), flow->policy_port, d, &res);
 	if (res.reason != REASON_NONE) {
-		if (!res.audit && !(ep->flags & ENDPOINT_F_AUDIT))
+		if (!res.audit && !(ep->flags & ENDPOINT_F_AUDIT)) {
+			denied_flow_remember(&denied_key, denied, ep, &res, d, now);
 			return res.reason;
+		}
 		d->verdict = VERDICT_AUDIT;
 	}
 	ret = ct_create(&ct_key, src_is_a, flow, dir, res.rule_id, ep->policy_revision, d->verdict == VERDICT_AUDIT,

@@ -56,6 +56,14 @@ struct {
 	__type(value, struct ct_entry);
 } conntrack SEC(".maps");
 
+/* Remembered denies, see maps/denied_flows.h. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, STOCKADE_DENIED_FLOWS_MAX);
+	__type(key, struct denied_flow_key);
+	__type(value, struct denied_flow);
+} denied_flows SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, STOCKADE_FRAG_MAX);

@@ -16,6 +16,9 @@ struct decision {
 	__u32 remote_identity;
 	__u8 verdict;  /* enum stockade_verdict */
 	__u8 direction;
+	/* Where this drop's records are aggregated: a remembered deny's entry
+	 * (bpf/lib/denied.h), or NULL for the event_agg map. */
+	struct event_agg_value *agg;
 };
 
 static __always_inline void count(int reason, __u8 direction, __u8 verdict, __u32 len)
@@ -30,21 +33,10 @@ static __always_inline void count(int reason, __u8 direction, __u8 verdict, __u3
 }
 
 /* Returns how many drops the record should stand for, or 0 to stay silent. */
-static __always_inline __u64 event_aggregate(const struct event_agg_key *key, __u64 now)
+static __always_inline __u64 event_aggregate(struct event_agg_value *agg, __u64 interval, __u64 now)
 {
-	struct stockade_config *cfg = config_get();
-	__u64 interval = cfg ? cfg->event_interval_ns : STOCKADE_DEFAULT_EVENT_INTERVAL_NS;
-	struct event_agg_value *agg, fresh = { .last_emit_ns = now };
 	__u64 stands_for;
 
-	if (interval == 0)
-		return 1;
-	agg = bpf_map_lookup_elem(&event_agg, key);
-	if (!agg) {
-		/* Failing to remember only costs an extra record, never a verdict. */
-		bpf_map_update_elem(&event_agg, key, &fresh, BPF_ANY);
-		return 1;
-	}
 	if (now - agg->last_emit_ns < interval) {
 		__sync_fetch_and_add(&agg->suppressed, 1);
 		return 0;
@@ -54,8 +46,11 @@ static __always_inline __u64 event_aggregate(const struct event_agg_key *key, __
 	return stands_for;
 }
 
-static __always_inline void emit_event(const struct packet *pkt, const struct flow *flow, const struct decision *d)
+static __always_inline __u64 event_stands_for(const struct packet *pkt, const struct flow *flow,
+					      const struct decision *d, __u64 now)
 {
+	struct stockade_config *cfg = config_get();
+	__u64 interval = cfg ? cfg->event_interval_ns : STOCKADE_DEFAULT_EVENT_INTERVAL_NS;
 	struct event_agg_key key = {
 		.ifindex = pkt->ifindex,
 		.reason = d->reason,
@@ -63,13 +58,29 @@ static __always_inline void emit_event(const struct packet *pkt, const struct fl
 		.direction = d->direction,
 		.protocol = flow->tuple.protocol,
 	};
-	struct drop_event *ev;
-	__u64 now = bpf_ktime_get_coarse_ns(); /* an interval check needs no more */
-	__u64 stands_for;
+	struct event_agg_value *agg, fresh = { .last_emit_ns = now };
 
+	if (interval == 0)
+		return 1;
+	if (d->agg)
+		return event_aggregate(d->agg, interval, now);
 	__builtin_memcpy(key.saddr, flow->tuple.saddr, 16);
 	__builtin_memcpy(key.daddr, flow->tuple.daddr, 16);
-	stands_for = event_aggregate(&key, now);
+	agg = bpf_map_lookup_elem(&event_agg, &key);
+	if (!agg) {
+		/* Failing to remember only costs an extra record, never a verdict. */
+		bpf_map_update_elem(&event_agg, &key, &fresh, BPF_ANY);
+		return 1;
+	}
+	return event_aggregate(agg, interval, now);
+}
+
+static __always_inline void emit_event(const struct packet *pkt, const struct flow *flow, const struct decision *d)
+{
+	struct drop_event *ev;
+	__u64 now = bpf_ktime_get_coarse_ns(); /* an interval check needs no more */
+	__u64 stands_for = event_stands_for(pkt, flow, d, now);
+
 	if (stands_for == 0)
 		return;
 

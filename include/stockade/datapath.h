@@ -30,6 +30,7 @@ struct DatapathOptions {
   std::optional<uint32_t> fragments_max;
   std::optional<uint32_t> events_ringbuf_bytes;
   std::optional<uint32_t> policy_max;
+  std::optional<uint32_t> denied_flows_max;
 };
 
 using EndpointMap = TypedMap<endpoint_key, endpoint_info>;
@@ -38,6 +39,7 @@ using PrefilterMap = TypedMap<ipcache_key, prefilter_value>;
 using PolicyMap = TypedMap<policy_key, policy_value>;
 using ConntrackMap = TypedMap<ct_key, ct_entry>;
 using FragmentMap = TypedMap<frag_key, frag_value>;
+using DeniedFlowMap = TypedMap<denied_flow_key, denied_flow>;
 using EventAggMap = TypedMap<event_agg_key, event_agg_value>;
 using ConfigMap = TypedMap<uint32_t, stockade_config>;
 using MetricsMap = PerCpuArray<metrics_value>;
@@ -68,6 +70,7 @@ class Datapath {
   PolicyMap& policy_exact() { return policy_exact_; }
   ConntrackMap& conntrack() { return conntrack_; }
   FragmentMap& fragments() { return fragments_; }
+  DeniedFlowMap& denied_flows() { return denied_flows_; }
   EventAggMap& event_agg() { return event_agg_; }
   ConfigMap& config() { return config_; }
   MetricsMap& metrics() { return metrics_; }
@@ -87,7 +90,7 @@ class Datapath {
  private:
   Datapath(stockade_bpf* skel, std::string pin_dir, EndpointMap endpoints, IpcacheMap ipcache,
            PrefilterMap prefilter, PolicyMap policy, PolicyMap policy_exact, ConntrackMap conntrack, FragmentMap fragments,
-           EventAggMap event_agg, ConfigMap config, MetricsMap metrics);
+           DeniedFlowMap denied_flows, EventAggMap event_agg, ConfigMap config, MetricsMap metrics);
 
   stockade_bpf* skel_;
   std::string pin_dir_;
@@ -98,6 +101,7 @@ class Datapath {
   PolicyMap policy_exact_;
   ConntrackMap conntrack_;
   FragmentMap fragments_;
+  DeniedFlowMap denied_flows_;
   EventAggMap event_agg_;
   ConfigMap config_;
   MetricsMap metrics_;

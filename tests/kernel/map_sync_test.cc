@@ -76,6 +76,24 @@ TEST_F(MapSyncTest, ANewSyncAdoptsWhatIsPinnedAndKeepsRevisionsMonotonic) {
   EXPECT_GT(WebRevision(), revision);
 }
 
+TEST_F(MapSyncTest, ANewAddressEndsARememberedDenyOfIt) {
+  MapSync sync(*dp_);
+  ASSERT_TRUE(sync.Adopt().ok());
+  std::vector<DatapathRule> rules = {{.rule_id = 3, .local_identity = kWeb, .remote_identity = kFrontend,
+                                      .direction = DIR_EGRESS, .protocol = IPPROTO_TCP, .ports = {5432, 5432}}};
+  ASSERT_TRUE(sync.Apply(Wanted(rules)).ok());
+  // The frontend's address is not known yet: the world, denied, and the deny remembered.
+  std::vector<uint8_t> syn = FromWeb(kFrontendIp).Tcp({.dport = 5432, .flags = kTcpSyn}).Build();
+  ASSERT_FALSE(Passes(Hook::kTcIngress, syn));
+  ASSERT_EQ(dp_->denied_flows().Count().value(), 1u);
+  WantedMaps with_frontend = Wanted(rules);
+  with_frontend.ipcache.push_back({ParseIpPrefix(std::string(kFrontendIp) + "/32").value(), kFrontend});
+  auto stats = sync.Apply(with_frontend);
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->revisions_bumped, 1);
+  EXPECT_TRUE(Passes(Hook::kTcIngress, syn));
+}
+
 TEST_F(MapSyncTest, FullPolicyMapKeepsTheOldPolicyInForce) {
   Reload({.conntrack_max = 1024, .events_ringbuf_bytes = 4096, .policy_max = 4});
   MapSync sync(*dp_);

@@ -87,6 +87,7 @@ void DatapathTest::ResetSharedState() {
   ASSERT_TRUE(dp_->ClearPolicy().ok());
   ASSERT_TRUE(dp_->conntrack().Clear().ok());
   ASSERT_TRUE(dp_->fragments().Clear().ok());
+  ASSERT_TRUE(dp_->denied_flows().Clear().ok());
   ASSERT_TRUE(dp_->event_agg().Clear().ok());
   stockade_config config{};
   config.event_interval_ns = STOCKADE_DEFAULT_EVENT_INTERVAL_NS;

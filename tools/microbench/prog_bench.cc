@@ -69,6 +69,7 @@ constexpr char kIpv6FloorKind[] = "ipv4-tcp";
 
 constexpr char kEstablished[] = "established";
 constexpr char kNewFlow[] = "new flow";
+constexpr char kDenied[] = "denied";
 constexpr char kRefPass[] = "ref_pass";
 constexpr char kRefMinFilter[] = "ref_min_filter";
 
@@ -83,9 +84,12 @@ struct MinFilterKey {
 };
 static_assert(sizeof(MinFilterKey) == 16);
 
+// A port no rule allows, for the denied path.
+constexpr uint16_t kDeniedPortOffset = 1000;
+
 // A frame of `kind` between the endpoint and its peer. What the endpoint
 // sends is mid-stream (ACK); what it receives opens a flow (SYN).
-std::vector<uint8_t> Frame(const Kind& kind, bool from_endpoint) {
+std::vector<uint8_t> Frame(const Kind& kind, bool from_endpoint, uint16_t port_offset = 0) {
   PacketBuilder packet;
   packet.Ethernet();
   if (kind.ipv6) {
@@ -96,9 +100,10 @@ std::vector<uint8_t> Frame(const Kind& kind, bool from_endpoint) {
     packet.Ipv4({.src = from_endpoint ? local : remote, .dst = from_endpoint ? remote : local});
   }
   if (kind.protocol == IPPROTO_TCP) {
-    packet.Tcp({.sport = kSourcePort, .dport = kind.port, .flags = from_endpoint ? testing::kTcpAck : testing::kTcpSyn});
+    packet.Tcp({.sport = kSourcePort, .dport = static_cast<uint16_t>(kind.port + port_offset),
+                .flags = from_endpoint ? testing::kTcpAck : testing::kTcpSyn});
   } else {
-    packet.Udp({.sport = kSourcePort, .dport = kind.port});
+    packet.Udp({.sport = kSourcePort, .dport = static_cast<uint16_t>(kind.port + port_offset)});
   }
   return packet.Build();
 }
@@ -242,16 +247,17 @@ struct Measurement {
   int prog_fd;
   std::vector<uint8_t> frame;
   Samples ns;
+  int expected_retval = TC_ACT_UNSPEC;
 };
 
-// Every measured packet must pass: a drop would mean a broken setup, and
-// the cost of another path.
-absl::StatusOr<uint32_t> TimePassingRuns(const Measurement& m, uint32_t repeat) {
+// Every measured packet must get the verdict of its path: another would mean
+// a broken setup, and the cost of another path.
+absl::StatusOr<uint32_t> TimeRuns(const Measurement& m, uint32_t repeat) {
   auto result = TestRun(m.prog_fd, m.frame, repeat);
   if (!result.ok()) return result.status();
-  if (result->retval != TC_ACT_UNSPEC)
-    return absl::InternalError(absl::StrCat(m.path, " ", m.kind, " returned ", result->retval,
-                                            " instead of passing: the benchmark setup is wrong"));
+  if (result->retval != m.expected_retval)
+    return absl::InternalError(absl::StrCat(m.path, " ", m.kind, " returned ", result->retval, " instead of ",
+                                            m.expected_retval, ": the benchmark setup is wrong"));
   return result->ns_per_run;
 }
 
@@ -264,6 +270,8 @@ std::vector<Measurement> Measurements(Datapath& dp, bench_bpf* bench) {
       list.push_back({kind.name, kRefMinFilter, bpf_program__fd(bench->progs.ref_min_filter), Frame(kind, true)});
     list.push_back({kind.name, kEstablished, dp.tc_ingress_fd(), Frame(kind, true)});
     list.push_back({kind.name, kNewFlow, bpf_program__fd(bench->progs.bench_new_flow), Frame(kind, false)});
+    list.push_back({.kind = kind.name, .path = kDenied, .prog_fd = dp.tc_ingress_fd(),
+                    .frame = Frame(kind, true, kDeniedPortOffset), .expected_retval = TC_ACT_SHOT});
   }
   return list;
 }
@@ -276,23 +284,31 @@ absl::StatusOr<uint64_t> ConntrackPackets(const ConntrackMap& conntrack) {
 }
 
 // Shows that the established path hits conntrack (its one entry per flow
-// counts every run) and that the new-flow path inserts a flow every run.
+// counts every run), that the new-flow path inserts a flow every run, and
+// that the denied path drops every run from one remembered deny per flow.
 absl::Status CheckPaths(uint32_t policy_size, Datapath& dp, BenchMaps& bench, std::vector<Measurement>& list) {
   for (const Measurement& m : list) {
     if (m.path == kEstablished) {
-      if (auto primed = TimePassingRuns(m, 1); !primed.ok()) return primed.status();
+      if (auto primed = TimeRuns(m, 1); !primed.ok()) return primed.status();
     }
   }
+  auto denied_before = dp.Counter(DROP_POLICY_DENIED, DIR_EGRESS, VERDICT_DROPPED);
+  if (!denied_before.ok()) return denied_before.status();
   auto packets_before = ConntrackPackets(dp.conntrack());
   auto flows_before = bench.conntrack.Count();
   if (!packets_before.ok()) return packets_before.status();
   if (!flows_before.ok()) return flows_before.status();
-  uint64_t established_runs = 0, new_flow_runs = 0;
+  uint64_t established_runs = 0, new_flow_runs = 0, denied_runs = 0;
   for (const Measurement& m : list) {
-    if (m.path != kEstablished && m.path != kNewFlow) continue;
-    if (auto t = TimePassingRuns(m, kPathCheckRuns); !t.ok()) return t.status();
-    (m.path == kEstablished ? established_runs : new_flow_runs) += kPathCheckRuns;
+    if (m.path != kEstablished && m.path != kNewFlow && m.path != kDenied) continue;
+    if (auto t = TimeRuns(m, kPathCheckRuns); !t.ok()) return t.status();
+    (m.path == kEstablished ? established_runs : m.path == kNewFlow ? new_flow_runs : denied_runs) += kPathCheckRuns;
   }
+  auto denied_after = dp.Counter(DROP_POLICY_DENIED, DIR_EGRESS, VERDICT_DROPPED);
+  auto denied_flows = dp.denied_flows().Count();
+  if (!denied_after.ok()) return denied_after.status();
+  if (!denied_flows.ok()) return denied_flows.status();
+  uint64_t dropped = denied_after->packets - denied_before->packets;
   auto packets_after = ConntrackPackets(dp.conntrack());
   auto flows_after = bench.conntrack.Count();
   auto established_flows = dp.conntrack().Count();
@@ -301,11 +317,14 @@ absl::Status CheckPaths(uint32_t policy_size, Datapath& dp, BenchMaps& bench, st
   if (!established_flows.ok()) return established_flows.status();
   uint64_t counted = *packets_after - *packets_before, inserted = *flows_after - *flows_before;
   std::printf("path check at N=%u: established: %zu conntrack entries counted %llu of %llu runs; "
-              "new flow: %llu of %llu runs inserted a flow\n",
+              "new flow: %llu of %llu runs inserted a flow; denied: %zu remembered denies, %llu of %llu runs "
+              "dropped\n",
               policy_size, *established_flows, static_cast<unsigned long long>(counted),
               static_cast<unsigned long long>(established_runs), static_cast<unsigned long long>(inserted),
-              static_cast<unsigned long long>(new_flow_runs));
-  if (*established_flows != std::size(kKinds) || counted != established_runs || inserted != new_flow_runs)
+              static_cast<unsigned long long>(new_flow_runs), *denied_flows, static_cast<unsigned long long>(dropped),
+              static_cast<unsigned long long>(denied_runs));
+  if (*established_flows != std::size(kKinds) || counted != established_runs || inserted != new_flow_runs ||
+      *denied_flows != std::size(kKinds) || dropped != denied_runs)
     return absl::InternalError("a measured path is not the one it is named after");
   return absl::OkStatus();
 }
@@ -423,7 +442,7 @@ absl::Status RunProgBench(bool quick) {
   std::fflush(stdout);
   for (int round = 0; round < rounds; ++round) {
     for (size_t index : InterleavedOrder(all.size(), round)) {
-      auto ns = TimePassingRuns(*all[index], all[index]->path == kNewFlow ? new_flow_repeat : repeat);
+      auto ns = TimeRuns(*all[index], all[index]->path == kNewFlow ? new_flow_repeat : repeat);
       if (!ns.ok()) return ns.status();
       all[index]->ns.Add(*ns);
     }
@@ -454,6 +473,7 @@ absl::Status RunProgBench(bool quick) {
               kPolicySizes[std::size(kPolicySizes) - 1]);
   CheckFlatTarget(rows, kEstablished, 0.10);
   CheckFlatTarget(rows, kNewFlow, 0.10);
+  CheckFlatTarget(rows, kDenied, 0.10);
   return absl::OkStatus();
 }
 

@@ -1007,6 +1007,7 @@ std::string Agent::RenderMetrics() {
   fill("policy_exact", datapath_->policy_exact());
   fill("conntrack", datapath_->conntrack());
   fill("fragments", datapath_->fragments());
+  fill("denied_flows", datapath_->denied_flows());
   out.Family("stockade_map_entries", "gauge", "Entries in each datapath map.");
   for (const auto& [name, entries, cap] : maps)
     if (entries) out.Sample("stockade_map_entries", {{"map", name}}, *entries);

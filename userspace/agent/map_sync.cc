@@ -82,7 +82,9 @@ absl::StatusOr<SyncStats> MapSync::Apply(const WantedMaps& wanted) {
     ipcache_value v{identity, 0};
     if (it != ipcache_now_.end() && SameBytes(it->second, v)) continue;
     if (auto s = dp_.ipcache().Update(k, v); !s.ok()) return s;
-    peers_changed |= it != ipcache_now_.end();  // a new address had no flows yet
+    // A new address too: it was the world until now, and the datapath may
+    // remember a deny of it (bpf/lib/denied.h).
+    peers_changed = true;
     ipcache_now_[key] = v;
     ++stats.written;
   }

@@ -66,7 +66,8 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
                            std::pair{skel->maps.fragments, options.fragments_max},
                            std::pair{skel->maps.events, options.events_ringbuf_bytes},
                            std::pair{skel->maps.policy, options.policy_max},
-                           std::pair{skel->maps.policy_exact, options.policy_max}}) {
+                           std::pair{skel->maps.policy_exact, options.policy_max},
+                           std::pair{skel->maps.denied_flows, options.denied_flows_max}}) {
     if (absl::Status s = resize(map, size); !s.ok()) {
       destroy();
       return s;
@@ -109,12 +110,13 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
   auto policy_exact = Wrap<PolicyMap>(skel->maps.policy_exact);
   auto conntrack = Wrap<ConntrackMap>(skel->maps.conntrack);
   auto fragments = Wrap<FragmentMap>(skel->maps.fragments);
+  auto denied_flows = Wrap<DeniedFlowMap>(skel->maps.denied_flows);
   auto event_agg = Wrap<EventAggMap>(skel->maps.event_agg);
   auto config = Wrap<ConfigMap>(skel->maps.config);
   auto metrics = MetricsMap::FromFd(bpf_map__fd(skel->maps.metrics));
   for (const absl::Status& s : {endpoints.status(), ipcache.status(), prefilter.status(), policy.status(),
                                 policy_exact.status(),
-                                conntrack.status(), fragments.status(), event_agg.status(), config.status(),
+                                conntrack.status(), fragments.status(), denied_flows.status(), event_agg.status(), config.status(),
                                 metrics.status()}) {
     if (!s.ok()) {
       destroy();
@@ -124,7 +126,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
   std::unique_ptr<Datapath> dp(new Datapath(skel, pin_dir, std::move(*endpoints), std::move(*ipcache),
                                             std::move(*prefilter), std::move(*policy), std::move(*policy_exact),
                                             std::move(*conntrack),
-                                            std::move(*fragments), std::move(*event_agg), std::move(*config),
+                                            std::move(*fragments), std::move(*denied_flows), std::move(*event_agg), std::move(*config),
                                             std::move(*metrics)));
 
   // A fresh config gets the defaults; an adopted one keeps what was set.
@@ -140,7 +142,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
 
 Datapath::Datapath(stockade_bpf* skel, std::string pin_dir, EndpointMap endpoints, IpcacheMap ipcache,
                    PrefilterMap prefilter, PolicyMap policy, PolicyMap policy_exact, ConntrackMap conntrack,
-                   FragmentMap fragments,
+                   FragmentMap fragments, DeniedFlowMap denied_flows,
                    EventAggMap event_agg, ConfigMap config, MetricsMap metrics)
     : skel_(skel),
       pin_dir_(std::move(pin_dir)),
@@ -151,6 +153,7 @@ Datapath::Datapath(stockade_bpf* skel, std::string pin_dir, EndpointMap endpoint
       policy_exact_(std::move(policy_exact)),
       conntrack_(std::move(conntrack)),
       fragments_(std::move(fragments)),
+      denied_flows_(std::move(denied_flows)),
       event_agg_(std::move(event_agg)),
       config_(std::move(config)),
       metrics_(std::move(metrics)) {}
