@@ -31,7 +31,7 @@ RuleIds::RuleIds(const std::vector<const Policy*>& policies) {
         const std::string key = absl::StrCat(policy->name, "/", RuleSectionName(section), "/", i);
         uint32_t id = Fnv1a(key);
         while (id == 0 || origins_.contains(id)) ++id;
-        ids_[{policy->name, section, i}] = id;
+        ids_[{policy, section, i}] = id;
         origins_[id] = RuleOrigin{policy->name, section, i, rules[i].location};
       }
     }
@@ -39,7 +39,7 @@ RuleIds::RuleIds(const std::vector<const Policy*>& policies) {
 }
 
 uint32_t RuleIds::Id(const Policy& policy, RuleSection section, size_t index) const {
-  return ids_.at({policy.name, section, index});
+  return ids_.at({&policy, section, index});
 }
 
 }  // namespace stockade

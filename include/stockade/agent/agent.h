@@ -38,6 +38,7 @@
 #include "stockade/datapath.h"
 #include "stockade/identity/identity_allocator.h"
 #include "stockade/identity/labels.h"
+#include "stockade/policy/policy_directory.h"
 #include "stockade/links.h"
 #include "stockade/policy/policy.h"
 #include "stockade/policy/policy_compiler.h"
@@ -97,8 +98,9 @@ class Agent {
 
   // Brings maps and attachments to what the sources say now.
   [[nodiscard]] absl::Status ResyncAll();
-  // Re-reads the policy directory; a bad file keeps the last good policy.
-  absl::Status ReloadPolicies();
+  // Re-reads the policy directory (only the files that changed); a bad file
+  // keeps the last good policy. True when the set changed.
+  absl::StatusOr<bool> ReloadPolicies();
   // Answers a control request (see stockadectl).
   nlohmann::json HandleControl(const nlohmann::json& request);
 
@@ -151,7 +153,7 @@ class Agent {
   std::unique_ptr<MapSync> sync_;
   std::unique_ptr<DockerSource> docker_;
   IdentityAllocator allocator_;
-  std::vector<Policy> policies_;  // the last good set
+  PolicyDirectory policy_files_;  // the last good set
   std::string policy_error_;      // why the newest files were rejected, if they were
   absl::Time policy_loaded_at_ = absl::InfinitePast();
   std::vector<Workload> static_workloads_;

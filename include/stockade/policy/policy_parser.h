@@ -31,6 +31,8 @@ namespace stockade {
 
 // Policy names identify rules in drop events: they must be unique across files.
 [[nodiscard]] absl::Status CheckUniquePolicyNames(const std::vector<Policy>& policies);
+// The same over policies held elsewhere (no copies of their rules).
+[[nodiscard]] absl::Status CheckUniquePolicyNames(const std::vector<const Policy*>& policies);
 
 }  // namespace stockade
 
