@@ -624,9 +624,16 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
     }
   }
   ScopedFd inotify(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
-  if (!options_.policy_dir.empty())
+  if (!options_.policy_dir.empty()) {
     inotify_add_watch(inotify.get(), options_.policy_dir.c_str(),
                       IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE);
+    // A file changed after Start() read the directory and before this watch
+    // existed has no event: look once more now (unchanged files are not read).
+    std::lock_guard<std::recursive_mutex> hold(mu_);
+    auto changed = ReloadPolicies();
+    if (changed.ok() && *changed)
+      if (auto s = Reconcile(); !s.ok()) Log(absl::StrCat("reconcile: ", s.message()));
+  }
   absl::Time next_resync = absl::Now() + options_.resync_interval;
   while (!stop) {
     pollfd p[2] = {{inotify.get(), POLLIN, 0}, {link_monitor ? link_monitor->fd() : -1, POLLIN, 0}};
