@@ -110,6 +110,34 @@ TEST(AgentStaticEndpointsTest, EnforcesStaticEndpointsWithoutDocker) {
   ASSERT_TRUE(status.ok()) << status.status();
   EXPECT_EQ((*status)["docker"], "disabled");
   EXPECT_GE((*status)["drops"].value("POLICY_DENIED", uint64_t{0}), 2u) << status->dump();
+
+  // A second file opens db to web too; then a bad third file changes
+  // nothing: the agent reads each changed file alone, and a bad one keeps
+  // the last good set (both files) in force.
+  ASSERT_TRUE(instance
+                  .WritePolicy("apiVersion: stockade/v1\nkind: Policy\nmetadata: {name: db-from-web}\nspec:\n"
+                               "  endpointSelector: {matchLabels: {tier: db}}\n  ingress:\n"
+                               "    - fromEndpoints: [{matchLabels: {tier: web}}]\n"
+                               "      toPorts: [{ports: [{port: \"5432\", protocol: TCP}]}]\n",
+                               "web.yaml")
+                  .ok());
+  absl::StatusOr<absl::Duration> opened = WaitUntil(
+      [&] { return probe("web", 5432, kSilenceTimeout) == lab::ProbeOutcome::kAnswered; }, absl::Seconds(10),
+      "web reaches db once web.yaml is read");
+  EXPECT_TRUE(opened.ok()) << opened.status();
+  ASSERT_TRUE(instance.WritePolicy("apiVersion: stockade/v1\nkind: Policy\nmetadata: {name: broken}\nspec: [\n",
+                                   "broken.yaml")
+                  .ok());
+  absl::StatusOr<absl::Duration> rejected = WaitUntil(
+      [&] {
+        absl::StatusOr<nlohmann::json> s = instance.Ctl({"status"});
+        return s.ok() && (*s)["policy_error"].get<std::string>().find("broken.yaml") != std::string::npos;
+      },
+      absl::Seconds(10), "the bad file is rejected, naming it");
+  EXPECT_TRUE(rejected.ok()) << rejected.status();
+  EXPECT_EQ(probe("web", 5432, kAnswerTimeout), lab::ProbeOutcome::kAnswered) << "the last good set stays";
+  EXPECT_EQ(probe("backend", 5432, kAnswerTimeout), lab::ProbeOutcome::kAnswered);
+  EXPECT_EQ(probe("backend", 80, kSilenceTimeout), lab::ProbeOutcome::kTimedOut);
   if (HasFailure()) std::cerr << "stockaded output:\n" << instance.Log();
 }
 

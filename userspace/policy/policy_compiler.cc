@@ -135,21 +135,27 @@ absl::Status Compiler::CollectIdentities() {
 }
 
 absl::Status Compiler::AllocateCidrIdentities() {
+  std::vector<IpPrefix> prefixes;
   for (const AppliedPolicy& a : applied_) {
     for (RuleSection section : kRuleSections) {
       if (!a.policy->section(section)) continue;
       for (const PolicyRule& rule : *a.policy->section(section)) {
         for (const CidrPeer& peer : rule.cidrs) {
-          std::vector<IpPrefix> prefixes = {peer.cidr};
+          prefixes.push_back(peer.cidr);
           prefixes.insert(prefixes.end(), peer.except.begin(), peer.except.end());
-          for (const IpPrefix& prefix : prefixes) {
-            absl::StatusOr<uint32_t> id = allocator_.ForCidr(prefix);
-            if (!id.ok()) return id.status();
-            cidr_ids_[prefix] = *id;
-          }
         }
       }
     }
+  }
+  // In prefix order: the allocator's table is walked where it was walked
+  // last, and cidr_ids_ grows at its end (100k tree inserts in rule order
+  // missed the cache at every level).
+  std::sort(prefixes.begin(), prefixes.end(), IpPrefixLess());
+  prefixes.erase(std::unique(prefixes.begin(), prefixes.end()), prefixes.end());
+  for (const IpPrefix& prefix : prefixes) {
+    absl::StatusOr<uint32_t> id = allocator_.ForCidr(prefix);
+    if (!id.ok()) return id.status();
+    cidr_ids_.emplace_hint(cidr_ids_.end(), prefix, *id);
   }
   for (const auto& [prefix, id] : cidr_ids_) out_.cidr_identities.push_back({prefix, id});
   return absl::OkStatus();
