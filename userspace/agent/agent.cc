@@ -572,6 +572,12 @@ void Agent::StampEnforcedAt(std::vector<EndpointState>& endpoints) const {
 }
 
 absl::Status Agent::SaveIdentities() {
+  // Every allocation moves next_id and every release shrinks a map, so an
+  // unchanged signature is an unchanged table: not written again (at 100k
+  // CIDR identities the JSON took a good part of each reconcile).
+  const IdentityTable& table = allocator_.table();
+  std::tuple<uint32_t, size_t, size_t> signature{table.next_id, table.labels.size(), table.cidrs.size()};
+  if (saved_identities_ == signature) return absl::OkStatus();
   std::string path = options_.state_dir + "/identities.json";
   std::string tmp = path + ".tmp";
   {
@@ -580,6 +586,7 @@ absl::Status Agent::SaveIdentities() {
     if (!out) return absl::InternalError(absl::StrCat("write ", tmp));
   }
   if (rename(tmp.c_str(), path.c_str()) != 0) return ErrnoStatus(errno, absl::StrCat("rename ", tmp));
+  saved_identities_ = signature;
   return absl::OkStatus();
 }
 

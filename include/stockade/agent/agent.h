@@ -22,6 +22,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -107,7 +108,7 @@ class Agent {
  private:
   explicit Agent(AgentOptions options);
   absl::Status Reconcile();  // with mu_ held
-  absl::Status SaveIdentities();
+  absl::Status SaveIdentities();  // when the table changed since the last save
   // Carries over the enforced_at of endpoints whose record did not change
   // and stamps the others now (their records were just written).
   void StampEnforcedAt(std::vector<EndpointState>& endpoints) const;
@@ -153,6 +154,7 @@ class Agent {
   std::unique_ptr<MapSync> sync_;
   std::unique_ptr<DockerSource> docker_;
   IdentityAllocator allocator_;
+  std::optional<std::tuple<uint32_t, size_t, size_t>> saved_identities_;  // next_id and sizes at the last save
   PolicyDirectory policy_files_;  // the last good set
   std::string policy_error_;      // why the newest files were rejected, if they were
   absl::Time policy_loaded_at_ = absl::InfinitePast();
