@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <filesystem>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "stockade/errno_status.h"
 #include "stockade/policy/policy_parser.h"
@@ -53,11 +54,20 @@ absl::StatusOr<PolicyReloadStats> PolicyDirectory::Reload(const std::vector<std:
     timespec now{};
     clock_gettime(CLOCK_REALTIME, &now);
     const bool racy = int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec - version->mtime_ns < kRacyNs;
-    auto parsed = ValidatePolicyFile(path);
+    auto text = ReadPolicyFile(path);
+    if (!text.ok()) return text.status();
+    const size_t text_hash = absl::Hash<std::string>{}(*text);
+    if (known != files_.end() && known->second.text_hash == text_hash) {
+      // Read again only because it was racy, and the same: keep its policies.
+      known->second.version = *version;
+      known->second.racy = racy;
+      continue;
+    }
+    auto parsed = ParsePolicyText(*text, path);
     if (!parsed.ok()) return parsed.status();
     // A file replaced between the stat and the read is seen again on its own
     // inotify event; its version here is the older one, so it is read again then.
-    fresh[path] = ParsedFile{.version = *version, .racy = racy, .policies = std::move(*parsed)};
+    fresh[path] = ParsedFile{.version = *version, .racy = racy, .text_hash = text_hash, .policies = std::move(*parsed)};
     ++stats.parsed;
   }
   std::vector<const Policy*> all;

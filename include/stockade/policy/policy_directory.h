@@ -51,6 +51,7 @@ class PolicyDirectory {
     // its mtime (file times tick with the kernel's coarse clock) and, with a
     // reused inode and the same size, its version: read again next time.
     bool racy = false;
+    size_t text_hash = 0;  // tells a racy file read again unchanged, which changes nothing
     std::vector<Policy> policies;
   };
   [[nodiscard]] static absl::StatusOr<FileVersion> Stat(const std::string& path);

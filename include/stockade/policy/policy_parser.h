@@ -26,6 +26,8 @@ namespace stockade {
 // endpointSelector, named "container/<container_name>".
 [[nodiscard]] absl::StatusOr<Policy> ParseLabelPolicy(absl::string_view text, absl::string_view container_name);
 
+// A policy file's text; the error names the file.
+[[nodiscard]] absl::StatusOr<std::string> ReadPolicyFile(const std::string& path);
 // Reads a policy file and parses it (stockadectl policy validate).
 [[nodiscard]] absl::StatusOr<std::vector<Policy>> ValidatePolicyFile(const std::string& path);
 
