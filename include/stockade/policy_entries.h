@@ -10,7 +10,12 @@
 #define STOCKADE_INCLUDE_STOCKADE_POLICY_ENTRIES_H_
 
 #include <cstdint>
+#include <cstring>
 #include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
+#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
 #include "maps/abi.h"
@@ -49,6 +54,33 @@ struct PolicyEntry {
   policy_key key;
   policy_value value;
 };
+
+// Map keys and values compared and hashed by their bytes: the ABI structs
+// have explicit padding, always zeroed.
+template <typename T>
+struct ByteHash {
+  size_t operator()(const T& v) const {
+    return absl::Hash<absl::string_view>{}(absl::string_view(reinterpret_cast<const char*>(&v), sizeof(T)));
+  }
+};
+template <typename T>
+struct ByteEq {
+  bool operator()(const T& a, const T& b) const { return std::memcmp(&a, &b, sizeof(T)) == 0; }
+};
+
+// What the policy maps hold, by key.
+using PolicyEntryMap = absl::flat_hash_map<policy_key, policy_value, ByteHash<policy_key>, ByteEq<policy_key>>;
+
+// What a sync must change to bring `now` to `wanted`, in the order it must
+// be done: denies first (a missing deny is never filled by a wider allow),
+// then allows, and stale keys last.
+struct PolicyEntryDiff {
+  std::vector<PolicyEntry> denies;  // new or changed
+  std::vector<PolicyEntry> allows;  // new or changed
+  std::vector<policy_key> stale;    // in `now`, not wanted
+  size_t size() const { return denies.size() + allows.size() + stale.size(); }
+};
+[[nodiscard]] PolicyEntryDiff DiffPolicyEntries(const PolicyEntryMap& now, const std::vector<PolicyEntry>& wanted);
 
 // Entries for a set of rules, deny folded in, one per key. A port range with
 // protocol 'any' applies to TCP, UDP and SCTP, the protocols with ports.

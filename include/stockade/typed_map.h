@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -24,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "stockade/errno_status.h"
 #include "stockade/scoped_fd.h"
 
@@ -77,6 +79,54 @@ class TypedMap {
     return ErrnoStatus(err, absl::StrCat("update map ", name_));
   }
 
+  // Writes keys[i] -> values[i] in order, in as few syscalls as the kernel
+  // allows (BPF_MAP_UPDATE_BATCH; one update each where a map type lacks
+  // it). `written` counts the leading pairs that were written, also on error,
+  // so a caller's mirror stays true to the map after a full map stops it.
+  [[nodiscard]] absl::Status UpdateBatch(absl::Span<const Key> keys, absl::Span<const Value> values, size_t& written) {
+    written = 0;
+    if (keys.size() != values.size())
+      return absl::InvalidArgumentError(absl::StrCat("update map ", name_, ": ", keys.size(), " keys, ",
+                                                     values.size(), " values"));
+    LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
+    while (written < keys.size()) {
+      uint32_t count = static_cast<uint32_t>(std::min<size_t>(keys.size() - written, kBatchMax));
+      int rc = bpf_map_update_batch(fd_.get(), &keys[written], &values[written], &count, &opts);
+      int err = errno;
+      written += count;
+      if (rc == 0) continue;
+      if (BatchUnsupported(err) && count == 0) {
+        for (; written < keys.size(); ++written)
+          if (absl::Status s = Update(keys[written], values[written]); !s.ok()) return s;
+        return absl::OkStatus();
+      }
+      if (err == E2BIG || err == ENOMEM || err == ENOSPC)
+        return absl::ResourceExhaustedError(absl::StrCat("update map ", name_, ": map full (", strerror(err), ")"));
+      return ErrnoStatus(err, absl::StrCat("update map ", name_, " (batch)"));
+    }
+    return absl::OkStatus();
+  }
+
+  // Deletes keys (all present) in order, batched like UpdateBatch.
+  [[nodiscard]] absl::Status DeleteBatch(absl::Span<const Key> keys, size_t& deleted) {
+    deleted = 0;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    while (deleted < keys.size()) {
+      uint32_t count = static_cast<uint32_t>(std::min<size_t>(keys.size() - deleted, kBatchMax));
+      int rc = bpf_map_delete_batch(fd_.get(), &keys[deleted], &count, &opts);
+      int err = errno;
+      deleted += count;
+      if (rc == 0) continue;
+      if (BatchUnsupported(err) && count == 0) {
+        for (; deleted < keys.size(); ++deleted)
+          if (auto gone = Delete(keys[deleted]); !gone.ok()) return gone.status();
+        return absl::OkStatus();
+      }
+      return ErrnoStatus(err, absl::StrCat("delete from map ", name_, " (batch)"));
+    }
+    return absl::OkStatus();
+  }
+
   // Returns false when the key was not there.
   [[nodiscard]] absl::StatusOr<bool> Delete(const Key& key) {
     if (bpf_map_delete_elem(fd_.get(), &key) == 0) return true;
@@ -118,6 +168,11 @@ class TypedMap {
   }
 
  private:
+  // Bounds one syscall's work (the kernel copies the batch element by element).
+  static constexpr size_t kBatchMax = 16384;
+  // The kernel answers ENOTSUPP (524, not in userspace headers) for a map
+  // type without batch operations.
+  static bool BatchUnsupported(int err) { return err == 524 || err == EOPNOTSUPP || err == EINVAL; }
   TypedMap(ScopedFd fd, std::string name) : fd_(std::move(fd)), name_(std::move(name)) {}
   ScopedFd fd_;
   std::string name_;

@@ -141,16 +141,17 @@ AgentInstance::~AgentInstance() {
   std::filesystem::remove_all(dir_, ignored);
 }
 
-absl::Status AgentInstance::WritePolicy(absl::string_view yaml) const {
+absl::Status AgentInstance::WritePolicy(absl::string_view yaml, absl::string_view file) const {
   // Written beside the policy directory, not in it: the agent watches it.
-  const std::string draft = dir_ + "/policy.yaml.draft";
+  const std::string draft = absl::StrCat(dir_, "/", file, ".draft");
+  const std::string path = absl::StrCat(policy_dir_, "/", file);
   {
     std::ofstream out(draft, std::ios::trunc);
     out << yaml;
     if (!out) return absl::InternalError(absl::StrCat("write ", draft));
   }
-  if (rename(draft.c_str(), policy_file().c_str()) != 0)
-    return ErrnoStatus(errno, absl::StrCat("rename ", draft, " to ", policy_file()));
+  if (rename(draft.c_str(), path.c_str()) != 0)
+    return ErrnoStatus(errno, absl::StrCat("rename ", draft, " to ", path));
   return absl::OkStatus();
 }
 

@@ -83,7 +83,7 @@ class AgentInstance {
 
   // Replaces the policy file in one step (a rename, as editors save), so the
   // agent never reads half of it.
-  [[nodiscard]] absl::Status WritePolicy(absl::string_view yaml) const;
+  [[nodiscard]] absl::Status WritePolicy(absl::string_view yaml, absl::string_view file = "policy.yaml") const;
 
   // A directory of the instance's own for the test's files; removed with it.
   const std::string& dir() const { return dir_; }

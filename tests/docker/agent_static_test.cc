@@ -117,6 +117,42 @@ TEST(AgentStaticEndpointsTest, EnforcesStaticEndpointsWithoutDockerAndWhileDocke
   EXPECT_EQ((*status)["docker"], "disabled");
   EXPECT_GE((*status)["drops"].value("POLICY_DENIED", uint64_t{0}), 2u) << status->dump();
 
+  // A second file opens db to web too; then a bad third file changes
+  // nothing: the agent reads each changed file alone, and a bad one keeps
+  // the last good set (both files) in force.
+  ASSERT_TRUE(instance
+                  .WritePolicy("apiVersion: stockade/v1\nkind: Policy\nmetadata: {name: db-from-web}\nspec:\n"
+                               "  endpointSelector: {matchLabels: {tier: db}}\n  ingress:\n"
+                               "    - fromEndpoints: [{matchLabels: {tier: web}}]\n"
+                               "      toPorts: [{ports: [{port: \"5432\", protocol: TCP}]}]\n",
+                               "web.yaml")
+                  .ok());
+  absl::StatusOr<absl::Duration> opened = WaitUntil(
+      [&] { return probe("web", 5432, kSilenceTimeout) == lab::ProbeOutcome::kAnswered; }, absl::Seconds(10),
+      "web reaches db once web.yaml is read");
+  EXPECT_TRUE(opened.ok()) << opened.status();
+  ASSERT_TRUE(instance.WritePolicy("apiVersion: stockade/v1\nkind: Policy\nmetadata: {name: broken}\nspec: [\n",
+                                   "broken.yaml")
+                  .ok());
+  absl::StatusOr<absl::Duration> rejected = WaitUntil(
+      [&] {
+        absl::StatusOr<nlohmann::json> s = instance.Ctl({"status"});
+        return s.ok() && (*s)["policy_error"].get<std::string>().find("broken.yaml") != std::string::npos;
+      },
+      absl::Seconds(10), "the bad file is rejected, naming it");
+  EXPECT_TRUE(rejected.ok()) << rejected.status();
+  EXPECT_EQ(probe("web", 5432, kAnswerTimeout), lab::ProbeOutcome::kAnswered) << "the last good set stays";
+  EXPECT_EQ(probe("backend", 5432, kAnswerTimeout), lab::ProbeOutcome::kAnswered);
+  EXPECT_EQ(probe("backend", 80, kSilenceTimeout), lab::ProbeOutcome::kTimedOut);
+  // Back to the one file: web is shut out again.
+  const std::filesystem::path policy_dir = std::filesystem::path(instance.policy_file()).parent_path();
+  std::filesystem::remove(policy_dir / "web.yaml");
+  std::filesystem::remove(policy_dir / "broken.yaml");
+  absl::StatusOr<absl::Duration> closed = WaitUntil(
+      [&] { return probe("web", 5432, kSilenceTimeout) == lab::ProbeOutcome::kTimedOut; }, absl::Seconds(10),
+      "web shut out once web.yaml is gone");
+  ASSERT_TRUE(closed.ok()) << closed.status();
+
   instance.Kill(*agent, SIGTERM);
   ASSERT_TRUE(instance.WaitExit(*agent, absl::Seconds(10)).ok()) << instance.Log();
   TestCertificates certs(instance.dir());

@@ -112,5 +112,59 @@ TEST_F(MapSyncTest, FullPolicyMapKeepsTheOldPolicyInForce) {
       << "what did not fit is not allowed";
 }
 
+// A batch that stops at a full map has still written its first entries: the
+// mirror must know them, or the next sync would leave them behind.
+TEST_F(MapSyncTest, ABatchStoppedByAFullMapIsCleanedUpByTheNextSync) {
+  Reload({.conntrack_max = 1024, .events_ringbuf_bytes = 4096, .policy_max = 4});
+  MapSync sync(*dp_);
+  ASSERT_TRUE(sync.Adopt().ok());
+  std::vector<DatapathRule> many;
+  for (uint16_t port = 6000; port < 6010; ++port)
+    many.push_back({.rule_id = port, .local_identity = kWeb, .remote_identity = kBackend, .direction = DIR_EGRESS,
+                    .protocol = IPPROTO_TCP, .ports = {port, port}});
+  auto full = sync.Apply(Wanted(many));
+  ASSERT_FALSE(full.ok());
+  EXPECT_EQ(full.status().code(), absl::StatusCode::kResourceExhausted) << full.status();
+  auto written = dp_->policy_exact().Count();
+  ASSERT_TRUE(written.ok());
+  EXPECT_EQ(*written, 4u) << "the batch filled the map, then stopped";
+
+  auto stats = sync.Apply(Wanted({}));
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->removed, 4) << "what the stopped batch wrote is known and removed";
+  auto left = dp_->policy_exact().Count();
+  ASSERT_TRUE(left.ok());
+  EXPECT_EQ(*left, 0u);
+  ASSERT_TRUE(sync.Apply(Wanted({AllowBackend5432()})).ok());
+  EXPECT_TRUE(Passes(Hook::kTcIngress, FromWeb().Tcp({.sport = 3, .dport = 5432, .flags = kTcpSyn}).Build()));
+  EXPECT_FALSE(Passes(Hook::kTcIngress, FromWeb().Tcp({.sport = 4, .dport = 6000, .flags = kTcpSyn}).Build()));
+}
+
+// A bulk load in batches: every entry lands, in both policy maps, and a
+// second sync writes nothing.
+TEST_F(MapSyncTest, ABulkLoadLandsWholeAndIsNotWrittenTwice) {
+  MapSync sync(*dp_);
+  ASSERT_TRUE(sync.Adopt().ok());
+  std::vector<DatapathRule> rules;
+  for (uint16_t port = 20000; port < 23000; ++port)
+    rules.push_back({.rule_id = port, .local_identity = kWeb, .remote_identity = kBackend, .direction = DIR_EGRESS,
+                     .protocol = IPPROTO_TCP, .ports = {port, port}});
+  rules.push_back({.rule_id = 9, .local_identity = kWeb, .direction = DIR_EGRESS, .protocol = IPPROTO_UDP,
+                   .ports = {1024, 2047}});  // one prefix, in the trie
+  auto first = sync.Apply(Wanted(rules));
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->written, 3000 + 1 + 2);
+  auto exact = dp_->policy_exact().Count();
+  auto prefixes = dp_->policy_prefixes().Count();
+  ASSERT_TRUE(exact.ok() && prefixes.ok());
+  EXPECT_EQ(*exact, 3000u);
+  EXPECT_EQ(*prefixes, 1u);
+  EXPECT_TRUE(Passes(Hook::kTcIngress, FromWeb().Tcp({.sport = 5, .dport = 22999, .flags = kTcpSyn}).Build()));
+  EXPECT_TRUE(Passes(Hook::kTcIngress, FromWeb().Udp({.sport = 6, .dport = 2047}).Build()));
+  auto again = sync.Apply(Wanted(rules));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->written, 0);
+}
+
 }  // namespace
 }  // namespace stockade::testing

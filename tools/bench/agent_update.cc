@@ -14,6 +14,8 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "maps/pins.h"
+#include "stockade/datapath.h"
 #include "stockade/errno_status.h"
 #include "stockade/process.h"
 #include "stockade/scoped_fd.h"
@@ -133,14 +135,29 @@ absl::Status MeasureAgentUpdates(const AgentBenchOptions& options, const Testbed
   // sandwich tells enforcement from the windows before it: before the hook
   // everything connects, and a freshly hooked interface drops everything
   // (fail closed) until its record is written. Three in a row, to be sure.
+  //
+  // Enforcement counts only once the agent has hooked the server, and fail
+  // open is looked for, not inferred: once the agent has pinned a link
+  // (it hooks static endpoints first thing, before reading the policy), a
+  // port no rule allows must never connect, during the first sync or after.
+  const std::string links_dir = absl::StrCat(InstancePinDir(options.instance), "/" STOCKADE_PIN_LINKS_SUBDIR);
+  bool hooked = false;
   int in_a_row = 0;
   auto enforced_now = [&]() -> absl::StatusOr<bool> {
+    std::error_code no_dir;
+    hooked = hooked || (fs::exists(links_dir, no_dir) && !fs::is_empty(links_dir, no_dir));
     for (uint16_t port : {kTcpRrPort, kFirstChangePort, kTcpRrPort}) {
       auto connects = TcpConnects(bed.client.path, port, std::chrono::milliseconds(20));
       if (!connects.ok()) return connects.status();
+      if (hooked && port == kFirstChangePort && *connects)
+        return absl::InternalError(absl::StrCat("fail open: tcp/", port,
+                                                " (no rule allows it) connects after the agent hooked the server"));
       if (*connects != (port == kTcpRrPort)) return false;
     }
-    return true;
+    // Before the hook a probe of the unallowed port that times out (20 ms,
+    // on a loaded machine) is not a deny: three of those in a row once read
+    // as "enforced", and the port's later connect as a fail-open window.
+    return hooked;
   };
   auto started = WaitFor(start, std::chrono::seconds(300), *pid, "the initial policy enforced",
                          [&]() -> absl::StatusOr<bool> {

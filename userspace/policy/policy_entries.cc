@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 
 namespace stockade {
@@ -128,6 +129,21 @@ absl::StatusOr<std::vector<PolicyEntry>> CompilePolicyEntries(const std::vector<
     return std::memcmp(&a.key, &b.key, sizeof(policy_key)) < 0;
   });
   return out;
+}
+
+PolicyEntryDiff DiffPolicyEntries(const PolicyEntryMap& now, const std::vector<PolicyEntry>& wanted) {
+  PolicyEntryDiff diff;
+  absl::flat_hash_set<policy_key, ByteHash<policy_key>, ByteEq<policy_key>> wanted_keys;
+  wanted_keys.reserve(wanted.size());
+  for (const PolicyEntry& e : wanted) {
+    wanted_keys.insert(e.key);
+    auto it = now.find(e.key);
+    if (it != now.end() && ByteEq<policy_value>{}(it->second, e.value)) continue;
+    (e.value.action == POLICY_ACTION_DENY ? diff.denies : diff.allows).push_back(e);
+  }
+  for (const auto& [key, value] : now)
+    if (!wanted_keys.contains(key)) diff.stale.push_back(key);
+  return diff;
 }
 
 }  // namespace stockade

@@ -11,13 +11,19 @@
 
 namespace stockade {
 
-absl::StatusOr<std::vector<Policy>> ValidatePolicyFile(const std::string& path) {
+absl::StatusOr<std::string> ReadPolicyFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) return ErrnoStatus(errno, absl::StrCat("read policy file ", path));
   std::stringstream text;
   text << in.rdbuf();
   if (in.bad()) return ErrnoStatus(errno, absl::StrCat("read policy file ", path));
-  return ParsePolicyText(text.str(), path);
+  return text.str();
+}
+
+absl::StatusOr<std::vector<Policy>> ValidatePolicyFile(const std::string& path) {
+  auto text = ReadPolicyFile(path);
+  if (!text.ok()) return text.status();
+  return ParsePolicyText(*text, path);
 }
 
 }  // namespace stockade

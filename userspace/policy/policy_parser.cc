@@ -281,15 +281,23 @@ absl::StatusOr<Policy> ParseLabelPolicy(absl::string_view text, absl::string_vie
   });
 }
 
-absl::Status CheckUniquePolicyNames(const std::vector<Policy>& policies) {
-  absl::flat_hash_map<std::string, const Policy*> seen;
-  for (const Policy& policy : policies) {
-    auto [it, inserted] = seen.try_emplace(policy.name, &policy);
+absl::Status CheckUniquePolicyNames(const std::vector<const Policy*>& policies) {
+  absl::flat_hash_map<absl::string_view, const Policy*> seen;
+  seen.reserve(policies.size());
+  for (const Policy* policy : policies) {
+    auto [it, inserted] = seen.try_emplace(policy->name, policy);
     if (!inserted)
       return absl::InvalidArgumentError(absl::StrCat(
-          "policy name '", policy.name, "' is defined twice: ", it->second->location, " and ", policy.location));
+          "policy name '", policy->name, "' is defined twice: ", it->second->location, " and ", policy->location));
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckUniquePolicyNames(const std::vector<Policy>& policies) {
+  std::vector<const Policy*> pointers;
+  pointers.reserve(policies.size());
+  for (const Policy& policy : policies) pointers.push_back(&policy);
+  return CheckUniquePolicyNames(pointers);
 }
 
 }  // namespace stockade

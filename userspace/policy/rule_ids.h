@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "stockade/policy/policy.h"
 #include "stockade/policy/policy_compiler.h"
 
@@ -21,14 +22,17 @@ namespace stockade {
 
 class RuleIds {
  public:
-  // Ids for every rule of `policies`, whose names are unique.
+  // Ids for every rule of `policies`, whose names are unique. Id() takes
+  // the same Policy objects, which must outlive this.
   explicit RuleIds(const std::vector<const Policy*>& policies);
 
   uint32_t Id(const Policy& policy, RuleSection section, size_t index) const;
   const std::map<uint32_t, RuleOrigin>& origins() const { return origins_; }
 
  private:
-  std::map<std::tuple<std::string, RuleSection, size_t>, uint32_t> ids_;
+  // Keyed by the policy's address, not its name: Id() runs once per emitted
+  // rule, and a name in the key copied a string each time.
+  absl::flat_hash_map<std::tuple<const Policy*, RuleSection, size_t>, uint32_t> ids_;
   std::map<uint32_t, RuleOrigin> origins_;
 };
 

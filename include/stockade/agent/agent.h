@@ -22,6 +22,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -38,6 +39,7 @@
 #include "stockade/datapath.h"
 #include "stockade/identity/identity_allocator.h"
 #include "stockade/identity/labels.h"
+#include "stockade/policy/policy_directory.h"
 #include "stockade/links.h"
 #include "stockade/policy/policy.h"
 #include "stockade/policy/policy_compiler.h"
@@ -100,15 +102,16 @@ class Agent {
 
   // Brings maps and attachments to what the sources say now.
   [[nodiscard]] absl::Status ResyncAll();
-  // Re-reads the policy directory; a bad file keeps the last good policy.
-  absl::Status ReloadPolicies();
+  // Re-reads the policy directory (only the files that changed); a bad file
+  // keeps the last good policy. True when the set changed.
+  absl::StatusOr<bool> ReloadPolicies();
   // Answers a control request (see stockadectl).
   nlohmann::json HandleControl(const nlohmann::json& request);
 
  private:
   explicit Agent(AgentOptions options);
   absl::Status Reconcile();  // with mu_ held
-  absl::Status SaveIdentities();
+  absl::Status SaveIdentities();  // when the table changed since the last save
   // Carries over the enforced_at of endpoints whose record did not change
   // and stamps the others now (their records were just written).
   void StampEnforcedAt(std::vector<EndpointState>& endpoints) const;
@@ -158,7 +161,8 @@ class Agent {
   std::unique_ptr<MapSync> sync_;
   std::unique_ptr<DockerSource> docker_;
   IdentityAllocator allocator_;
-  std::vector<Policy> policies_;  // the last good set
+  std::optional<std::tuple<uint32_t, size_t, size_t>> saved_identities_;  // next_id and sizes at the last save
+  PolicyDirectory policy_files_;  // the last good set
   std::string policy_error_;      // why the newest files were rejected, if they were
   absl::Time policy_loaded_at_ = absl::InfinitePast();
   std::vector<Workload> static_workloads_;

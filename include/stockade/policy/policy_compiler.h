@@ -38,6 +38,9 @@ struct KnownIdentity {
 
 struct PolicyInputs {
   std::vector<Policy> policies;  // file policies, names unique
+  // More file policies, held by the caller (the agent's PolicyDirectory):
+  // a reconcile at 100k rules must not copy them.
+  std::vector<const Policy*> policies_held;
   std::vector<PolicyEndpoint> endpoints;
   std::vector<KnownIdentity> identities;  // besides the endpoints' own
 };

@@ -26,11 +26,15 @@ namespace stockade {
 // endpointSelector, named "container/<container_name>".
 [[nodiscard]] absl::StatusOr<Policy> ParseLabelPolicy(absl::string_view text, absl::string_view container_name);
 
+// A policy file's text; the error names the file.
+[[nodiscard]] absl::StatusOr<std::string> ReadPolicyFile(const std::string& path);
 // Reads a policy file and parses it (stockadectl policy validate).
 [[nodiscard]] absl::StatusOr<std::vector<Policy>> ValidatePolicyFile(const std::string& path);
 
 // Policy names identify rules in drop events: they must be unique across files.
 [[nodiscard]] absl::Status CheckUniquePolicyNames(const std::vector<Policy>& policies);
+// The same over policies held elsewhere (no copies of their rules).
+[[nodiscard]] absl::Status CheckUniquePolicyNames(const std::vector<const Policy*>& policies);
 
 }  // namespace stockade
 
