@@ -150,8 +150,9 @@ int main(int argc, char** argv) {
   } else if (command == "policy get") {
     std::vector<std::vector<std::string>> rows;
     for (const auto& r : a["rules"])
-      rows.push_back({Str(r["rule"]), Str(r["action"]), Str(r["direction"]), Str(r["local"]), Str(r["remote"]),
-                      Str(r["protocol"]), Str(r["ports"]), Str(r["origin"])});
+      rows.push_back({Str(r["rule"]), Str(r["action"]) + (r.value("require_tls", false) ? " requireTLS" : ""),
+                      Str(r["direction"]), Str(r["local"]), Str(r["remote"]), Str(r["protocol"]), Str(r["ports"]),
+                      Str(r["origin"])});
     PrintTable({"RULE", "ACTION", "DIRECTION", "LOCAL", "REMOTE", "PROTO", "PORTS", "FROM"}, rows);
     if (!Str(a["policy_error"]).empty()) std::printf("\nrejected (last good policy in force): %s\n", Str(a["policy_error"]).c_str());
   } else if (command == "tls") {

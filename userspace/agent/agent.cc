@@ -770,7 +770,8 @@ nlohmann::json Agent::PolicyGet() {
                      {"direction", r.direction == DIR_INGRESS ? "ingress" : "egress"},
                      {"protocol", r.protocol},
                      {"ports", absl::StrCat(r.ports.first, "-", r.ports.last)},
-                     {"action", r.action == POLICY_ACTION_DENY ? (r.audit ? "audit-deny" : "deny") : "allow"}});
+                     {"action", r.action == POLICY_ACTION_DENY ? (r.audit ? "audit-deny" : "deny") : "allow"},
+                     {"require_tls", r.require_tls}});
   }
   return {{"compiled", compiled_.Describe()}, {"rules", rules}, {"policy_error", policy_error_}};
 }
