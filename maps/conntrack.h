@@ -37,7 +37,8 @@ STOCKADE_ABI_OFFSET(struct ct_key, netns_cookie, 40);
 enum ct_flags {
 	/* The flow's first packet came from side a of the key. */
 	CT_F_ORIGIN_IS_A = 1u << 0,
-	/* Allowed by an audit verdict: reply and follow-ups are audited too. */
+	/* Allowed by an audit verdict, or under a TLS requirement that only
+	 * reports (POLICY_F_AUDIT): reply and follow-ups are audited too. */
 	CT_F_AUDIT = 1u << 1,
 	CT_F_SEEN_REPLY = 1u << 2,
 	/* FIN seen from the origin / from the reply side: both means closed. */

@@ -26,6 +26,7 @@ constexpr char kUsage[] = R"(usage: stockadectl [--instance NAME] [--socket PATH
   policy get                     the compiled rules and where each comes from
   policy validate FILE...        check policy files without applying them
   explain FROM TO PORT[/tcp|udp] would FROM reach TO on PORT, and which rule says so
+  tls                            live TCP flows per endpoint pair and port: begun in TLS, in plaintext, no payload yet
 )";
 
 std::string Str(const nlohmann::json& j) { return j.is_string() ? j.get<std::string>() : j.dump(); }
@@ -113,7 +114,7 @@ int main(int argc, char** argv) {
     request["port"] = port;
     request["protocol"] = proto == "tcp" ? 6 : 17;
   } else if (command != "status" && command != "endpoint list" && command != "identity list" &&
-             command != "policy get") {
+             command != "policy get" && command != "tls") {
     std::fputs(kUsage, stderr);
     return 2;
   }
@@ -155,10 +156,20 @@ int main(int argc, char** argv) {
   } else if (command == "policy get") {
     std::vector<std::vector<std::string>> rows;
     for (const auto& r : a["rules"])
-      rows.push_back({Str(r["rule"]), Str(r["action"]), Str(r["direction"]), Str(r["local"]), Str(r["remote"]),
-                      Str(r["protocol"]), Str(r["ports"]), Str(r["origin"])});
+      rows.push_back({Str(r["rule"]), Str(r["action"]) + (r.value("require_tls", false) ? " requireTLS" : ""),
+                      Str(r["direction"]), Str(r["local"]), Str(r["remote"]), Str(r["protocol"]), Str(r["ports"]),
+                      Str(r["origin"])});
     PrintTable({"RULE", "ACTION", "DIRECTION", "LOCAL", "REMOTE", "PROTO", "PORTS", "FROM"}, rows);
     if (!Str(a["policy_error"]).empty()) std::printf("\nrejected (last good policy in force): %s\n", Str(a["policy_error"]).c_str());
+  } else if (command == "tls") {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& f : a["flows"]) {
+      const bool ingress = Str(f["direction"]) == "ingress";
+      rows.push_back({Str(f["local"]), ingress ? "<-" : "->", Str(f["remote"]), Str(f["port"]),
+                      f["require_tls"].get<bool>() ? "yes" : "no", Str(f["tls"]), Str(f["plaintext"]),
+                      Str(f["no_payload"])});
+    }
+    PrintTable({"LOCAL", "", "REMOTE", "PORT", "REQUIRE_TLS", "TLS", "PLAINTEXT", "NO_PAYLOAD"}, rows);
   } else if (command == "explain") {
     std::printf("%s -> %s port %s: %s\n", Str(a["from"]).c_str(), Str(a["to"]).c_str(), Str(a["port"]).c_str(),
                 Str(a["verdict"]).c_str());

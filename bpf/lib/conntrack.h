@@ -110,7 +110,7 @@ static __always_inline void ct_account(struct ct_entry *e, const struct flow *fl
 }
 
 static __always_inline int ct_create(const struct ct_key *key, int src_is_a, const struct flow *flow, __u8 dir,
-				     __u32 rule_id, __u32 revision, int audit, __u32 len, __u64 now)
+				     __u32 rule_id, __u32 revision, __u8 flags, __u8 tls_state, __u32 len, __u64 now)
 {
 	struct ct_entry e = {
 		.packets = 1,
@@ -118,8 +118,9 @@ static __always_inline int ct_create(const struct ct_key *key, int src_is_a, con
 		.rule_id = rule_id,
 		.policy_revision = revision,
 		.direction = dir,
-		.flags = (src_is_a ? CT_F_ORIGIN_IS_A : 0) | (audit ? CT_F_AUDIT : 0),
+		.flags = (src_is_a ? CT_F_ORIGIN_IS_A : 0) | flags,
 		.policy_port = flow->policy_port,
+		.tls_state = tls_state,
 	};
 
 	if (flow->tuple.protocol == IPPROTO_TCP) {

@@ -17,6 +17,7 @@
 #include "fragments.h"
 #include "record.h"
 #include "denied.h"
+#include "tls.h"
 
 static __always_inline int enforced_in(const struct endpoint_info *ep, __u8 dir)
 {
@@ -93,6 +94,7 @@ static __always_inline int ct_recheck(const struct endpoint_info *ep, const stru
 		return res.reason;
 	e->policy_revision = ep->policy_revision;
 	e->rule_id = res.rule_id;
+	e->flags = (e->flags & ~CT_F_TLS_REQUIRED) | (res.require_tls ? CT_F_TLS_REQUIRED : 0);
 	return 0;
 }
 
@@ -106,7 +108,7 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 	struct denied_flow *denied;
 	__u64 now;
 	int ret, src_is_a;
-	__u8 dir = d->direction;
+	__u8 dir = d->direction, ct_flags, tls_state;
 
 	if (ep->flags & ENDPOINT_F_NOT_READY)
 		return DROP_ENDPOINT_NOT_READY;
@@ -155,8 +157,15 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 			if (ret < 0)
 				return ret;
 		}
+		ret = REASON_NONE;
+		/* After the client's first payload a verified flow costs a byte compare. */
+		if (unlikely(e->tls_state != CT_TLS_CLIENT_HELLO)) {
+			ret = tls_check_tracked(pkt, flow, ep, e, is_reply, d, now);
+			if (ret < 0 && d->verdict != VERDICT_AUDIT)
+				return ret;
+		}
 		ct_account(e, flow, is_reply, pkt->len, now);
-		return REASON_NONE;
+		return ret;
 	}
 
 	/* A new flow, or one denied a moment ago. */
@@ -172,11 +181,14 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 		}
 		d->verdict = VERDICT_AUDIT;
 	}
-	ret = ct_create(&ct_key, src_is_a, flow, dir, res.rule_id, ep->policy_revision, d->verdict == VERDICT_AUDIT,
+	ct_flags = (d->verdict == VERDICT_AUDIT || res.audit ? CT_F_AUDIT : 0) |
+		   (res.require_tls ? CT_F_TLS_REQUIRED : 0);
+	tls_state = tls_classify(pkt, flow);
+	ret = ct_create(&ct_key, src_is_a, flow, dir, res.rule_id, ep->policy_revision, ct_flags, tls_state,
 			pkt->len, now);
 	if (ret < 0)
 		return ret;
-	return res.reason;
+	return res.reason != REASON_NONE ? res.reason : tls_verdict(ep, ct_flags, tls_state, d);
 }
 
 /*

@@ -71,6 +71,10 @@ struct flow {
 	 * first fragment's upper layer may lie behind extension headers (say,
 	 * destination options) that the later fragments do not repeat. */
 	__u8 frag_protocol;
+	/* TCP: where the segment's payload starts in the frame, and its length
+	 * by the IP header (0: none, or a later fragment). */
+	__u16 payload_off;
+	__u16 payload_len;
 };
 
 #define PTR_ADD(p, off) ((void *)((__u8 *)(p) + (off)))
@@ -196,7 +200,7 @@ static __always_inline int icmp6_is_neighbour(__u8 type)
  * the IP header says is there: a first fragment too short to hold the L4
  * header is the tiny-fragment attack (RFC 1858) and is dropped.
  */
-static __always_inline int parse_l4(void *l4, void *end, __u32 l4_len, struct flow *flow)
+static __always_inline int parse_l4(void *l4, void *end, __u32 l4_off, __u32 l4_len, struct flow *flow)
 {
 	struct flow_tuple *t = &flow->tuple;
 	__u32 need = 0;
@@ -233,10 +237,16 @@ static __always_inline int parse_l4(void *l4, void *end, __u32 l4_len, struct fl
 
 	if (t->protocol == IPPROTO_TCP) {
 		struct tcphdr *tcp = l4;
+		__u32 tcp_len;
 
 		if (!HAS_BYTES(tcp, sizeof(*tcp), end) || tcp->doff < 5)
 			return DROP_INVALID_PACKET;
 		flow->tcp_flags = ((__u8 *)tcp)[13];
+		tcp_len = tcp->doff * 4;
+		if (l4_len > tcp_len && l4_off + l4_len <= 0xffff) {
+			flow->payload_off = l4_off + tcp_len;
+			flow->payload_len = l4_len - tcp_len;
+		}
 	} else if (is_icmp_of_family(t->protocol, t->family)) {
 		__u8 type;
 
@@ -267,7 +277,7 @@ static __always_inline int parse_l4(void *l4, void *end, __u32 l4_len, struct fl
 	return 0;
 }
 
-static __always_inline int parse_ipv4(void *l3, void *end, __u32 avail, struct flow *flow)
+static __always_inline int parse_ipv4(void *l3, void *end, __u32 l3_off, __u32 avail, struct flow *flow)
 {
 	struct iphdr *ip = l3;
 	__u32 hlen, total;
@@ -298,7 +308,7 @@ static __always_inline int parse_ipv4(void *l3, void *end, __u32 avail, struct f
 		flow->fragment = FRAG_FIRST;
 		flow->frag_id = ip->id;
 	}
-	return parse_l4(PTR_ADD(ip, hlen), end, total - hlen, flow);
+	return parse_l4(PTR_ADD(ip, hlen), end, l3_off + hlen, total - hlen, flow);
 }
 
 static __always_inline int ipv6_ext_is_unknown(__u8 nexthdr)
@@ -307,7 +317,7 @@ static __always_inline int ipv6_ext_is_unknown(__u8 nexthdr)
 	       nexthdr == IPPROTO_EXPERIMENT1 || nexthdr == IPPROTO_EXPERIMENT2;
 }
 
-static __always_inline int parse_ipv6(void *l3, void *end, __u32 avail, struct flow *flow)
+static __always_inline int parse_ipv6(void *l3, void *end, __u32 l3_off, __u32 avail, struct flow *flow)
 {
 	struct ipv6hdr *ip6 = l3;
 	__u32 payload, consumed = 0;
@@ -389,7 +399,7 @@ l4:
 	flow->tuple.protocol = nexthdr;
 	if (nexthdr == NEXTHDR_NONE)
 		return 0;
-	return parse_l4(cursor, end, payload - consumed, flow);
+	return parse_l4(cursor, end, l3_off + sizeof(*ip6) + consumed, payload - consumed, flow);
 }
 
 #define ARP_HW_ETHER 1
@@ -455,9 +465,9 @@ static __always_inline int parse_frame(void *data, void *end, __u32 len, struct 
 	if (proto == bpf_htons(ETH_P_ARP))
 		return parse_arp(PTR_ADD(data, off), end, flow);
 	if (proto == bpf_htons(ETH_P_IP))
-		return parse_ipv4(PTR_ADD(data, off), end, len - off, flow);
+		return parse_ipv4(PTR_ADD(data, off), end, off, len - off, flow);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return parse_ipv6(PTR_ADD(data, off), end, len - off, flow);
+		return parse_ipv6(PTR_ADD(data, off), end, off, len - off, flow);
 	return DROP_UNSUPPORTED_L3;
 }
 

@@ -8,7 +8,8 @@
 struct policy_result {
 	int reason;   /* REASON_NONE or the drop reason */
 	__u32 rule_id;
-	__u8 audit;   /* the deny came from an audit-only rule */
+	__u8 audit;   /* the deny, or the TLS requirement, came from an audit-only rule */
+	__u8 require_tls; /* allowed by a requireTLS entry */
 };
 
 struct policy_query {
@@ -55,6 +56,7 @@ static __always_inline void policy_decide(const struct policy_query *q, struct p
 	res->reason = REASON_NONE;
 	res->rule_id = 0;
 	res->audit = 0;
+	res->require_tls = 0;
 	if (!q->enforced && !q->tunnel)
 		return;
 
@@ -71,6 +73,11 @@ static __always_inline void policy_decide(const struct policy_query *q, struct p
 		goto denied;
 	}
 	allow = exact ? exact : any_remote;
+	/* requireTLS binds: an allow for any remote that requires TLS is not
+	 * weakened by a plaintext allow naming the remote (docs/policy.md). */
+	if (allow == exact && any_remote && (any_remote->flags & POLICY_F_REQUIRE_TLS) &&
+	    !(exact->flags & POLICY_F_REQUIRE_TLS))
+		allow = any_remote;
 	if (q->tunnel && !(allow && (allow->flags & POLICY_F_EXPLICIT_PROTOCOL))) {
 		res->reason = DROP_TUNNEL_DENIED;
 		res->rule_id = allow ? allow->rule_id : 0;
@@ -78,6 +85,10 @@ static __always_inline void policy_decide(const struct policy_query *q, struct p
 	}
 	if (allow || !q->enforced) {
 		res->rule_id = allow ? allow->rule_id : 0;
+		if (allow && (allow->flags & POLICY_F_REQUIRE_TLS)) {
+			res->require_tls = 1;
+			res->audit = !!(allow->flags & POLICY_F_AUDIT);
+		}
 		return;
 	}
 	res->reason = DROP_POLICY_DENIED; /* no rule matched: default deny */

@@ -47,7 +47,8 @@ struct DatapathRule {
   uint8_t protocol = 0;  // 0: any protocol
   PortRange ports;
   uint8_t action = POLICY_ACTION_ALLOW;
-  bool audit = false;  // a deny that only reports
+  bool audit = false;  // a deny, or a TLS requirement, that only reports
+  bool require_tls = false;  // TCP allows only (POLICY_F_REQUIRE_TLS)
 };
 
 struct PolicyEntry {

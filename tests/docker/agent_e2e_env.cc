@@ -207,6 +207,31 @@ std::string AgentInstance::Log() const {
   return text.str();
 }
 
+absl::StatusOr<StaticLab> MakeStaticLab(lab::Topology& topology,
+                                        const std::map<std::string, std::string>& address) {
+  auto sw = topology.AddNamespace("switch");
+  if (!sw.ok()) return sw.status();
+  auto bridge = topology.AddBridge(*sw, "br0");
+  if (!bridge.ok()) return bridge.status();
+  if (absl::Status s = topology.SetUp(*bridge); !s.ok()) return s;
+  StaticLab lab{.endpoints_yaml = "endpoints:\n"};
+  for (const auto& [name, ip] : address) {
+    auto ns = topology.AddNamespace(name);
+    if (!ns.ok()) return ns.status();
+    lab.netns[name] = *ns;
+    auto veth = topology.AddVethPair(*ns, "eth0", *sw, absl::StrCat("p-", name));
+    if (!veth.ok()) return veth.status();
+    for (absl::Status s : {topology.AddAddress(veth->first, absl::StrCat(ip, "/24")),
+                           topology.Enslave(veth->second, *bridge), topology.SetUp(veth->first),
+                           topology.SetUp(veth->second)})
+      if (!s.ok()) return s;
+    absl::StrAppend(&lab.endpoints_yaml, "  - name: ", name, "\n    netns: ", ns->path,
+                    "\n    interface: eth0\n    hook: in-container\n    ipv4: ", ip, "\n    labels: {tier: ", name,
+                    "}\n");
+  }
+  return lab;
+}
+
 absl::StatusOr<absl::Duration> WaitUntil(const std::function<bool()>& done, absl::Duration timeout,
                                          absl::string_view what) {
   const absl::Time start = absl::Now();

@@ -16,6 +16,7 @@
 #include <functional>
 #include <initializer_list>
 #include <optional>
+#include <map>
 #include <set>
 #include <string>
 #include <utility>
@@ -27,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "stockade/lab/topology.h"
 #include "stockade/scoped_fd.h"
 
 namespace stockade::testing {
@@ -138,6 +140,15 @@ class ScopedEnv {
 // into `content_type` when given.
 [[nodiscard]] absl::StatusOr<std::string> ScrapeMetrics(const std::string& address,
                                                         std::string* content_type = nullptr);
+// Workloads without Docker: one namespace per name on a bridge, each hooked
+// in-container on its eth0 with the given address (/24) and the label
+// tier=<name>, and the static endpoints file that names them.
+struct StaticLab {
+  std::map<std::string, lab::TopologyNetns> netns;
+  std::string endpoints_yaml;
+};
+[[nodiscard]] absl::StatusOr<StaticLab> MakeStaticLab(lab::Topology& topology,
+                                                      const std::map<std::string, std::string>& address);
 
 // Polls `done` every 50 ms until it holds or `timeout` passes; returns how
 // long it took, or DeadlineExceeded naming `what`.

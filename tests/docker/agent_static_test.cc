@@ -41,29 +41,12 @@ TEST(AgentStaticEndpointsTest, EnforcesStaticEndpointsWithoutDockerAndWhileDocke
   lab::Topology topology;
   AgentInstance instance(absl::StrCat(topology.prefix(), "-static"));
 
-  auto sw = topology.AddNamespace("switch");
-  ASSERT_TRUE(sw.ok()) << sw.status();
-  auto bridge = topology.AddBridge(*sw, "br0");
-  ASSERT_TRUE(bridge.ok()) << bridge.status();
-  ASSERT_TRUE(topology.SetUp(*bridge).ok());
   const std::map<std::string, std::string> address = {
       {"backend", "10.231.0.4"}, {"db", "10.231.0.3"}, {"web", "10.231.0.2"}};
-  std::map<std::string, lab::TopologyNetns> netns;
-  std::string endpoints = "endpoints:\n";
-  for (const auto& [name, ip] : address) {
-    auto ns = topology.AddNamespace(name);
-    ASSERT_TRUE(ns.ok()) << ns.status();
-    netns[name] = *ns;
-    auto veth = topology.AddVethPair(*ns, "eth0", *sw, absl::StrCat("p-", name));
-    ASSERT_TRUE(veth.ok()) << veth.status();
-    ASSERT_TRUE(topology.AddAddress(veth->first, absl::StrCat(ip, "/24")).ok());
-    ASSERT_TRUE(topology.Enslave(veth->second, *bridge).ok());
-    ASSERT_TRUE(topology.SetUp(veth->first).ok());
-    ASSERT_TRUE(topology.SetUp(veth->second).ok());
-    absl::StrAppend(&endpoints, "  - name: ", name, "\n    netns: ", ns->path,
-                    "\n    interface: eth0\n    hook: in-container\n    ipv4: ", ip, "\n    labels: {tier: ", name,
-                    "}\n");
-  }
+  absl::StatusOr<StaticLab> scene = MakeStaticLab(topology, address);
+  ASSERT_TRUE(scene.ok()) << scene.status();
+  std::map<std::string, lab::TopologyNetns>& netns = scene->netns;
+  const std::string& endpoints = scene->endpoints_yaml;
   std::map<uint16_t, lab::Listener> db;
   for (uint16_t port : {5432, 80}) {
     auto listener = lab::Listener::Open(netns["db"].path, lab::Transport::kTcp, address.at("db"), port);

@@ -91,6 +91,16 @@ TEST(EventJson, IngressSwapsWhichIdentityIsLocal) {
   EXPECT_EQ(j["time"], "1970-01-01T00:00:00.000000000Z");
 }
 
+TEST(EventJson, TlsRequiredNamesTheRequireTlsRule) {
+  EventRecord r{.raw = Ipv4Drop("10.0.0.2", "10.0.0.3", 40000, 443, DIR_EGRESS), .time_ns = 0, .context = Context()};
+  r.raw.reason = DROP_TLS_REQUIRED;
+  r.raw.verdict = VERDICT_AUDIT;
+  nlohmann::json j = Json(r);
+  EXPECT_EQ(j["reason"], "TLS_REQUIRED");
+  EXPECT_EQ(j["verdict"], "AUDIT");
+  EXPECT_EQ(j["rule"], "db-ingress ingressDeny[0] (policies/db.yaml:9)");
+}
+
 TEST(EventJson, WithoutContextTheKernelFieldsStillStand) {
   EventRecord r{.raw = Ipv4Drop("10.0.0.2", "10.0.0.3", 1, 2, DIR_EGRESS), .time_ns = 5};
   r.raw.reason = DROP_SPOOFED_SOURCE;

@@ -246,6 +246,51 @@ ingress 258 <- world tcp/443 allow [web-ingress ingress[0]]
   EXPECT_EQ(compiled->endpoints[2].Flags(), ENDPOINT_F_ENFORCE_INGRESS);
 }
 
+const std::string kRequireTls = PolicyDoc("db-tls", R"(  endpointSelector: {matchLabels: {tier: db}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {tier: backend}}]
+      toPorts: [{ports: [{port: "5432", protocol: TCP}, {port: "443", protocol: TCP}], requireTLS: true}]
+    - fromEntities: [all]
+      toPorts: [{ports: [{port: "443", protocol: TCP}, {port: "80", protocol: TCP}]}]
+)") + PolicyDoc("web-tls-trial", R"(  endpointSelector: {matchLabels: {tier: web}}
+  audit: true
+  ingress:
+    - toPorts: [{ports: [{port: "443", protocol: TCP, requireTLS: true}]}]
+)");
+
+// requireTLS reaches the rules and the map entries; the plaintext allow of
+// port 443 for any peer does not weaken it for backend (the strict one wins
+// across the two lookups in the datapath; within one key it wins here).
+TEST(PolicyCompilerGoldenTest, RequireTls) {
+  Scene scene;
+  scene.AddEndpoint("backend-1", {{"tier", "backend"}});  // 256
+  scene.AddEndpoint("db-1", {{"tier", "db"}});            // 257
+  scene.AddEndpoint("web-1", {{"tier", "web"}});          // 258
+  absl::StatusOr<CompiledPolicy> compiled = scene.Compile(kRequireTls);
+  ASSERT_TRUE(compiled.ok()) << compiled.status();
+  EXPECT_EQ(compiled->Describe(), R"(endpoint backend-1 identity 256: not enforced
+endpoint db-1 identity 257: enforce ingress
+  policies: db-tls
+endpoint web-1 identity 258: enforce ingress, audit
+  policies: web-tls-trial
+ingress 257 <- any tcp/80 allow [db-tls ingress[1]]
+ingress 257 <- any tcp/443 allow [db-tls ingress[1]]
+ingress 257 <- 256 tcp/443 allow requireTLS [db-tls ingress[0]]
+ingress 257 <- 256 tcp/5432 allow requireTLS [db-tls ingress[0]]
+ingress 258 <- any tcp/443 allow requireTLS audit [web-tls-trial ingress[0]]
+)");
+  absl::StatusOr<std::vector<PolicyEntry>> entries = CompilePolicyEntries(compiled->rules);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  int tls_entries = 0;
+  for (const PolicyEntry& e : *entries) {
+    if (!(e.value.flags & POLICY_F_REQUIRE_TLS)) continue;
+    ++tls_entries;
+    EXPECT_EQ(e.key.protocol, IPPROTO_TCP);
+    EXPECT_EQ(!!(e.value.flags & POLICY_F_AUDIT), e.key.local_identity == 258u);
+  }
+  EXPECT_EQ(tls_entries, 3);
+}
+
 const std::string kModes = PolicyDoc("lockdown", R"(  endpointSelector: {matchLabels: {tier: db}}
   enforcementMode: always
   ingress:

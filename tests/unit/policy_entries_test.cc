@@ -128,7 +128,8 @@ TEST(CompilePolicyTest, EnforcingDenyBeatsAuditDenyOnTheSameKey) {
 }
 
 TEST(CompilePolicyTest, RandomRuleSetsMatchTheirMeaning) {
-  // For random rules, the longest match must give the verdict the rules mean: deny if any deny covers it.
+  // For random rules, the longest match must give the verdict the rules mean: deny if any deny covers it,
+  // else TLS required if any requireTLS allow covers it (the strict one wins).
   std::mt19937 rng(11);
   for (int round = 0; round < 50; ++round) {
     std::vector<DatapathRule> rules;
@@ -138,24 +139,73 @@ TEST(CompilePolicyTest, RandomRuleSetsMatchTheirMeaning) {
                        .protocol = uint8_t(rng() % 4 == 0 ? 0 : IPPROTO_TCP),
                        .ports = rng() % 5 == 0 ? PortRange{} : PortRange{std::min(a, b), std::max(a, b)},
                        .action = uint8_t(rng() % 3 == 0 ? POLICY_ACTION_DENY : POLICY_ACTION_ALLOW)});
+      DatapathRule& r = rules.back();
+      r.require_tls = r.action == POLICY_ACTION_ALLOW && r.protocol == IPPROTO_TCP && rng() % 3 == 0;
     }
     auto entries = CompilePolicyEntries(rules);
     ASSERT_TRUE(entries.ok());
     for (uint16_t port = 0; port < 200; ++port) {
-      bool any = false, deny = false;
+      bool any = false, deny = false, tls = false;
       for (const auto& r : rules) {
         bool proto_ok = r.protocol == 0 || r.protocol == IPPROTO_TCP;
         if (proto_ok && port >= r.ports.first && port <= r.ports.last) {
           any = true;
           deny |= r.action == POLICY_ACTION_DENY;
+          tls |= r.require_tls;
         }
       }
       const PolicyEntry* m = LongestMatch(*entries, 300, 301, DIR_INGRESS, IPPROTO_TCP, port);
       ASSERT_EQ(m != nullptr, any) << "round " << round << " port " << port;
       if (m) {
         ASSERT_EQ(m->value.action == POLICY_ACTION_DENY, deny) << "round " << round << " port " << port;
+        if (!deny) {
+          ASSERT_EQ(!!(m->value.flags & POLICY_F_REQUIRE_TLS), tls) << "round " << round << " port " << port;
+        }
       }
     }
+  }
+}
+
+TEST(CompilePolicyTest, WiderRequireTlsBindsNarrowerPlaintextAllow) {
+  // 443 allowed in plaintext by rule 1, 0-1023 require TLS by rule 2: 443 requires TLS, under rule 2.
+  auto entries = CompilePolicyEntries({
+      {.rule_id = 1, .local_identity = 300, .remote_identity = 301, .protocol = IPPROTO_TCP, .ports = {443, 443}},
+      {.rule_id = 2, .local_identity = 300, .remote_identity = 301, .protocol = IPPROTO_TCP, .ports = {0, 1023},
+       .require_tls = true},
+      {.rule_id = 3, .local_identity = 300, .remote_identity = 301, .protocol = IPPROTO_TCP, .ports = {8080, 8080}},
+  });
+  ASSERT_TRUE(entries.ok());
+  const PolicyEntry* m = LongestMatch(*entries, 300, 301, DIR_INGRESS, IPPROTO_TCP, 443);
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->value.action, POLICY_ACTION_ALLOW);
+  EXPECT_TRUE(m->value.flags & POLICY_F_REQUIRE_TLS);
+  EXPECT_EQ(m->value.rule_id, 2u);
+  m = LongestMatch(*entries, 300, 301, DIR_INGRESS, IPPROTO_TCP, 8080);
+  ASSERT_NE(m, nullptr);
+  EXPECT_FALSE(m->value.flags & POLICY_F_REQUIRE_TLS);
+}
+
+TEST(CompilePolicyTest, RequireTlsOnTheSameKeyWinsAndAuditOnlyIsWeaker) {
+  auto entries = CompilePolicyEntries({
+      {.rule_id = 1, .local_identity = 300, .protocol = IPPROTO_TCP, .ports = {443, 443}},
+      {.rule_id = 2, .local_identity = 300, .protocol = IPPROTO_TCP, .ports = {443, 443}, .audit = true,
+       .require_tls = true},
+      {.rule_id = 3, .local_identity = 300, .protocol = IPPROTO_TCP, .ports = {443, 443}, .require_tls = true},
+  });
+  ASSERT_TRUE(entries.ok());
+  ASSERT_EQ(entries->size(), 1u);
+  EXPECT_EQ((*entries)[0].value.rule_id, 3u);
+  EXPECT_EQ((*entries)[0].value.flags & (POLICY_F_REQUIRE_TLS | POLICY_F_AUDIT), POLICY_F_REQUIRE_TLS);
+}
+
+TEST(CompilePolicyTest, RequireTlsNeedsATcpAllow) {
+  for (DatapathRule rule : {DatapathRule{.rule_id = 5, .local_identity = 300, .protocol = IPPROTO_UDP},
+                            DatapathRule{.rule_id = 5, .local_identity = 300, .protocol = IPPROTO_TCP,
+                                         .action = POLICY_ACTION_DENY}}) {
+    rule.require_tls = true;
+    auto entries = CompilePolicyEntries({rule});
+    ASSERT_FALSE(entries.ok());
+    EXPECT_NE(entries.status().message().find("rule 5: requireTLS"), std::string::npos);
   }
 }
 

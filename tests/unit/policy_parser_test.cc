@@ -114,6 +114,54 @@ TEST(PolicyParserTest, PortForms) {
   EXPECT_EQ(PortsOf(R"([{port: "53", protocol: UDP}, {port: "53", protocol: TCP}])").size(), 2u);
 }
 
+TEST(PolicyParserTest, RequireTlsOnTheToPortsEntryOrOnThePort) {
+  // Cilium's place, beside `ports`: every port of the entry.
+  std::vector<PortProtocol> ports =
+      PortsOf(R"([{port: "443", protocol: TCP}, {port: "8443", protocol: TCP}], requireTLS: true)");
+  ASSERT_EQ(ports.size(), 2u);
+  EXPECT_TRUE(ports[0].require_tls);
+  EXPECT_TRUE(ports[1].require_tls);
+  // Beside one port.
+  ports = PortsOf(R"([{port: "443", protocol: TCP, requireTLS: true}, {port: "80", protocol: TCP}])");
+  ASSERT_EQ(ports.size(), 2u);
+  EXPECT_TRUE(ports[0].require_tls);
+  EXPECT_FALSE(ports[1].require_tls);
+  EXPECT_FALSE(PortsOf(R"([{port: "443", protocol: TCP}], requireTLS: false)").at(0).require_tls);
+
+  // The label carrier shares the parser.
+  absl::StatusOr<Policy> label = ParseLabelPolicy(
+      "ingress:\n  - fromEntities: [all]\n    toPorts: [{ports: [{port: \"443\", protocol: TCP}], requireTLS: true}]\n",
+      "web-1");
+  ASSERT_TRUE(label.ok()) << label.status();
+  EXPECT_TRUE(Rules(*label, RuleSection::kIngress).at(0).ports.at(0).require_tls);
+}
+
+TEST(PolicyParserTest, RequireTlsErrorsSayWhere) {
+  auto error = [](const std::string& spec) {
+    absl::StatusOr<std::vector<Policy>> policies = ParsePolicyText(WithSpec(spec), "tls.yaml");
+    EXPECT_FALSE(policies.ok()) << spec;
+    return policies.ok() ? std::string() : std::string(policies.status().message());
+  };
+  EXPECT_EQ(error("  endpointSelector: {}\n  ingress:\n    - toPorts:\n        - ports: [{port: \"53\", protocol: UDP}]\n"
+                  "          requireTLS: true\n"),
+            "tls.yaml:9: spec.ingress[0].toPorts[0].requireTLS: requireTLS is for TCP only, and the port's protocol "
+            "is UDP");
+  EXPECT_THAT(error("  endpointSelector: {}\n  ingress:\n    - toPorts: [{ports: [{protocol: ICMP, requireTLS: true}]}]\n"),
+              HasSubstr("tls.yaml:7: spec.ingress[0].toPorts[0].ports[0].requireTLS: requireTLS is for TCP only"));
+  EXPECT_THAT(error("  endpointSelector: {}\n  ingress:\n    - toPorts: [{ports: [{port: \"443\"}], requireTLS: true}]\n"),
+              HasSubstr("protocol is ANY (write protocol: TCP)"));
+  EXPECT_THAT(
+      error("  endpointSelector: {}\n  ingressDeny:\n    - toPorts: [{ports: [{port: \"80\", protocol: TCP}], "
+            "requireTLS: true}]\n"),
+      HasSubstr("tls.yaml:7: spec.ingressDeny[0].toPorts[0].requireTLS: a deny rule cannot require TLS"));
+  EXPECT_THAT(error("  endpointSelector: {}\n  ingress:\n    - toPorts: [{ports: [{port: \"443\", protocol: TCP, "
+                    "requireTLS: false}], requireTLS: true}]\n"),
+              HasSubstr("contradicts requireTLS of its toPorts entry"));
+  EXPECT_THAT(error("  endpointSelector: {}\n  ingress:\n    - toPorts: [{ports: [{port: \"443\", protocol: TCP}], "
+                    "requireTLS: yes please}]\n"),
+              HasSubstr("requireTLS"));
+}
+
 TEST(PolicyParserTest, SelectorsFollowKubernetesSemantics) {
   absl::StatusOr<std::vector<Policy>> policies = ParsePolicyText(WithSpec(R"(  endpointSelector:
     matchLabels: {compose.project: shop}

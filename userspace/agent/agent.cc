@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -22,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "stockade/agent/docker_source.h"
 #include "stockade/capabilities.h"
+#include "stockade/conntrack/tls_report.h"
 #include "stockade/errno_status.h"
 #include "stockade/links.h"
 #include "stockade/netns.h"
@@ -741,8 +743,9 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
 }
 
 nlohmann::json Agent::HandleControl(const nlohmann::json& request) {
-  std::lock_guard<std::recursive_mutex> hold(mu_);
   std::string command = request.value("command", "");
+  if (command == "tls") return TlsReport();  // takes the lock only while it copies the endpoints
+  std::lock_guard<std::recursive_mutex> hold(mu_);
   if (command == "status") return Status();
   if (command == "endpoint list") return EndpointList();
   if (command == "identity list") return IdentityList();
@@ -845,9 +848,28 @@ nlohmann::json Agent::PolicyGet() {
                      {"direction", r.direction == DIR_INGRESS ? "ingress" : "egress"},
                      {"protocol", r.protocol},
                      {"ports", absl::StrCat(r.ports.first, "-", r.ports.last)},
-                     {"action", r.action == POLICY_ACTION_DENY ? (r.audit ? "audit-deny" : "deny") : "allow"}});
+                     {"action", r.action == POLICY_ACTION_DENY ? (r.audit ? "audit-deny" : "deny") : "allow"},
+                     {"require_tls", r.require_tls}});
   }
   return {{"compiled", compiled_.Describe()}, {"rules", rules}, {"policy_error", policy_error_}};
+}
+
+nlohmann::json Agent::TlsReport() {
+  std::vector<TlsReportEndpoint> endpoints;
+  {
+    std::lock_guard<std::recursive_mutex> hold(mu_);
+    for (const EndpointState& e : endpoints_)
+      endpoints.push_back({.key = e.hook.key, .name = e.workload_name, .ipv4 = e.ipv4, .ipv6 = e.ipv6});
+  }
+  // The conntrack dump runs without the lock: a full table takes a while.
+  std::vector<ConntrackFlow> flows;
+  absl::Status s = datapath_->conntrack().ForEach(
+      [&](const ct_key& k, const ct_entry& e) { flows.push_back({.key = k, .entry = e}); });
+  if (!s.ok()) return {{"error", absl::StrCat("reading conntrack: ", s.message())}};
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);  // the clock of bpf_ktime_get_coarse_ns
+  return TlsReportJson(
+      AggregateTlsFlows(flows, endpoints, uint64_t(now.tv_sec) * 1'000'000'000ull + uint64_t(now.tv_nsec)));
 }
 
 nlohmann::json Agent::Explain(const nlohmann::json& request) {

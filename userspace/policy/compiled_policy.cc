@@ -76,7 +76,8 @@ std::string CompiledPolicy::Describe() const {
     const bool ingress = rule.direction == DIR_INGRESS;
     absl::StrAppend(&out, ingress ? "ingress " : "egress ", FormatIdentity(rule.local_identity),
                     ingress ? " <- " : " -> ", FormatIdentity(rule.remote_identity), " ", PortsText(rule), " ",
-                    rule.action == POLICY_ACTION_DENY ? "deny" : "allow", rule.audit ? " audit" : "", " [",
+                    rule.action == POLICY_ACTION_DENY ? "deny" : "allow", rule.require_tls ? " requireTLS" : "",
+                    rule.audit ? " audit" : "", " [",
                     origin.policy, " ", RuleSectionName(origin.section), "[", origin.index, "]]\n");
   }
   return out;

@@ -230,7 +230,8 @@ void Compiler::EmitRules(const Policy& policy, uint32_t local, const RuleIds& id
                                 .protocol = port.protocol,
                                 .ports = port.ports,
                                 .action = static_cast<uint8_t>(deny ? POLICY_ACTION_DENY : POLICY_ACTION_ALLOW),
-                                .audit = deny && policy.audit});
+                                .audit = (deny || port.require_tls) && policy.audit,
+                                .require_tls = !deny && port.require_tls});
         }
       }
     }
@@ -281,7 +282,7 @@ absl::StatusOr<CompiledPolicy> Compiler::Run() {
   std::sort(out_.rules.begin(), out_.rules.end(), [](const DatapathRule& a, const DatapathRule& b) {
     auto key = [](const DatapathRule& r) {
       return std::tie(r.local_identity, r.direction, r.remote_identity, r.protocol, r.ports.first, r.ports.last,
-                      r.action, r.audit, r.rule_id);
+                      r.action, r.audit, r.require_tls, r.rule_id);
     };
     return key(a) < key(b);
   });

@@ -47,13 +47,26 @@ policy_key ToKey(const EntryId& id) {
   return key;
 }
 
-// Deny beats allow; an enforcing deny beats an audit-only one; then the lower rule id.
+// Deny beats allow; an enforcing deny beats an audit-only one. Among allows,
+// the strict one wins: requireTLS beats plaintext, enforcing beats audit-only.
+std::pair<int, int> Strictness(const policy_value& v) {
+  const int audit = (v.flags & POLICY_F_AUDIT) ? 1 : 2;
+  if (v.action == POLICY_ACTION_DENY) return {audit, 0};
+  return {0, (v.flags & POLICY_F_REQUIRE_TLS) ? audit : 0};
+}
+
+// The stricter value; then the lower rule id.
 bool Stronger(const policy_value& a, const policy_value& b) {
-  auto rank = [](const policy_value& v) {
-    int deny_rank = v.action == POLICY_ACTION_DENY ? ((v.flags & POLICY_F_AUDIT) ? 1 : 2) : 0;
-    return std::make_tuple(deny_rank, -static_cast<int64_t>(v.rule_id));
-  };
-  return rank(a) > rank(b);
+  return std::make_tuple(Strictness(a), -static_cast<int64_t>(a.rule_id)) >
+         std::make_tuple(Strictness(b), -static_cast<int64_t>(b.rule_id));
+}
+
+// Whether a wider entry binds a narrower one: a deny, or a stricter TLS
+// requirement, of a wider entry holds for the ports inside it, so a narrower
+// plaintext allow never opens what a wider rule closes or requires TLS for.
+bool Binds(const policy_value& wider, const policy_value& narrower) {
+  if (wider.action == POLICY_ACTION_DENY) return Stronger(wider, narrower);
+  return (wider.flags & POLICY_F_REQUIRE_TLS) && Strictness(wider) > Strictness(narrower);
 }
 
 }  // namespace
@@ -88,13 +101,17 @@ absl::StatusOr<std::vector<PolicyEntry>> CompilePolicyEntries(const std::vector<
     if (rule.local_identity == IDENTITY_ANY)
       return absl::InvalidArgumentError(absl::StrCat("rule ", rule.rule_id, ": local identity must be set"));
 
+    if (rule.require_tls && (rule.action != POLICY_ACTION_ALLOW || rule.protocol != IPPROTO_TCP))
+      return absl::InvalidArgumentError(absl::StrCat("rule ", rule.rule_id, ": requireTLS needs a TCP allow"));
+
     std::vector<uint8_t> protocols = {rule.protocol};
     if (rule.protocol == 0 && !rule.ports.IsAny()) protocols = {IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP};
     policy_value value{};
     value.rule_id = rule.rule_id;
     value.action = rule.action;
-    value.flags = (rule.audit && rule.action == POLICY_ACTION_DENY ? POLICY_F_AUDIT : 0) |
-                  (rule.protocol != 0 ? POLICY_F_EXPLICIT_PROTOCOL : 0);
+    value.flags = (rule.audit && (rule.action == POLICY_ACTION_DENY || rule.require_tls) ? POLICY_F_AUDIT : 0) |
+                  (rule.protocol != 0 ? POLICY_F_EXPLICIT_PROTOCOL : 0) |
+                  (rule.require_tls ? POLICY_F_REQUIRE_TLS : 0);
 
     for (uint8_t protocol : protocols) {
       EntryId base{rule.local_identity, rule.remote_identity, rule.direction, protocol, 0, 0};
@@ -110,7 +127,8 @@ absl::StatusOr<std::vector<PolicyEntry>> CompilePolicyEntries(const std::vector<
     }
   }
 
-  // Fold in the deny of every wider entry: the trie will only ever return the narrowest.
+  // Fold in the deny and the TLS requirement of every wider entry: the trie
+  // will only ever return the narrowest.
   std::vector<PolicyEntry> out;
   out.reserve(entries.size());
   for (const auto& [id, value] : entries) {
@@ -118,7 +136,7 @@ absl::StatusOr<std::vector<PolicyEntry>> CompilePolicyEntries(const std::vector<
     for (uint32_t len = POLICY_PREFIX_ANY_PROTOCOL; len < id.prefixlen; ++len) {
       if (len > POLICY_PREFIX_ANY_PROTOCOL && len < POLICY_PREFIX_ANY_PORT) continue;
       auto wider = entries.find(Masked(id, len));
-      if (wider != entries.end() && wider->second.action == POLICY_ACTION_DENY && Stronger(wider->second, effective))
+      if (wider != entries.end() && Binds(wider->second, effective))
         effective = wider->second;
     }
     // The protocol is explicit only if this entry itself named it.

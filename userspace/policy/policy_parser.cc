@@ -137,12 +137,34 @@ bool ParsePortNumber(absl::string_view text, uint32_t min, uint32_t max, uint32_
   return absl::SimpleAtoi(text, &out) && out >= min && out <= max;
 }
 
+const char* ProtocolName(uint8_t protocol) {
+  for (const Named<uint8_t>& entry : kProtocols)
+    if (entry.value == protocol) return entry.name;
+  return "?";
+}
+
+// requireTLS of a port: its own, or its toPorts element's (Cilium puts TLS
+// settings on the element, beside `ports`; the issue wrote it beside the
+// port: both are read). Only an allow of TCP can require TLS.
+bool ReadRequireTls(const YamlValue* own, const YamlValue* element, uint8_t protocol, bool deny) {
+  if (own != nullptr && element != nullptr && own->Bool() != element->Bool())
+    own->Fail("contradicts requireTLS of its toPorts entry");
+  const YamlValue* flag = own != nullptr ? own : element;
+  if (flag == nullptr || !flag->Bool()) return false;
+  if (deny) flag->Fail("a deny rule cannot require TLS: requireTLS belongs on an allow rule");
+  if (protocol != IPPROTO_TCP)
+    flag->Fail(absl::StrCat("requireTLS is for TCP only, and the port's protocol is ", ProtocolName(protocol),
+                            protocol == 0 ? " (write protocol: TCP)" : ""));
+  return true;
+}
+
 // {port: "80"}, {port: "8000-8999"}, {port: "8000", endPort: 8999}, with a
 // protocol; for ICMP and ICMPv6 the "port" is the ICMP type.
-PortProtocol ReadPort(const YamlValue& value) {
-  YamlMap map = value.Map({"port", "endPort", "protocol"});
+PortProtocol ReadPort(const YamlValue& value, const YamlValue* element_tls, bool deny) {
+  YamlMap map = value.Map({"port", "endPort", "protocol", "requireTLS"});
   PortProtocol out;
   if (const YamlValue* protocol = map.Find("protocol")) out.protocol = ReadNamed(*protocol, kProtocols);
+  out.require_tls = ReadRequireTls(map.Find("requireTLS"), element_tls, out.protocol, deny);
   const bool icmp = out.protocol == IPPROTO_ICMP || out.protocol == IPPROTO_ICMPV6;
   const uint32_t min = icmp ? 0 : 1, max = icmp ? 255 : 65535;
 
@@ -179,9 +201,13 @@ PolicyRule ReadRule(const YamlValue& value, RuleSection section, const std::stri
     for (const YamlValue& v : list->List()) rule.cidrs.push_back({.cidr = ReadPrefix(v)});
   if (const YamlValue* list = map.Find(keys.cidr_set))
     for (const YamlValue& v : list->List()) rule.cidrs.push_back(ReadCidrSet(v));
-  if (const YamlValue* list = map.Find("toPorts"))
-    for (const YamlValue& v : list->List())
-      for (const YamlValue& p : v.Map({"ports"}).Get("ports").List()) rule.ports.push_back(ReadPort(p));
+  if (const YamlValue* list = map.Find("toPorts")) {
+    for (const YamlValue& v : list->List()) {
+      YamlMap element = v.Map({"ports", "requireTLS"});
+      for (const YamlValue& p : element.Get("ports").List())
+        rule.ports.push_back(ReadPort(p, element.Find("requireTLS"), RuleSectionDenies(section)));
+    }
+  }
   if (rule.AnyPeer() && rule.ports.empty())
     value.Fail(absl::StrCat("the rule names neither peers nor ports; for any peer write ", keys.entities, ": [all]"));
   return rule;

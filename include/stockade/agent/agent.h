@@ -149,6 +149,7 @@ class Agent {
   nlohmann::json IdentityList();
   nlohmann::json PolicyGet();
   nlohmann::json Explain(const nlohmann::json& request);
+  nlohmann::json TlsReport();  // `stockadectl tls`
   // What drop events are enriched with: containers by address, identities' labels, rules' origins.
   void PublishEventContext();
   // GET /metrics (docs/events.md lists the families).

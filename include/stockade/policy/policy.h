@@ -53,6 +53,8 @@ bool PrefixCovers(const IpPrefix& outer, const IpPrefix& inner);
 struct PortProtocol {
   uint8_t protocol = 0;  // IPPROTO_*; 0: any (ports then apply to TCP, UDP and SCTP)
   PortRange ports;       // the default: all ports (or all ICMP types)
+  // TCP allows only: the client's first payload must be a TLS ClientHello.
+  bool require_tls = false;
 };
 
 struct PolicyRule {
