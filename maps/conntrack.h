@@ -26,13 +26,18 @@ struct ct_key {
 	__u64 netns_cookie;
 	__u8 protocol;    /* IPPROTO_* */
 	__u8 family;      /* STOCKADE_AF_* */
-	__u16 pad;        /* must be zero */
+	/* 1 for an ICMP echo, whose identifier stands in for the ports; 0 for
+	 * every other message. Without it an echo with identifier 0 had the key
+	 * of every other ICMP query between the two, and let those pass as its. */
+	__u8 icmp_echo;
+	__u8 pad;         /* must be zero */
 	__u32 pad2;       /* must be zero */
 };
 STOCKADE_ABI_SIZE(struct ct_key, 56);
 STOCKADE_ABI_OFFSET(struct ct_key, port_a, 32);
 STOCKADE_ABI_OFFSET(struct ct_key, ifindex, 36);
 STOCKADE_ABI_OFFSET(struct ct_key, netns_cookie, 40);
+STOCKADE_ABI_OFFSET(struct ct_key, icmp_echo, 50);
 
 enum ct_flags {
 	/* The flow's first packet came from side a of the key. */
@@ -101,9 +106,10 @@ struct frag_value {
 	 * names only what follows its fragment header, which may be an
 	 * extension header (destination options) and not the protocol. */
 	__u8 protocol;
-	__u8 pad;
+	__u8 icmp_echo; /* the first fragment's: see ct_key */
 };
 STOCKADE_ABI_SIZE(struct frag_value, 8);
 STOCKADE_ABI_OFFSET(struct frag_value, protocol, 6);
+STOCKADE_ABI_OFFSET(struct frag_value, icmp_echo, 7);
 
 #endif /* STOCKADE_MAPS_CONNTRACK_H */

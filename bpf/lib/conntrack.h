@@ -41,6 +41,7 @@ static __always_inline int ct_key_for(struct ct_key *key, const struct flow_tupl
 	key->netns_cookie = netns_cookie;
 	key->protocol = t->protocol;
 	key->family = t->family;
+	key->icmp_echo = t->icmp_echo;
 	key->pad = 0;
 	key->pad2 = 0;
 	return src_is_a;

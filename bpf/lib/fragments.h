@@ -35,6 +35,7 @@ static __always_inline int fragment_track(struct flow *flow)
 			.dport = flow->tuple.dport,
 			.policy_port = flow->policy_port,
 			.protocol = flow->tuple.protocol,
+			.icmp_echo = flow->tuple.icmp_echo,
 		};
 
 		if (bpf_map_update_elem(&fragments, &key, &value, BPF_ANY) != 0)
@@ -48,6 +49,7 @@ static __always_inline int fragment_track(struct flow *flow)
 	flow->tuple.dport = found->dport;
 	flow->policy_port = found->policy_port;
 	flow->tuple.protocol = found->protocol;
+	flow->tuple.icmp_echo = found->icmp_echo;
 	return 0;
 }
 

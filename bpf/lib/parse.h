@@ -46,7 +46,8 @@ struct flow_tuple {
 	__u16 dport;    /* network order; ICMP echo: the identifier */
 	__u8 protocol;
 	__u8 family;
-	__u16 pad;
+	__u8 icmp_echo; /* an ICMP echo request or reply: see ct_key */
+	__u8 pad;
 };
 
 struct flow {
@@ -115,10 +116,13 @@ static __always_inline int parse_l4_ports(void *l4, void *end, __u8 protocol, __
 		/* The echo identifier stands in for a port, on the requester's
 		 * side: a request is (id -> 0), its reply (0 -> id), so the reply
 		 * finds the request's flow and a request the other way does not. */
-		if (((__u8 *)l4)[0] == echo_request)
+		if (((__u8 *)l4)[0] == echo_request) {
 			t->sport = ((__u16 *)l4)[2];
-		else if (((__u8 *)l4)[0] == echo_reply)
+			t->icmp_echo = 1;
+		} else if (((__u8 *)l4)[0] == echo_reply) {
 			t->dport = ((__u16 *)l4)[2];
+			t->icmp_echo = 1;
+		}
 		return 0;
 	}
 	return 0;

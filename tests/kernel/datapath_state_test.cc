@@ -103,6 +103,21 @@ TEST_F(ConntrackTest, EchoRequestTheOtherWayIsNotAReply) {
   EXPECT_TRUE(Passes(kIn, ToWeb6(kBackendIp6).Icmpv6({.type = 129, .rest_of_header = IcmpEcho(9, 1)}).Build()));
 }
 
+// An echo's identifier stands in for its ports; every other ICMP query has
+// ports 0. So a ping with identifier 0 must not make a flow that other
+// queries from the peer (a timestamp request, type 13) pass as, found by
+// the differential test.
+TEST_F(ConntrackTest, AnEchoWithIdentifierZeroIsNoOtherIcmpsFlow) {
+  ASSERT_TRUE(Passes(kOut, FromWeb().Icmpv4({.type = 8, .rest_of_header = IcmpEcho(0, 1)}).Build()));
+  EXPECT_FALSE(Passes(kIn, ToWeb(kBackendIp).Icmpv4({.type = 13, .rest_of_header = IcmpEcho(0, 0)}).Build()))
+      << "a timestamp request from the peer is a flow of its own, which no rule allows";
+  EXPECT_TRUE(Passes(kIn, ToWeb(kBackendIp).Icmpv4({.type = 0, .rest_of_header = IcmpEcho(0, 1)}).Build()))
+      << "the echo's own reply still passes";
+  ASSERT_TRUE(Passes(kOut, FromWeb6().Icmpv6({.type = 128, .rest_of_header = IcmpEcho(0, 1)}).Build()));
+  EXPECT_FALSE(Passes(kIn, ToWeb6(kBackendIp6).Icmpv6({.type = 139, .rest_of_header = IcmpEcho(0, 0)}).Build()))
+      << "an ICMPv6 node information query (139) from the peer is a flow of its own";
+}
+
 TEST_F(ConntrackTest, FlowsAreTrackedPerDirectionOfTheEndpoint) {
   // Web -> backend tcp/80 is not allowed; backend -> web tcp/80 is not either.
   // A flow allowed in one endpoint direction does not open the mirrored one.

@@ -91,6 +91,7 @@ struct VerdictModel::Flow {
     uint8_t protocol = 0;
     Address saddr{}, daddr{};
     uint16_t sport = 0, dport = 0;
+    bool icmp_echo = false;
   };
 
   int parse_error = REASON_NONE;
@@ -101,6 +102,9 @@ struct VerdictModel::Flow {
   uint8_t family = 0, protocol = 0;
   Address saddr{}, daddr{};
   uint16_t sport = 0, dport = 0;  // host order; an ICMP echo's identifier on the requester's side
+  // An ICMP echo request or reply: a flow of its own kind, apart from every
+  // other ICMP message between the same two, whatever its identifier.
+  bool icmp_echo = false;
   uint16_t policy_port = 0;       // what policy matches: the destination port, or the ICMP type
   uint8_t tcp_flags = 0;
   uint8_t icmp_type = 0;
@@ -122,7 +126,8 @@ using Flow = VerdictModel::Flow;
 
 // The ports (or the echo identifier standing in for one) of a header at `l4`.
 // False: too few bytes for them.
-bool ReadPorts(std::span<const uint8_t> l4, uint8_t protocol, uint8_t family, uint16_t& sport, uint16_t& dport) {
+bool ReadPorts(std::span<const uint8_t> l4, uint8_t protocol, uint8_t family, uint16_t& sport, uint16_t& dport,
+               bool& icmp_echo) {
   if (protocol == kTcp || protocol == kUdp || protocol == kSctp) {
     if (l4.size() < 4) return false;
     sport = Be16(l4, 0);
@@ -135,6 +140,7 @@ bool ReadPorts(std::span<const uint8_t> l4, uint8_t protocol, uint8_t family, ui
     // request's flow, a request the other way does not.
     if (l4[0] == echo_request) sport = Be16(l4, 4);
     if (l4[0] == echo_reply) dport = Be16(l4, 4);
+    icmp_echo = l4[0] == echo_request || l4[0] == echo_reply;
   }
   return true;
 }
@@ -157,7 +163,8 @@ std::optional<Flow::Quoted> ParseQuoted(std::span<const uint8_t> q, uint8_t fami
     std::memcpy(quoted.daddr.data(), &q[24], 16);
     l4_at = 40;
   }
-  if (!ReadPorts(From(q, l4_at), quoted.protocol, family, quoted.sport, quoted.dport)) return std::nullopt;
+  if (!ReadPorts(From(q, l4_at), quoted.protocol, family, quoted.sport, quoted.dport, quoted.icmp_echo))
+    return std::nullopt;
   return quoted;
 }
 
@@ -168,7 +175,7 @@ void ParseUpperLayer(std::span<const uint8_t> l4, Flow& f) {
     f.parse_error = f.fragment == Flow::Fragment::kFirst ? DROP_FRAG_TOO_SMALL : DROP_INVALID_PACKET;
     return;
   }
-  ReadPorts(l4, f.protocol, f.family, f.sport, f.dport);
+  ReadPorts(l4, f.protocol, f.family, f.sport, f.dport, f.icmp_echo);
   f.policy_port = f.dport;
   if (f.protocol == kTcp) {
     if (l4[12] >> 4 < 5) {
@@ -392,8 +399,8 @@ int CheckSource(const Flow& f, const endpoint_info& ep) {
 
 // One key for both directions of a flow at one interface: the lower
 // (address, port) side first. Returns whether the packet's source is side a.
-bool FillFlowKey(ct_key& key, const endpoint_key& interface, uint8_t family, uint8_t protocol, const Address& src,
-                 uint16_t sport, const Address& dst, uint16_t dport) {
+bool FillFlowKey(ct_key& key, const endpoint_key& interface, uint8_t family, uint8_t protocol, bool icmp_echo,
+                 const Address& src, uint16_t sport, const Address& dst, uint16_t dport) {
   int order = std::memcmp(src.data(), dst.data(), 16);
   bool src_first = order < 0 || (order == 0 && sport < dport);
   std::memset(&key, 0, sizeof(key));
@@ -405,6 +412,7 @@ bool FillFlowKey(ct_key& key, const endpoint_key& interface, uint8_t family, uin
   key.netns_cookie = interface.netns_cookie;
   key.protocol = protocol;
   key.family = family;
+  key.icmp_echo = icmp_echo;
   return src_first;
 }
 
@@ -526,7 +534,7 @@ bool VerdictModel::ErrorIsAboutOurFlow(const endpoint_key& interface, const endp
   const Flow::Quoted& q = *f.quoted;
   if (q.saddr != f.daddr) return false;
   ct_key key;
-  FillFlowKey(key, interface, f.family, q.protocol, q.saddr, q.sport, q.daddr, q.dport);
+  FillFlowKey(key, interface, f.family, q.protocol, q.icmp_echo, q.saddr, q.sport, q.daddr, q.dport);
   auto it = conntrack_.find(KeyBytes(key));
   return it != conntrack_.end() && it->second.policy_revision == ep.policy_revision;
 }
@@ -558,7 +566,7 @@ int VerdictModel::Enforce(const endpoint_key& interface, const endpoint_info& ep
     key.family = f.family;
     if (f.fragment == Flow::Fragment::kFirst) {
       fragments_[KeyBytes(key)] =
-          frag_value{.sport = f.sport, .dport = f.dport, .policy_port = f.policy_port, .protocol = f.protocol, .pad = 0};
+          frag_value{.sport = f.sport, .dport = f.dport, .policy_port = f.policy_port, .protocol = f.protocol, .icmp_echo = f.icmp_echo};
     } else {
       auto it = fragments_.find(KeyBytes(key));
       // Without its first fragment, a fragment has no ports to be judged by.
@@ -569,13 +577,14 @@ int VerdictModel::Enforce(const endpoint_key& interface, const endpoint_info& ep
       // A later fragment is the first's datagram: its protocol too, whatever
       // header its own fragment header names next.
       f.protocol = it->second.protocol;
+      f.icmp_echo = it->second.icmp_echo;
     }
   }
 
   if (ErrorIsAboutOurFlow(interface, ep, f)) return REASON_NONE;
 
   ct_key key;
-  bool src_is_a = FillFlowKey(key, interface, f.family, f.protocol, f.saddr, f.sport, f.daddr, f.dport);
+  bool src_is_a = FillFlowKey(key, interface, f.family, f.protocol, f.icmp_echo, f.saddr, f.sport, f.daddr, f.dport);
   auto it = conntrack_.find(KeyBytes(key));
   // A bare SYN on a closed flow's tuple is a new connection, decided anew.
   bool live = it != conntrack_.end() &&
