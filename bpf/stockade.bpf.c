@@ -25,8 +25,10 @@ static __always_inline int tc_decide(struct __sk_buff *skb, enum hook_point hook
 	struct flow flow = {};
 	int parsed;
 
-	packet_from_skb(&pkt, skb, hook);
+	/* First: the parser may pull headers into the linear part, which moves
+	 * the packet's data. */
 	parsed = parse_skb(skb, &flow);
+	packet_from_skb(&pkt, skb, hook);
 	return tc_action(stockade_decide(&pkt, &flow, parsed));
 }
 

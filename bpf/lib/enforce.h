@@ -138,6 +138,7 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 	/* Lifetimes are seconds long: the coarse clock (a few ns) is precise
 	 * enough, where the precise one costs ~20 ns a packet on a VM. */
 	now = bpf_ktime_get_coarse_ns();
+	d->now = now;
 	if (icmp_error_is_related(pkt, ep, flow, now))
 		return REASON_NONE;
 
