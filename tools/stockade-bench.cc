@@ -25,11 +25,13 @@ constexpr char kUsage[] = R"(usage: stockade-bench [--quick | --full | --smoke] 
   --rules N,N,...    override the rule counts N
   --rounds R         override the number of rounds
   --contenders A,B   only these (none, iptables-nft, iptables-legacy, ipset, nft-set, stockade-tc,
-                     stockade-xdp); 'none' is always kept, as the baseline
+                     stockade-xdp, tc-drop); 'none' is always kept, as the baseline; tc-drop
+                     (a TC program that drops everything) is a reference for the floods only
   --stockaded PATH   the agent binary (default: next to this one)
   --agent-rules N    N for the stockaded policy-file update measure
   --no-agent         skip the stockaded policy-file update measure
   --no-floods        skip the trafgen floods of denied traffic
+  --floods-only      only the trafgen floods of denied traffic (no rule matrix, no agent)
 
 Everything runs in namespaces the tool creates (client -- host -- server per
 contender) and is removed at exit, on error and on Ctrl-C.
@@ -43,7 +45,7 @@ int main(int argc, char** argv) {
   using stockade::bench::BenchMode;
   BenchMode mode = BenchMode::kQuick;
   std::string out_dir = "stockade-bench-out", stockaded, rules, rounds, contenders, agent_rules;
-  bool no_agent = false, no_floods = false;
+  bool no_agent = false, no_floods = false, floods_only = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&]() -> std::string {
@@ -75,6 +77,8 @@ int main(int argc, char** argv) {
       no_agent = true;
     } else if (arg == "--no-floods") {
       no_floods = true;
+    } else if (arg == "--floods-only") {
+      floods_only = true;
     } else if (arg == "-h" || arg == "--help") {
       std::fputs(kUsage, stdout);
       return 0;
@@ -87,6 +91,14 @@ int main(int argc, char** argv) {
   options.out_dir = out_dir;
   options.agent = !no_agent;
   options.floods = !no_floods;
+  if (floods_only && (no_floods || !rules.empty())) {
+    std::fprintf(stderr, "stockade-bench: --floods-only goes with neither --no-floods nor --rules\n%s", kUsage);
+    return 2;
+  }
+  if (floods_only) {
+    options.rule_counts.clear();
+    options.agent = false;
+  }
   if (!rules.empty()) {
     options.rule_counts.clear();
     for (absl::string_view n : absl::StrSplit(rules, ',')) {

@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Benchmark programs, run only through BPF_PROG_TEST_RUN by stockade-microbench.
+ * Benchmark programs of stockade-microbench and stockade-bench.
  *
  *   ref_pass            the floor: return at once
+ *   ref_drop            drops everything: the ceiling of a drop program, which
+ *                       stockade-bench's flood puts beside the real ones (tc-drop)
  *   ref_min_filter      a minimal filter: Ethernet/IP/L4 parse and one hash lookup
  *   bench_new_flow      stockade's TC ingress on a packet whose source port changes
  *                       every run, so each run is a new flow (policy + conntrack insert)
  *
- * They include the same library as the datapath; nothing is copied.
+ * They include the same library as the datapath; nothing is copied. All but
+ * ref_drop run only through BPF_PROG_TEST_RUN.
  */
 #include "lib/enforce.h"
 
@@ -33,6 +36,12 @@ SEC("tc")
 int ref_pass(struct __sk_buff *skb)
 {
 	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int ref_drop(struct __sk_buff *skb)
+{
+	return TC_ACT_SHOT;
 }
 
 SEC("tc")
@@ -87,7 +96,7 @@ int bench_new_flow(struct __sk_buff *skb)
 	ip->saddr = bpf_htonl(0x0a800000 | (*counter >> 16));
 	ports[0] = bpf_htons((__u16)*counter);
 
-	packet_from_skb(&pkt, skb, HOOK_TC_EGRESS);
 	parsed = parse_skb(skb, &flow);
+	packet_from_skb(&pkt, skb, HOOK_TC_EGRESS);
 	return stockade_decide(&pkt, &flow, parsed) == VERDICT_DROPPED ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }

@@ -7,8 +7,12 @@
 #include <fstream>
 #include <optional>
 
+#include <cerrno>
+#include <cstring>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "bench_bpf.skel.h"
 #include "maps/abi.h"
 #include "stockade/attach.h"
 #include "stockade/datapath.h"
@@ -295,6 +299,46 @@ class StockadeContender : public Contender {
   uint32_t next_rule_id_ = 1;
 };
 
+// The ceiling for the floods: ref_drop (bpf/bench/bench.bpf.c) where
+// stockade-tc drops, on the client's host-side veth, TC ingress.
+class TcDropReference : public Contender {
+ public:
+  explicit TcDropReference(const Testbed& bed) : Contender(ContenderKind::kTcDrop), bed_(bed) {}
+  ~TcDropReference() override { bench_bpf__destroy(skel_); }
+  absl::StatusOr<double> Install(const std::vector<AllowRule>&) override { return FloodOnly(); }
+  absl::StatusOr<double> AddOne(const AllowRule&) override { return FloodOnly(); }
+  absl::Status Remove() override { return RemoveFloodDrop(); }
+
+  absl::Status InstallFloodDrop() override {
+    if (absl::Status s = RemoveFloodDrop(); !s.ok()) return s;
+    skel_ = bench_bpf__open_and_load();
+    if (!skel_) return absl::InternalError(absl::StrCat("load BPF object bench_bpf: ", std::strerror(errno)));
+    auto guard = NetnsGuard::Enter(bed_.host.path);
+    if (!guard.ok()) return guard.status();
+    auto attached = Attachment::AttachTc(bpf_program__fd(skel_->progs.ref_drop), bed_.host_cli_ifindex,
+                                         TcHook::kIngress, TcAttachMode::kAuto);
+    if (!attached.ok()) return attached.status();
+    attachment_.emplace(std::move(*attached));
+    return absl::OkStatus();
+  }
+
+  absl::Status RemoveFloodDrop() override {
+    absl::Status status;
+    if (attachment_) status.Update(attachment_->Detach());
+    attachment_.reset();
+    bench_bpf__destroy(skel_);
+    skel_ = nullptr;
+    return status;
+  }
+
+ private:
+  static absl::Status FloodOnly() { return absl::FailedPreconditionError("tc-drop is a reference for floods only"); }
+
+  const Testbed& bed_;
+  bench_bpf* skel_ = nullptr;
+  std::optional<Attachment> attachment_;
+};
+
 class NoFilter : public Contender {
  public:
   NoFilter() : Contender(ContenderKind::kNone) {}
@@ -316,6 +360,7 @@ const char* ContenderName(ContenderKind kind) {
     case ContenderKind::kNftSet: return "nft-set";
     case ContenderKind::kStockadeTc: return "stockade-tc";
     case ContenderKind::kStockadeXdp: return "stockade-xdp";
+    case ContenderKind::kTcDrop: return "tc-drop";
   }
   return "?";
 }
@@ -327,6 +372,7 @@ const char* FloodDropName(ContenderKind kind) {
     case ContenderKind::kNftSet: return "nft-raw";
     case ContenderKind::kStockadeTc: return "stockade-tc";
     case ContenderKind::kStockadeXdp: return "stockade-xdp";
+    case ContenderKind::kTcDrop: return "tc-drop";
     default: return "";
   }
 }
@@ -337,6 +383,7 @@ absl::StatusOr<std::unique_ptr<Contender>> MakeContender(ContenderKind kind, con
     case ContenderKind::kNone: return std::unique_ptr<Contender>(new NoFilter());
     case ContenderKind::kStockadeTc:
     case ContenderKind::kStockadeXdp: return std::unique_ptr<Contender>(new StockadeContender(kind, bed));
+    case ContenderKind::kTcDrop: return std::unique_ptr<Contender>(new TcDropReference(bed));
     default: return std::unique_ptr<Contender>(new NetfilterContender(kind, bed, names, scratch_dir));
   }
 }

@@ -22,12 +22,17 @@
 
 namespace stockade::bench {
 
-enum class ContenderKind { kNone, kIptablesNft, kIptablesLegacy, kIpset, kNftSet, kStockadeTc, kStockadeXdp };
+// kTcDrop is no filter but a reference for the floods only: a TC program
+// that drops every frame, the most any drop program can do on that hook.
+enum class ContenderKind { kNone, kIptablesNft, kIptablesLegacy, kIpset, kNftSet, kStockadeTc, kStockadeXdp, kTcDrop };
 inline constexpr ContenderKind kAllContenders[] = {
-    ContenderKind::kNone,   ContenderKind::kIptablesNft, ContenderKind::kIptablesLegacy, ContenderKind::kIpset,
-    ContenderKind::kNftSet, ContenderKind::kStockadeTc,  ContenderKind::kStockadeXdp};
-// "none", "iptables-nft", "iptables-legacy", "ipset", "nft-set", "stockade-tc", "stockade-xdp".
+    ContenderKind::kNone,       ContenderKind::kIptablesNft, ContenderKind::kIptablesLegacy,
+    ContenderKind::kIpset,      ContenderKind::kNftSet,      ContenderKind::kStockadeTc,
+    ContenderKind::kStockadeXdp, ContenderKind::kTcDrop};
+// "none", "iptables-nft", "iptables-legacy", "ipset", "nft-set", "stockade-tc", "stockade-xdp", "tc-drop".
 const char* ContenderName(ContenderKind kind);
+// Takes part in the floods only: it enforces no rule set.
+inline bool IsFloodOnly(ContenderKind kind) { return kind == ContenderKind::kTcDrop; }
 // What the contender does for a flood of denied traffic: "iptables-raw", "nft-raw", ... ; empty: no flood role.
 const char* FloodDropName(ContenderKind kind);
 

@@ -39,6 +39,7 @@ std::string ShortLabel(ContenderKind kind) {
     case ContenderKind::kNftSet: return "nft";
     case ContenderKind::kStockadeTc: return "stc";
     case ContenderKind::kStockadeXdp: return "sxdp";
+    case ContenderKind::kTcDrop: return "tcdrop";
   }
   return "x";
 }
@@ -218,6 +219,7 @@ absl::Status RunBench(const BenchOptions& o, Results& results, BenchRun& run) {
     for (int round = 0; round < o.rounds; ++round) {
       for (size_t index : InterleavedOrder(lanes.size(), round)) {
         Lane& lane = lanes[index];
+        if (IsFloodOnly(lane.kind)) continue;
         auto bulk = lane.contender->Install(rules);
         if (!bulk.ok()) return bulk.status();
         if (o.fail_after_install) return absl::AbortedError("failing after install, as the test asked");
