@@ -25,10 +25,8 @@ static __always_inline int tc_decide(struct __sk_buff *skb, enum hook_point hook
 	struct flow flow = {};
 	int parsed;
 
-	/* First: the parser may pull headers into the linear part, which moves
-	 * the packet's data. */
-	parsed = parse_skb(skb, &flow);
 	packet_from_skb(&pkt, skb, hook);
+	parsed = parse_skb(skb, &flow);
 	return tc_action(stockade_decide(&pkt, &flow, parsed));
 }
 

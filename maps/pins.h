@@ -25,7 +25,5 @@
 #define STOCKADE_MAP_EVENT_AGG "event_agg"
 #define STOCKADE_MAP_CONFIG "config"
 #define STOCKADE_MAP_PREFILTER "prefilter"
-/* Scratch space of the programs (bpf/lib/maps.h): never pinned, each load has its own. */
-#define STOCKADE_MAP_HEADER_COPY "header_copy"
 
 #endif /* STOCKADE_MAPS_PINS_H */

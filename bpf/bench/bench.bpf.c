@@ -96,7 +96,7 @@ int bench_new_flow(struct __sk_buff *skb)
 	ip->saddr = bpf_htonl(0x0a800000 | (*counter >> 16));
 	ports[0] = bpf_htons((__u16)*counter);
 
-	parsed = parse_skb(skb, &flow);
 	packet_from_skb(&pkt, skb, HOOK_TC_EGRESS);
+	parsed = parse_skb(skb, &flow);
 	return stockade_decide(&pkt, &flow, parsed) == VERDICT_DROPPED ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }

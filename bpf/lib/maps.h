@@ -97,34 +97,11 @@ struct {
 	__type(value, struct stockade_config);
 } config SEC(".maps");
 
-/* Where parse_skb() copies a frame's first bytes (bpf/lib/parse.h): the
- * verifier's 512 bytes of stack hold no room for them. Per CPU, so that no
- * other program run shares it; never pinned. */
-#define COPIED_HEADERS_MAX (14 + 40 + 20) /* Ethernet, IPv6, TCP */
-
-struct header_copy {
-	__u8 bytes[COPIED_HEADERS_MAX];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct header_copy);
-} header_copy SEC(".maps");
-
 static __always_inline struct stockade_config *config_get(void)
 {
 	__u32 zero = 0;
 
 	return bpf_map_lookup_elem(&config, &zero);
-}
-
-static __always_inline struct header_copy *header_copy_get(void)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&header_copy, &zero);
 }
 
 #endif /* STOCKADE_BPF_LIB_MAPS_H */

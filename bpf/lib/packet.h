@@ -47,9 +47,8 @@ enum hook_point {
 	HOOK_XDP = 2,        /* receive side, before an skb exists */
 };
 
-/* Headers parse_frame() reads must be in the linear part of an skb (parse_skb()
- * pulls them there); 512 bytes covers any IPv6 extension chain we accept (8
- * headers) and the inner header of an ICMP error. */
+/* Headers we read must be in the linear part of an skb; 512 bytes covers any
+ * IPv6 extension chain we accept (8 headers) and the inner header of an ICMP error. */
 #define PACKET_LINEAR_BYTES 512
 
 struct packet {
@@ -65,7 +64,10 @@ struct packet {
 static __always_inline void packet_from_skb(struct packet *pkt, struct __sk_buff *skb, enum hook_point hook)
 {
 	struct sk_buff___stockade *kskb = bpf_cast_to_kern_ctx(skb);
+	__u32 want = skb->len < PACKET_LINEAR_BYTES ? skb->len : PACKET_LINEAR_BYTES;
 
+	if ((__u64)skb->data_end - skb->data < want)
+		bpf_skb_pull_data(skb, want);
 	pkt->data = (void *)(long)skb->data;
 	pkt->data_end = (void *)(long)skb->data_end;
 	pkt->len = skb->len;

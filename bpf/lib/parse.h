@@ -7,7 +7,6 @@
 #ifndef STOCKADE_BPF_LIB_PARSE_H
 #define STOCKADE_BPF_LIB_PARSE_H
 
-#include "maps.h"
 #include "packet.h"
 
 #define IPV6_MAX_EXT_HEADERS 8
@@ -476,121 +475,6 @@ static __always_inline int parse_frame(void *data, void *end, __u32 len, struct 
 	return DROP_UNSUPPORTED_L3;
 }
 
-
-/* The transport header behind a plain IPv4 or IPv6 header, at offset l4 of the
- * copy (n bytes of it valid), with l4_len bytes by the IP header. */
-static __always_inline int parse_copied_l4(const __u8 *b, __u32 n, __u32 l4, __u32 l4_len, struct flow *flow)
-{
-	struct flow_tuple *t = &flow->tuple;
-	__u32 tcp_len;
-
-	if (t->protocol == IPPROTO_UDP) {
-		if (l4_len < 8 || n < l4 + 8)
-			return 0;
-	} else {
-		if (l4_len < sizeof(struct tcphdr) || n < l4 + sizeof(struct tcphdr))
-			return 0;
-		tcp_len = (b[l4 + 12] >> 4) * 4;
-		if (tcp_len < sizeof(struct tcphdr))
-			return 0;
-		/* A payload is for tls_classify(), which reads it in place. */
-		if (l4_len > tcp_len && l4 + l4_len <= 0xffff)
-			return 0;
-		flow->tcp_flags = b[l4 + 13];
-	}
-	__builtin_memcpy(&t->sport, b + l4, 2);
-	__builtin_memcpy(&t->dport, b + l4 + 2, 2);
-	flow->policy_port = t->dport;
-	return 1;
-}
-
-/*
- * Most packets are TCP or UDP right behind an IPv4 header without options or
- * an IPv6 header without extensions, in an untagged frame. Those are parsed
- * here from a copy of the frame's first n bytes (len: the whole frame's), so
- * that no bpf_skb_pull_data() is needed where the headers are not in the
- * skb's linear part: a frame from an AF_PACKET ring (a flood from a raw
- * socket, say) has only its Ethernet header there, and the pull cost ~60 ns
- * a packet, about what the rest of a remembered deny costs.
- *
- * Returns 1 with *flow filled exactly as parse_frame() would fill it, or 0
- * with *flow untouched: everything else (fragments, options, extension
- * headers, tags, other protocols, malformed headers, TCP with a payload) is
- * parse_frame()'s, which also gives the drop reasons.
- */
-static __always_inline int parse_copied_ip(const __u8 *b, __u32 n, __u32 len, struct flow *flow)
-{
-	struct flow_tuple *t = &flow->tuple;
-	__u16 proto, frag;
-	__u32 total;
-
-	if (n < ETH_HLEN)
-		return 0;
-	__builtin_memcpy(&proto, b + 12, 2);
-	if (proto == bpf_htons(ETH_P_IP)) {
-		/* Version 4, no options. */
-		if (n < ETH_HLEN + 20 || b[ETH_HLEN] != 0x45)
-			return 0;
-		total = ((__u32)b[ETH_HLEN + 2] << 8) | b[ETH_HLEN + 3];
-		if (total < 20 || total > len - ETH_HLEN)
-			return 0;
-		/* Any fragment: the more-fragments flag or an offset. */
-		frag = ((__u16)b[ETH_HLEN + 6] << 8) | b[ETH_HLEN + 7];
-		if (frag & 0x3fff)
-			return 0;
-		t->protocol = b[ETH_HLEN + 9];
-		if (t->protocol != IPPROTO_TCP && t->protocol != IPPROTO_UDP)
-			return 0;
-		t->family = STOCKADE_AF_INET;
-		flow->frag_protocol = t->protocol;
-		__builtin_memcpy(t->saddr, b + ETH_HLEN + 12, 4);
-		__builtin_memcpy(t->daddr, b + ETH_HLEN + 16, 4);
-		return parse_copied_l4(b, n, ETH_HLEN + 20, total - 20, flow);
-	}
-	if (proto == bpf_htons(ETH_P_IPV6)) {
-		if (n < ETH_HLEN + 40 || (b[ETH_HLEN] >> 4) != 6)
-			return 0;
-		total = ((__u32)b[ETH_HLEN + 4] << 8) | b[ETH_HLEN + 5];
-		if (total == 0 || total + 40 > len - ETH_HLEN)
-			return 0;
-		t->protocol = b[ETH_HLEN + 6];
-		if (t->protocol != IPPROTO_TCP && t->protocol != IPPROTO_UDP)
-			return 0;
-		t->family = STOCKADE_AF_INET6;
-		__builtin_memcpy(t->saddr, b + ETH_HLEN + 8, 16);
-		__builtin_memcpy(t->daddr, b + ETH_HLEN + 24, 16);
-		return parse_copied_l4(b, n, ETH_HLEN + 40, total, flow);
-	}
-	return 0;
-}
-
-/*
- * Most packets are TCP or UDP right behind an IPv4 header without options or
- * an IPv6 header without extensions, in an untagged frame. Those are parsed
- * here from a copy of the frame's first n bytes (len: the whole frame's), so
- * that no bpf_skb_pull_data() is needed where the headers are not in the
- * skb's linear part: a frame from an AF_PACKET ring (a flood from a raw
- * socket, say) has only its Ethernet header there, and the pull cost ~60 ns
- * a packet, about what the rest of a remembered deny costs.
- *
- * Returns 1 with *flow (zeroed by the caller) filled exactly as parse_frame()
- * would fill it, or 0 with *flow zeroed again: everything else (fragments,
- * options, extension headers, tags, other protocols, malformed headers, TCP
- * with a payload) is parse_frame()'s, which also gives the drop reasons.
- */
-static __always_inline int parse_copied_headers(const __u8 *b, __u32 n, __u32 len, struct flow *flow)
-{
-	/* In place, not in a local struct flow: the verifier allows 512 bytes
-	 * of stack for the program and parse_skb() together. */
-	if (!parse_copied_ip(b, n, len, flow)) {
-		__builtin_memset(flow, 0, sizeof(*flow));
-		return 0;
-	}
-	__builtin_memcpy(flow->eth_src, b + ETH_ALEN, ETH_ALEN);
-	flow->has_ethernet = 1;
-	return 1;
-}
-
 /*
  * The parser is a global function, so the verifier checks it once on its
  * own: inlined, every path out of the IPv6 extension loop went on through
@@ -599,20 +483,8 @@ static __always_inline int parse_copied_headers(const __u8 *b, __u32 n, __u32 le
  */
 __noinline int parse_skb(struct __sk_buff *skb, struct flow *flow)
 {
-	struct header_copy *copy = header_copy_get();
-	__u32 n = skb->len < COPIED_HEADERS_MAX ? skb->len : COPIED_HEADERS_MAX;
-	__u32 want = skb->len < PACKET_LINEAR_BYTES ? skb->len : PACKET_LINEAR_BYTES;
-
 	if (!flow)
 		return DROP_INVALID_PACKET;
-	/* Headers in the linear part are read in place: ~10 ns cheaper than a copy. */
-	if ((__u64)skb->data_end - skb->data < n && copy && n >= ETH_HLEN &&
-	    bpf_skb_load_bytes(skb, 0, copy->bytes, n) == 0 && parse_copied_headers(copy->bytes, n, skb->len, flow))
-		return 0;
-	/* parse_frame() reads the packet in place, and so do tls_classify()
-	 * and the ICMP error quote after it. */
-	if ((__u64)skb->data_end - skb->data < want)
-		bpf_skb_pull_data(skb, want);
 	return parse_frame((void *)(long)skb->data, (void *)(long)skb->data_end, skb->len, flow);
 }
 

@@ -39,7 +39,7 @@
 /*
  * Classifies the client's first payload: a ClientHello, plaintext, or not
  * seen yet (a segment without payload). Reads the packet directly, so TC and
- * XDP share it: parse_skb() made the first PACKET_LINEAR_BYTES linear,
+ * XDP share it: packet_from_skb() made the first PACKET_LINEAR_BYTES linear,
  * which holds the payload's first bytes for any header chain a TLS client
  * sends. A payload beyond that, or one the parser could not follow, or a
  * fragment (the rest of the segment would pass unseen), is not a ClientHello.

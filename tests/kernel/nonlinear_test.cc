@@ -3,10 +3,10 @@
 // The datapath on live frames whose headers are not in the skb's linear part,
 // as an AF_PACKET ring sends them (trafgen, the benchmark's flood generator:
 // only the Ethernet header is linear). BPF_PROG_TEST_RUN makes every frame
-// linear, so this is the only test of parse_skb()'s header copy and of its
-// pull: each frame must get, live and split, the verdict and reason it gets
-// linear through BPF_PROG_TEST_RUN, and a probe ahead of the datapath
-// witnesses that the frames were split.
+// linear, so this is the only test of packet_from_skb()'s pull: each frame
+// must get, live and split, the verdict and reason it gets linear through
+// BPF_PROG_TEST_RUN, and a probe ahead of the datapath witnesses that the
+// frames were split.
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 
@@ -123,7 +123,7 @@ TEST_F(NonlinearFrameTest, SplitHeadersGetTheVerdictsOfLinearOnes) {
   Ipv4Options spoofed = v4;
   spoofed.src = Ipv4("10.214.0.99");
   Ipv4Options with_options = v4;
-  with_options.options = {1, 1, 1, 1};  // NOPs: parse_frame()'s, after a pull
+  with_options.options = {1, 1, 1, 1};  // NOPs
   Ipv6Options v6{.src = Ipv6(kClientIpv6), .dst = Ipv6(kServerIpv6)};
   const std::vector<Case> cases = {
       {"IPv4 UDP, allowed", PacketBuilder().Ethernet(eth).Ipv4(v4).Udp({.dport = bench::kUdpPort}).Build(),

@@ -25,9 +25,8 @@ absl::Status PinMaps(bpf_object* obj, const std::string& dir) {
   bpf_map* map;
   bpf_object__for_each_map(map, obj) {
     std::string name = bpf_map__name(map);
-    if (name.starts_with(".") || name.find(".rodata") != std::string::npos || name.find(".bss") != std::string::npos ||
-        name == STOCKADE_MAP_HEADER_COPY)
-      continue;  // internal maps of globals and scratch space are per load
+    if (name.starts_with(".") || name.find(".rodata") != std::string::npos || name.find(".bss") != std::string::npos)
+      continue;  // internal maps of globals are per load
     std::string path = absl::StrCat(dir, "/", name);
     int err = bpf_map__set_pin_path(map, path.c_str());
     if (err) return LibbpfStatus(err, absl::StrCat("set pin path ", path));
