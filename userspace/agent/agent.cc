@@ -552,16 +552,23 @@ absl::Status Agent::Reconcile() {
   }
 
   const absl::Time compile_started = absl::Now();
-  auto compiled = CompilePolicies(inputs, allocator_);
-  if (!compiled.ok()) return compiled.status();
-  auto entries = CompilePolicyEntries(compiled->rules);
-  if (!entries.ok()) return entries.status();
+  auto delta = policy_compiler_.Update(inputs, allocator_);
+  if (!delta.ok()) return delta.status();
+  const CompiledPolicy& compiled = policy_compiler_.compiled();
+  WantedMaps wanted;
+  if (delta->full || sync_->policy_complete()) {
+    wanted.policy = std::move(delta->entries);
+    if (!delta->full) wanted.policy_scope = std::move(delta->scope);
+  } else {
+    // The last sync stopped half way: the maps are not where the delta starts.
+    auto entries = CompilePolicyEntries(compiled.rules);
+    if (!entries.ok()) return entries.status();
+    wanted.policy = std::move(*entries);
+  }
   const absl::Time compiled_at = absl::Now();
 
   std::map<std::string, EndpointPolicy> by_id;
-  for (const EndpointPolicy& p : compiled->endpoints) by_id[p.id] = p;
-  WantedMaps wanted;
-  wanted.policy = std::move(*entries);
+  for (const EndpointPolicy& p : compiled.endpoints) by_id[p.id] = p;
   std::set<std::string> wanted_pins;
   std::map<IpPrefix, uint32_t, IpPrefixLess> ipcache;
   auto add_ip = [&](const std::optional<IpAddress>& addr, uint32_t identity) {
@@ -591,7 +598,7 @@ absl::Status Agent::Reconcile() {
   }
   if (docker_)
     for (const IpAddress& gw : docker_->HostAddresses()) add_ip(gw, IDENTITY_HOST);
-  for (const CidrIdentity& c : compiled->cidr_identities) ipcache[c.prefix] = c.identity;
+  for (const CidrIdentity& c : compiled.cidr_identities) ipcache[c.prefix] = c.identity;
   wanted.ipcache.assign(ipcache.begin(), ipcache.end());
 
   const absl::Time sync_started = absl::Now();
@@ -604,7 +611,6 @@ absl::Status Agent::Reconcile() {
                                                               entry.second.key.netns_cookie == e.hook.key.netns_cookie; });
   hook_cache_ = std::move(resolved);
   endpoints_ = std::move(endpoints);
-  compiled_ = std::move(*compiled);
   PublishEventContext();
   if (!stats.ok()) {
     ++map_sync_errors_;
@@ -616,9 +622,10 @@ absl::Status Agent::Reconcile() {
   auto ms = [](absl::Duration d) { return absl::FormatDuration(absl::Trunc(d, absl::Microseconds(100))); };
   if (stats->written || stats->removed)
     Log(absl::StrCat("synced: ", stats->written, " written, ", stats->removed, " removed, ", stats->revisions_bumped,
-                     " revisions bumped; ", endpoints_.size(), " endpoints, ", compiled_.rules.size(),
-                     " rules; enforced after ", ms(synced_at - started), " (compile ", ms(compiled_at - compile_started),
-                     ", diff and map writes ", ms(synced_at - sync_started), "), done after ", ms(absl::Now() - started)));
+                     " revisions bumped; ", endpoints_.size(), " endpoints, ", compiled.rules.size(), " rules (",
+                     policy_compiler_.recompiled(), " policies compiled); enforced after ", ms(synced_at - started),
+                     " (compile ", ms(compiled_at - compile_started), ", diff and map writes ",
+                     ms(synced_at - sync_started), "), done after ", ms(absl::Now() - started)));
   return SaveIdentities();
 }
 
@@ -839,10 +846,10 @@ nlohmann::json Agent::IdentityList() {
 
 nlohmann::json Agent::PolicyGet() {
   nlohmann::json rules = nlohmann::json::array();
-  for (const DatapathRule& r : compiled_.rules) {
-    auto origin = compiled_.rule_origins.find(r.rule_id);
+  for (const DatapathRule& r : policy_compiler_.compiled().rules) {
+    auto origin = policy_compiler_.compiled().rule_origins.find(r.rule_id);
     rules.push_back({{"rule", r.rule_id},
-                     {"origin", origin != compiled_.rule_origins.end() ? origin->second.ToString() : ""},
+                     {"origin", origin != policy_compiler_.compiled().rule_origins.end() ? origin->second.ToString() : ""},
                      {"local", FormatIdentity(r.local_identity)},
                      {"remote", FormatIdentity(r.remote_identity)},
                      {"direction", r.direction == DIR_INGRESS ? "ingress" : "egress"},
@@ -851,7 +858,7 @@ nlohmann::json Agent::PolicyGet() {
                      {"action", r.action == POLICY_ACTION_DENY ? (r.audit ? "audit-deny" : "deny") : "allow"},
                      {"require_tls", r.require_tls}});
   }
-  return {{"compiled", compiled_.Describe()}, {"rules", rules}, {"policy_error", policy_error_}};
+  return {{"compiled", policy_compiler_.compiled().Describe()}, {"rules", rules}, {"policy_error", policy_error_}};
 }
 
 nlohmann::json Agent::TlsReport() {
@@ -901,10 +908,10 @@ nlohmann::json Agent::Explain(const nlohmann::json& request) {
     }
     const policy_value* decided = deny ? deny : found[0] ? &*found[0] : found[1] ? &*found[1] : nullptr;
     if (!decided) return {{"verdict", "denied"}, {"why", "no rule matched (default deny)"}};
-    auto origin = compiled_.rule_origins.find(decided->rule_id);
+    auto origin = policy_compiler_.compiled().rule_origins.find(decided->rule_id);
     return {{"verdict", decided->action == POLICY_ACTION_DENY ? "denied" : "allowed"},
             {"rule", decided->rule_id},
-            {"why", origin != compiled_.rule_origins.end() ? origin->second.ToString() : ""}};
+            {"why", origin != policy_compiler_.compiled().rule_origins.end() ? origin->second.ToString() : ""}};
   };
   nlohmann::json egress = check(*a, b->identity, DIR_EGRESS);
   nlohmann::json ingress = check(*b, a->identity, DIR_INGRESS);
@@ -928,7 +935,7 @@ void Agent::PublishEventContext() {
     context->AddIdentityLabels(reserved, {{"reserved", FormatIdentity(reserved)}});
   for (const auto& [labels, id] : allocator_.table().labels) context->AddIdentityLabels(id, labels);
   for (const auto& [prefix, id] : allocator_.table().cidrs) context->AddIdentityLabels(id, {{"cidr", prefix.ToString()}});
-  for (const auto& [id, origin] : compiled_.rule_origins) context->AddRule(id, origin.ToString());
+  for (const auto& [id, origin] : policy_compiler_.compiled().rule_origins) context->AddRule(id, origin.ToString());
   events_->SetContext(std::move(context));
 }
 

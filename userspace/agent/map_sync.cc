@@ -35,6 +35,7 @@ absl::Status WritePolicyEntries(Datapath& dp, const std::vector<PolicyEntry>& en
 }  // namespace
 
 absl::Status MapSync::Adopt() {
+  policy_complete_ = false;  // what a predecessor left is known only once a full sync diffed it
   policy_now_.clear();
   ipcache_now_.clear();
   endpoints_now_.clear();
@@ -55,8 +56,13 @@ absl::StatusOr<SyncStats> MapSync::Apply(const WantedMaps& wanted) {
   SyncStats stats;
 
   // 1. Policy: denies first, then allows.
+  if (wanted.policy_scope && !policy_complete_)
+    return absl::FailedPreconditionError(
+        "policy maps: a sync of the changed keys alone needs the last sync complete; give every entry");
+  policy_complete_ = false;
   absl::flat_hash_set<uint32_t> locals_changed;
-  PolicyEntryDiff policy = DiffPolicyEntries(policy_now_, wanted.policy);
+  PolicyEntryDiff policy =
+      DiffPolicyEntries(policy_now_, wanted.policy, wanted.policy_scope ? &*wanted.policy_scope : nullptr);
   for (const std::vector<PolicyEntry>* entries : {&policy.denies, &policy.allows})
     if (auto s = WritePolicyEntries(dp_, *entries, policy_now_, locals_changed, stats); !s.ok()) return s;
   for (const policy_key& key : policy.stale) locals_changed.insert(key.local_identity);
@@ -138,6 +144,7 @@ absl::StatusOr<SyncStats> MapSync::Apply(const WantedMaps& wanted) {
     stats.removed += deleted;
     if (!s.ok()) return s;
   }
+  policy_complete_ = true;
   return stats;
 }
 

@@ -168,7 +168,8 @@ class Agent {
   absl::Time policy_loaded_at_ = absl::InfinitePast();
   std::vector<Workload> static_workloads_;
   std::vector<EndpointState> endpoints_;
-  CompiledPolicy compiled_;
+  // The policy in force, compiled, and what a change can reuse of it.
+  PolicyCompiler policy_compiler_;
   std::map<std::string, Attachment> attachments_;  // by pin path
   std::map<std::string, ResolvedHook> hook_cache_;  // by netns inode, MAC and placement
   // Hooked on sight, before Docker named their container: kept this long
