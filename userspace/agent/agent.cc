@@ -555,6 +555,15 @@ absl::Status Agent::Reconcile() {
   auto delta = policy_compiler_.Update(inputs, allocator_);
   if (!delta.ok()) return delta.status();
   const CompiledPolicy& compiled = policy_compiler_.compiled();
+  if (delta->full) event_names_.ClearRules();
+  for (uint32_t id : policy_compiler_.origins_changed()) {
+    auto origin = compiled.rule_origins.find(id);
+    if (origin == compiled.rule_origins.end()) {
+      event_names_.RemoveRule(id);
+    } else {
+      event_names_.AddRule(id, origin->second.ToString());
+    }
+  }
   WantedMaps wanted;
   if (delta->full || sync_->policy_complete()) {
     wanted.policy = std::move(delta->entries);
@@ -570,11 +579,11 @@ absl::Status Agent::Reconcile() {
   std::map<std::string, EndpointPolicy> by_id;
   for (const EndpointPolicy& p : compiled.endpoints) by_id[p.id] = p;
   std::set<std::string> wanted_pins;
-  std::map<IpPrefix, uint32_t, IpPrefixLess> ipcache;
+  std::map<IpPrefix, uint32_t, IpPrefixLess> addresses;  // the endpoints' and the host's: few
   auto add_ip = [&](const std::optional<IpAddress>& addr, uint32_t identity) {
     if (!addr) return;
     IpPrefix prefix{*addr, static_cast<uint8_t>(addr->family == STOCKADE_AF_INET ? 32 : 128)};
-    ipcache[prefix] = identity;
+    addresses[prefix] = identity;
   };
   for (EndpointState& e : endpoints) {
     if (e.hook.ifindex == 0) continue;
@@ -598,8 +607,18 @@ absl::Status Agent::Reconcile() {
   }
   if (docker_)
     for (const IpAddress& gw : docker_->HostAddresses()) add_ip(gw, IDENTITY_HOST);
-  for (const CidrIdentity& c : compiled.cidr_identities) ipcache[c.prefix] = c.identity;
-  wanted.ipcache.assign(ipcache.begin(), ipcache.end());
+  // The CIDR identities come sorted: merged in, not inserted one by one into
+  // a tree (at 100k, most of a reconcile). A policy's prefix equal to an
+  // address takes it, as the policy names it.
+  wanted.ipcache.reserve(addresses.size() + compiled.cidr_identities.size());
+  auto address = addresses.begin();
+  for (const CidrIdentity& c : compiled.cidr_identities) {
+    for (; address != addresses.end() && IpPrefixLess()(address->first, c.prefix); ++address)
+      wanted.ipcache.push_back(*address);
+    if (address != addresses.end() && address->first == c.prefix) ++address;
+    wanted.ipcache.push_back({c.prefix, c.identity});
+  }
+  wanted.ipcache.insert(wanted.ipcache.end(), address, addresses.end());
 
   const absl::Time sync_started = absl::Now();
   auto stats = sync_->Apply(wanted);
@@ -642,12 +661,17 @@ void Agent::StampEnforcedAt(std::vector<EndpointState>& endpoints) const {
   }
 }
 
-absl::Status Agent::SaveIdentities() {
+std::tuple<uint32_t, size_t, size_t> Agent::IdentitySignature() const {
   // Every allocation moves next_id and every release shrinks a map, so an
-  // unchanged signature is an unchanged table: not written again (at 100k
-  // CIDR identities the JSON took a good part of each reconcile).
+  // unchanged signature is an unchanged table.
   const IdentityTable& table = allocator_.table();
-  std::tuple<uint32_t, size_t, size_t> signature{table.next_id, table.labels.size(), table.cidrs.size()};
+  return {table.next_id, table.labels.size(), table.cidrs.size()};
+}
+
+absl::Status Agent::SaveIdentities() {
+  // An unchanged table is not written again (at 100k CIDR identities the
+  // JSON took a good part of each reconcile).
+  const auto signature = IdentitySignature();
   if (saved_identities_ == signature) return absl::OkStatus();
   std::string path = options_.state_dir + "/identities.json";
   std::string tmp = path + ".tmp";
@@ -921,7 +945,18 @@ nlohmann::json Agent::Explain(const nlohmann::json& request) {
 }
 
 void Agent::PublishEventContext() {
-  auto context = std::make_shared<EventContext>();
+  // Labels of every identity, made again only when the table changed: at
+  // 100k CIDR identities they cost more than the rest of a reconcile.
+  if (event_identities_ != IdentitySignature()) {
+    event_names_.ClearIdentityLabels();
+    for (uint32_t reserved : {uint32_t{IDENTITY_HOST}, uint32_t{IDENTITY_WORLD}, uint32_t{IDENTITY_UNMANAGED}})
+      event_names_.AddIdentityLabels(reserved, {{"reserved", FormatIdentity(reserved)}});
+    for (const auto& [labels, id] : allocator_.table().labels) event_names_.AddIdentityLabels(id, labels);
+    for (const auto& [prefix, id] : allocator_.table().cidrs)
+      event_names_.AddIdentityLabels(id, {{"cidr", prefix.ToString()}});
+    event_identities_ = IdentitySignature();
+  }
+  auto context = std::make_shared<EventContext>(event_names_);
   for (const EndpointState& e : endpoints_) {
     EventWorkload w{.container = e.workload_name,
                     .container_id = e.workload_id,
@@ -931,11 +966,6 @@ void Agent::PublishEventContext() {
     if (e.ipv4) context->AddWorkload(*e.ipv4, w);
     if (e.ipv6) context->AddWorkload(*e.ipv6, w);
   }
-  for (uint32_t reserved : {uint32_t{IDENTITY_HOST}, uint32_t{IDENTITY_WORLD}, uint32_t{IDENTITY_UNMANAGED}})
-    context->AddIdentityLabels(reserved, {{"reserved", FormatIdentity(reserved)}});
-  for (const auto& [labels, id] : allocator_.table().labels) context->AddIdentityLabels(id, labels);
-  for (const auto& [prefix, id] : allocator_.table().cidrs) context->AddIdentityLabels(id, {{"cidr", prefix.ToString()}});
-  for (const auto& [id, origin] : policy_compiler_.compiled().rule_origins) context->AddRule(id, origin.ToString());
   events_->SetContext(std::move(context));
 }
 

@@ -208,7 +208,7 @@ class Updater {
   Updater(State& state, CompiledPolicy& out, const PolicyInputs& inputs, IdentityAllocator& allocator)
       : state_(state), out_(out), inputs_(inputs), allocator_(allocator) {}
 
-  absl::StatusOr<PolicyEntryDelta> Run(size_t& recompiled);
+  absl::StatusOr<PolicyEntryDelta> Run(size_t& recompiled, std::vector<uint32_t>& origins_changed);
 
  private:
   absl::Status Prepare();
@@ -237,6 +237,7 @@ class Updater {
   absl::flat_hash_set<GroupKey> dirty_;        // groups whose rules are made again
   std::map<std::string, std::vector<uint32_t>> locals_;  // per policy name
   std::vector<std::pair<uint32_t, RuleOrigin>> origins_;  // of the rules built
+  std::vector<uint32_t> origins_erased_;
 };
 
 // Everything that can fail, before anything changes.
@@ -308,6 +309,7 @@ void Updater::DropReplaced() {
     MarkGroups(it->second, it->second.locals);
     for (const IpPrefix& prefix : it->second.prefixes) --state_.cidrs.at(prefix).users;
     for (uint32_t id : it->second.ids) out_.rule_origins.erase(id);
+    origins_erased_.insert(origins_erased_.end(), it->second.ids.begin(), it->second.ids.end());
     it = state_.units.erase(it);
   }
 }
@@ -365,6 +367,7 @@ void Updater::TakeRuleIds() {
     if (!build_.contains(name)) {
       MarkGroups(unit, unit.locals);
       for (uint32_t id : unit.ids) out_.rule_origins.erase(id);
+      origins_erased_.insert(origins_erased_.end(), unit.ids.begin(), unit.ids.end());
       build_.insert(name);
     }
     unit.ids = ids;
@@ -509,7 +512,9 @@ void Updater::Decide() {
   }
 }
 
-absl::StatusOr<PolicyEntryDelta> Updater::Run(size_t& recompiled) {
+absl::StatusOr<PolicyEntryDelta> Updater::Run(size_t& recompiled, std::vector<uint32_t>& origins_changed) {
+  recompiled = 0;
+  origins_changed.clear();
   if (absl::Status s = Prepare(); !s.ok()) return s;
   // Nothing below fails.
   PolicyEntryDelta delta{.full = state_.empty};
@@ -542,7 +547,11 @@ absl::StatusOr<PolicyEntryDelta> Updater::Run(size_t& recompiled) {
   // Sorted, then into the map at its end when it is empty: a tree filled
   // in hash order missed the cache at every level (a fifth of a 100k compile).
   std::sort(origins_.begin(), origins_.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (auto& [id, origin] : origins_) out_.rule_origins.insert_or_assign(out_.rule_origins.end(), id, std::move(origin));
+  origins_changed = std::move(origins_erased_);
+  for (auto& [id, origin] : origins_) {
+    origins_changed.push_back(id);
+    out_.rule_origins.insert_or_assign(out_.rule_origins.end(), id, std::move(origin));
+  }
 
   // The dirty groups' rules, old and new.
   std::vector<DatapathRule> before, after;
@@ -600,7 +609,7 @@ PolicyCompiler::PolicyCompiler() : state_(std::make_unique<State>()) {}
 PolicyCompiler::~PolicyCompiler() = default;
 
 absl::StatusOr<PolicyEntryDelta> PolicyCompiler::Update(const PolicyInputs& inputs, IdentityAllocator& allocator) {
-  return Updater(*state_, compiled_, inputs, allocator).Run(recompiled_);
+  return Updater(*state_, compiled_, inputs, allocator).Run(recompiled_, origins_changed_);
 }
 
 absl::StatusOr<CompiledPolicy> CompilePolicies(const PolicyInputs& inputs, IdentityAllocator& allocator) {

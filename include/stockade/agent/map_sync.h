@@ -70,6 +70,10 @@ class MapSync {
   Datapath& dp_;
   uint32_t next_revision_ = 1;
   bool policy_complete_ = false;
+  // The ipcache as the last sync that completed it wanted it: an equal
+  // wanted ipcache needs no diff.
+  bool ipcache_complete_ = false;
+  std::vector<std::pair<IpPrefix, uint32_t>> ipcache_synced_;
   // Mirrors of the maps, keyed by the key structs' bytes.
   PolicyEntryMap policy_now_;
   absl::flat_hash_map<ipcache_key, ipcache_value, ByteHash<ipcache_key>, ByteEq<ipcache_key>> ipcache_now_;

@@ -118,6 +118,9 @@ class PolicyCompiler {
   const CompiledPolicy& compiled() const { return compiled_; }
   // Policies whose rules the last update made again (new, changed, or inputs changed).
   size_t recompiled() const { return recompiled_; }
+  // Rule ids whose origin the last update added, changed or removed (all of
+  // them after the first): what a copy of rule_origins must follow.
+  const std::vector<uint32_t>& origins_changed() const { return origins_changed_; }
 
   struct State;  // what is kept between updates (policy_compiler.cc)
 
@@ -125,6 +128,7 @@ class PolicyCompiler {
   std::unique_ptr<State> state_;
   CompiledPolicy compiled_;
   size_t recompiled_ = 0;
+  std::vector<uint32_t> origins_changed_;
 };
 
 }  // namespace stockade
