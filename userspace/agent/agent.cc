@@ -555,15 +555,10 @@ absl::Status Agent::Reconcile() {
   auto delta = policy_compiler_.Update(inputs, allocator_);
   if (!delta.ok()) return delta.status();
   const CompiledPolicy& compiled = policy_compiler_.compiled();
-  if (delta->full) event_names_.ClearRules();
-  for (uint32_t id : policy_compiler_.origins_changed()) {
-    auto origin = compiled.rule_origins.find(id);
-    if (origin == compiled.rule_origins.end()) {
-      event_names_.RemoveRule(id);
-    } else {
-      event_names_.AddRule(id, origin->second.ToString());
-    }
-  }
+  // For PublishEventContext, after the maps: 100k origins are text to make.
+  if (delta->full) event_rules_all_ = true;
+  const std::vector<uint32_t>& origins_changed = policy_compiler_.origins_changed();
+  if (!event_rules_all_) event_rules_changed_.insert(event_rules_changed_.end(), origins_changed.begin(), origins_changed.end());
   WantedMaps wanted;
   if (delta->full || sync_->policy_complete()) {
     wanted.policy = std::move(delta->entries);
@@ -956,6 +951,22 @@ void Agent::PublishEventContext() {
       event_names_.AddIdentityLabels(id, {{"cidr", prefix.ToString()}});
     event_identities_ = IdentitySignature();
   }
+  const std::map<uint32_t, RuleOrigin>& origins = policy_compiler_.compiled().rule_origins;
+  if (event_rules_all_) {
+    event_names_.ClearRules();
+    for (const auto& [id, origin] : origins) event_names_.AddRule(id, origin.ToString());
+  } else {
+    for (uint32_t id : event_rules_changed_) {
+      auto origin = origins.find(id);
+      if (origin == origins.end()) {
+        event_names_.RemoveRule(id);
+      } else {
+        event_names_.AddRule(id, origin->second.ToString());
+      }
+    }
+  }
+  event_rules_all_ = false;
+  event_rules_changed_.clear();
   auto context = std::make_shared<EventContext>(event_names_);
   for (const EndpointState& e : endpoints_) {
     EventWorkload w{.container = e.workload_name,

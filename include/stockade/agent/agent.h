@@ -177,6 +177,9 @@ class Agent {
   // (PublishEventContext) that shares what did not change.
   EventContext event_names_;
   std::optional<std::tuple<uint32_t, size_t, size_t>> event_identities_;  // the table event_names_ has
+  // Rule ids whose origins changed since event_names_ last followed them; or all.
+  std::vector<uint32_t> event_rules_changed_;
+  bool event_rules_all_ = true;
   std::map<std::string, Attachment> attachments_;  // by pin path
   std::map<std::string, ResolvedHook> hook_cache_;  // by netns inode, MAC and placement
   // Hooked on sight, before Docker named their container: kept this long
