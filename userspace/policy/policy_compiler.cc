@@ -2,6 +2,7 @@
 #include "stockade/policy/policy_compiler.h"
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 #include <tuple>
 
@@ -163,14 +164,13 @@ std::vector<IpPrefix> CidrPrefixesOf(const Policy& policy) {
   return prefixes;
 }
 
-// The first prefix of `sorted` inside `outer`, or end: prefixes inside one are
-// a run of the order (by address, then length) that starts at it.
-template <typename It, typename KeyOf>
-It FirstInside(It begin, It end, const IpPrefix& outer, KeyOf key_of) {
-  It it = std::lower_bound(begin, end, outer, [&](const auto& e, const IpPrefix& p) { return IpPrefixLess()(key_of(e), p); });
-  for (; it != end && outer.Contains(key_of(*it).address); ++it)
-    if (PrefixCovers(outer, key_of(*it))) return it;
-  return end;
+// Whether a prefix of `sorted` lies inside `outer`: those are a run of the
+// order (by address, then length) that starts at `outer` itself.
+bool AnyInside(const std::vector<IpPrefix>& sorted, const IpPrefix& outer) {
+  for (auto it = std::lower_bound(sorted.begin(), sorted.end(), outer, IpPrefixLess());
+       it != sorted.end() && outer.Contains(it->address); ++it)
+    if (PrefixCovers(outer, *it)) return true;
+  return false;
 }
 
 }  // namespace
@@ -200,9 +200,9 @@ struct PolicyCompiler::State {
 
 namespace {
 
-// One update's work on the state, split in the steps of Run.
 using State = PolicyCompiler::State;
 
+// One update's work on the state, in the steps of Run.
 class Updater {
  public:
   Updater(State& state, CompiledPolicy& out, const PolicyInputs& inputs, IdentityAllocator& allocator)
@@ -214,6 +214,7 @@ class Updater {
   absl::Status Prepare();
   void DropReplaced();
   void AddCidrUses();
+  void DiffLabelled();
   void TakeRuleIds();
   bool InputsChanged(const Policy& policy) const;
   std::set<uint32_t> Remotes(const PolicyRule& rule) const;
@@ -314,8 +315,9 @@ void Updater::DropReplaced() {
   }
 }
 
-// The edited and new policies' CIDR uses; prefixes no policy names any more
-// leave. What changed is what other policies' rules may depend on.
+// The edited and new policies join with their CIDR uses; prefixes no policy
+// names any more leave. The prefixes that came or went are what kept
+// policies' CIDR peers may stand for differently now.
 void Updater::AddCidrUses() {
   for (const auto& [prefix, id] : new_cidrs_) {
     state_.cidrs[prefix].identity = id;
@@ -332,7 +334,15 @@ void Updater::AddCidrUses() {
     it = state_.cidrs.erase(it);
   }
   std::sort(cidrs_changed_.begin(), cidrs_changed_.end(), IpPrefixLess());
+  for (auto& [name, unit] : fresh_) {
+    build_.insert(name);
+    state_.units.emplace(name, std::move(unit));
+  }
+}
 
+// The label identities that came, went or were relabelled: what peer
+// selectors of kept policies may match differently now.
+void Updater::DiffLabelled() {
   for (auto it = state_.labelled.begin(), jt = labelled_.begin(); it != state_.labelled.end() || jt != labelled_.end();) {
     if (jt == labelled_.end() || (it != state_.labelled.end() && it->first < jt->first)) {
       labels_changed_.push_back((it++)->second);
@@ -345,10 +355,6 @@ void Updater::AddCidrUses() {
       }
       ++it, ++jt;
     }
-  }
-  for (auto& [name, unit] : fresh_) {
-    build_.insert(name);
-    state_.units.emplace(name, std::move(unit));
   }
 }
 
@@ -389,10 +395,7 @@ bool Updater::InputsChanged(const Policy& policy) const {
       for (Entity entity : rule.entities)
         if (entity == Entity::kWorld) return true;
       for (const CidrPeer& peer : rule.cidrs)
-        if (FirstInside(cidrs_changed_.begin(), cidrs_changed_.end(), peer.cidr, [](const IpPrefix& p) -> const IpPrefix& {
-              return p;
-            }) != cidrs_changed_.end())
-          return true;
+        if (AnyInside(cidrs_changed_, peer.cidr)) return true;
     }
   }
   return false;
@@ -520,6 +523,7 @@ absl::StatusOr<PolicyEntryDelta> Updater::Run(size_t& recompiled, std::vector<ui
   PolicyEntryDelta delta{.full = state_.empty};
   DropReplaced();
   AddCidrUses();
+  DiffLabelled();
   TakeRuleIds();
   for (const auto& [name, unit] : state_.units) {
     if (build_.contains(name) || !InputsChanged(*by_name_.at(name)->policy)) continue;
