@@ -58,7 +58,9 @@ nlohmann::json Json(const EventRecord& r) {
 TEST(EventContextTest, ACopyKeepsWhatItWasMadeWith) {
   EventContext kept;
   for (uint32_t id = 1; id <= 1000; ++id) kept.AddRule(id, absl::StrCat("rule ", id));
-  kept.AddIdentityLabels(300, {{"cidr", "10.0.0.0/8"}});
+  kept.AddCidrIdentity(300, ParseIpPrefix("10.0.0.0/8").value());
+  kept.AddIdentityLabels(301, {{"cidr", "10.0.0.0/8"}});
+  EXPECT_EQ(kept.IdentityLabelsJson(300), kept.IdentityLabelsJson(301)) << "the same JSON as from labels";
   const EventContext published = kept;
   kept.AddRule(7, "edited");
   kept.RemoveRule(8);

@@ -947,8 +947,7 @@ void Agent::PublishEventContext() {
     for (uint32_t reserved : {uint32_t{IDENTITY_HOST}, uint32_t{IDENTITY_WORLD}, uint32_t{IDENTITY_UNMANAGED}})
       event_names_.AddIdentityLabels(reserved, {{"reserved", FormatIdentity(reserved)}});
     for (const auto& [labels, id] : allocator_.table().labels) event_names_.AddIdentityLabels(id, labels);
-    for (const auto& [prefix, id] : allocator_.table().cidrs)
-      event_names_.AddIdentityLabels(id, {{"cidr", prefix.ToString()}});
+    for (const auto& [prefix, id] : allocator_.table().cidrs) event_names_.AddCidrIdentity(id, prefix);
     event_identities_ = IdentitySignature();
   }
   const std::map<uint32_t, RuleOrigin>& origins = policy_compiler_.compiled().rule_origins;

@@ -158,6 +158,11 @@ void EventContext::AddIdentityLabels(uint32_t identity, const LabelSet& labels) 
   identity_labels_json_.Set(identity, LabelsJson(labels));
 }
 
+void EventContext::AddCidrIdentity(uint32_t identity, const IpPrefix& prefix) {
+  // A prefix's text is digits, dots, colons and a slash: nothing to escape.
+  identity_labels_json_.Set(identity, absl::StrCat(R"({"cidr":")", prefix.ToString(), R"("})"));
+}
+
 const std::string& EventContext::IdentityLabelsJson(uint32_t identity) const {
   static const std::string kEmpty = "{}";
   const std::string* json = identity_labels_json_.Find(identity);
