@@ -593,11 +593,16 @@ absl::StatusOr<PolicyEntryDelta> Updater::Run(size_t& recompiled, std::vector<ui
   state_.labelled = std::move(labelled_);
   state_.empty = false;
 
-  // Checked in Prepare: these do not fail.
+  // Checked in Prepare: these do not fail. Should one, the cache is half
+  // changed: it is dropped, and the next update compiles everything.
   auto old_entries = CompilePolicyEntries(before);
   auto new_entries = CompilePolicyEntries(after);
-  if (!old_entries.ok()) return old_entries.status();
-  if (!new_entries.ok()) return new_entries.status();
+  for (const absl::Status& s : {old_entries.status(), new_entries.status()}) {
+    if (s.ok()) continue;
+    state_ = State();
+    out_ = CompiledPolicy();
+    return s;
+  }
   delta.entries = std::move(*new_entries);
   if (delta.full) return delta;
   for (const std::vector<PolicyEntry>* entries : {&*old_entries, &delta.entries})

@@ -112,7 +112,8 @@ class PolicyCompiler {
   PolicyCompiler& operator=(const PolicyCompiler&) = delete;
 
   // Compiles `inputs` into compiled(). A failure that CompilePolicies would
-  // report changes nothing (all or nothing, like a policy reload).
+  // report changes nothing here (all or nothing, like a policy reload); the
+  // allocator keeps the CIDR ids it gave, as with CompilePolicies.
   [[nodiscard]] absl::StatusOr<PolicyEntryDelta> Update(const PolicyInputs& inputs, IdentityAllocator& allocator);
 
   const CompiledPolicy& compiled() const { return compiled_; }
