@@ -301,8 +301,8 @@ TEST(PolicyCompileCacheTest, EveryUpdateEqualsACompileFromNothing) {
 std::string BulkSpec(int n) {
   std::string out = "  endpointSelector: {matchLabels: {role: server}}\n  ingress:\n";
   for (int i = 0; i < n; ++i)
-    absl::StrAppend(&out, "    - fromCIDR: [10.128.", i / 250, ".", i % 250 + 1, "/32]\n      toPorts: [{ports: [{port: \"",
-                    5000 + i % 7, "\", protocol: TCP}]}]\n");
+    absl::StrAppend(&out, "    - fromCIDR: [10.128.", i / 250, ".", i % 250 + 1, "/32]\n",
+                    "      toPorts: [{ports: [{port: \"", 5000 + i % 7, "\", protocol: TCP}]}]\n");
   return out;
 }
 

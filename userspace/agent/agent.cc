@@ -558,7 +558,8 @@ absl::Status Agent::Reconcile() {
   // For PublishEventContext, after the maps: 100k origins are text to make.
   if (delta->full) event_rules_all_ = true;
   const std::vector<uint32_t>& origins_changed = policy_compiler_.origins_changed();
-  if (!event_rules_all_) event_rules_changed_.insert(event_rules_changed_.end(), origins_changed.begin(), origins_changed.end());
+  if (!event_rules_all_)
+    event_rules_changed_.insert(event_rules_changed_.end(), origins_changed.begin(), origins_changed.end());
   WantedMaps wanted;
   if (delta->full || sync_->policy_complete()) {
     wanted.policy = std::move(delta->entries);
@@ -864,11 +865,12 @@ nlohmann::json Agent::IdentityList() {
 }
 
 nlohmann::json Agent::PolicyGet() {
+  const CompiledPolicy& compiled = policy_compiler_.compiled();
   nlohmann::json rules = nlohmann::json::array();
-  for (const DatapathRule& r : policy_compiler_.compiled().rules) {
-    auto origin = policy_compiler_.compiled().rule_origins.find(r.rule_id);
+  for (const DatapathRule& r : compiled.rules) {
+    auto origin = compiled.rule_origins.find(r.rule_id);
     rules.push_back({{"rule", r.rule_id},
-                     {"origin", origin != policy_compiler_.compiled().rule_origins.end() ? origin->second.ToString() : ""},
+                     {"origin", origin != compiled.rule_origins.end() ? origin->second.ToString() : ""},
                      {"local", FormatIdentity(r.local_identity)},
                      {"remote", FormatIdentity(r.remote_identity)},
                      {"direction", r.direction == DIR_INGRESS ? "ingress" : "egress"},
@@ -877,7 +879,7 @@ nlohmann::json Agent::PolicyGet() {
                      {"action", r.action == POLICY_ACTION_DENY ? (r.audit ? "audit-deny" : "deny") : "allow"},
                      {"require_tls", r.require_tls}});
   }
-  return {{"compiled", policy_compiler_.compiled().Describe()}, {"rules", rules}, {"policy_error", policy_error_}};
+  return {{"compiled", compiled.Describe()}, {"rules", rules}, {"policy_error", policy_error_}};
 }
 
 nlohmann::json Agent::TlsReport() {
@@ -927,10 +929,11 @@ nlohmann::json Agent::Explain(const nlohmann::json& request) {
     }
     const policy_value* decided = deny ? deny : found[0] ? &*found[0] : found[1] ? &*found[1] : nullptr;
     if (!decided) return {{"verdict", "denied"}, {"why", "no rule matched (default deny)"}};
-    auto origin = policy_compiler_.compiled().rule_origins.find(decided->rule_id);
+    const std::map<uint32_t, RuleOrigin>& origins = policy_compiler_.compiled().rule_origins;
+    auto origin = origins.find(decided->rule_id);
     return {{"verdict", decided->action == POLICY_ACTION_DENY ? "denied" : "allowed"},
             {"rule", decided->rule_id},
-            {"why", origin != policy_compiler_.compiled().rule_origins.end() ? origin->second.ToString() : ""}};
+            {"why", origin != origins.end() ? origin->second.ToString() : ""}};
   };
   nlohmann::json egress = check(*a, b->identity, DIR_EGRESS);
   nlohmann::json ingress = check(*b, a->identity, DIR_INGRESS);

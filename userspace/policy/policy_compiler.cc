@@ -343,7 +343,9 @@ void Updater::AddCidrUses() {
 // The label identities that came, went or were relabelled: what peer
 // selectors of kept policies may match differently now.
 void Updater::DiffLabelled() {
-  for (auto it = state_.labelled.begin(), jt = labelled_.begin(); it != state_.labelled.end() || jt != labelled_.end();) {
+  auto it = state_.labelled.begin();
+  auto jt = labelled_.begin();
+  while (it != state_.labelled.end() || jt != labelled_.end()) {
     if (jt == labelled_.end() || (it != state_.labelled.end() && it->first < jt->first)) {
       labels_changed_.push_back((it++)->second);
     } else if (it == state_.labelled.end() || jt->first < it->first) {
@@ -353,7 +355,8 @@ void Updater::DiffLabelled() {
         labels_changed_.push_back(it->second);
         labels_changed_.push_back(jt->second);
       }
-      ++it, ++jt;
+      ++it;
+      ++jt;
     }
   }
 }

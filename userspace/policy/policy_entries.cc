@@ -92,7 +92,8 @@ absl::Status CheckDatapathRule(const DatapathRule& rule) {
   if (rule.ports.first > rule.ports.last)
     return absl::InvalidArgumentError(
         absl::StrCat("rule ", rule.rule_id, ": port range ", rule.ports.first, "-", rule.ports.last, " is empty"));
-  if (rule.direction >= DIR_MAX) return absl::InvalidArgumentError(absl::StrCat("rule ", rule.rule_id, ": bad direction"));
+  if (rule.direction >= DIR_MAX)
+    return absl::InvalidArgumentError(absl::StrCat("rule ", rule.rule_id, ": bad direction"));
   if (rule.action != POLICY_ACTION_ALLOW && rule.action != POLICY_ACTION_DENY)
     return absl::InvalidArgumentError(absl::StrCat("rule ", rule.rule_id, ": bad action"));
   if (rule.local_identity == IDENTITY_ANY)
