@@ -437,10 +437,10 @@ std::set<uint32_t> Updater::Remotes(const PolicyRule& rule) const {
     // rules cost 100k x 100k.
     for (auto it = state_.cidrs.lower_bound(peer.cidr);
          it != state_.cidrs.end() && peer.cidr.Contains(it->first.address); ++it) {
-      const auto& [prefix, use] = *it;
+      const IpPrefix& prefix = it->first;
       auto excepted = [&prefix](const IpPrefix& e) { return PrefixCovers(e, prefix); };
       if (PrefixCovers(peer.cidr, prefix) && std::none_of(peer.except.begin(), peer.except.end(), excepted))
-        out.insert(use.identity);
+        out.insert(it->second.identity);
     }
   }
   return out;
