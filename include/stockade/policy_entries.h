@@ -74,14 +74,20 @@ using PolicyEntryMap = absl::flat_hash_map<policy_key, policy_value, ByteHash<po
 
 // What a sync must change to bring `now` to `wanted`, in the order it must
 // be done: denies first (a missing deny is never filled by a wider allow),
-// then allows, and stale keys last.
+// then allows, and stale keys last. With a `scope`, `wanted` holds only the
+// wanted entries among the scope's keys (no duplicates), and only those keys
+// can be stale: the rest of `now` is taken to be as wanted.
 struct PolicyEntryDiff {
   std::vector<PolicyEntry> denies;  // new or changed
   std::vector<PolicyEntry> allows;  // new or changed
   std::vector<policy_key> stale;    // in `now`, not wanted
   size_t size() const { return denies.size() + allows.size() + stale.size(); }
 };
-[[nodiscard]] PolicyEntryDiff DiffPolicyEntries(const PolicyEntryMap& now, const std::vector<PolicyEntry>& wanted);
+[[nodiscard]] PolicyEntryDiff DiffPolicyEntries(const PolicyEntryMap& now, const std::vector<PolicyEntry>& wanted,
+                                                const std::vector<policy_key>* scope = nullptr);
+
+// Whether a rule can become entries: what CompilePolicyEntries refuses.
+[[nodiscard]] absl::Status CheckDatapathRule(const DatapathRule& rule);
 
 // Entries for a set of rules, deny folded in, one per key. A port range with
 // protocol 'any' applies to TCP, UDP and SCTP, the protocols with ports.

@@ -166,5 +166,64 @@ TEST_F(MapSyncTest, ABulkLoadLandsWholeAndIsNotWrittenTwice) {
   EXPECT_EQ(again->written, 0);
 }
 
+// A delta (PolicyCompiler) names the keys that may have changed: those are
+// brought to what is wanted, the rest of the maps is left as it is. It is
+// refused until a full sync has completed: before that, or after one that
+// stopped half way, the maps are not where the delta starts from.
+TEST_F(MapSyncTest, ADeltaChangesOnlyItsKeysAndOnlyAfterACompleteSync) {
+  MapSync sync(*dp_);
+  ASSERT_TRUE(sync.Adopt().ok());
+  const DatapathRule allow_80 = {.rule_id = 4, .local_identity = kWeb, .remote_identity = kBackend,
+                                 .direction = DIR_EGRESS, .protocol = IPPROTO_TCP, .ports = {80, 80}};
+  DatapathRule allow_5433 = AllowBackend5432();
+  allow_5433.rule_id = 5;
+  allow_5433.ports = {5433, 5433};
+  auto delta = [&](const std::vector<DatapathRule>& before, const std::vector<DatapathRule>& after) {
+    WantedMaps wanted = Wanted(after);
+    std::vector<policy_key> scope;
+    for (const auto* rules : {&before, &after}) {
+      std::vector<PolicyEntry> entries = CompilePolicyEntries(*rules).value();
+      for (const PolicyEntry& e : entries) scope.push_back(e.key);
+    }
+    wanted.policy_scope = scope;
+    return wanted;
+  };
+  EXPECT_FALSE(sync.policy_complete());
+  auto refused = sync.Apply(delta({}, {AllowBackend5432()}));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+
+  ASSERT_TRUE(sync.Apply(Wanted({AllowBackend5432(), allow_80})).ok());
+  EXPECT_TRUE(sync.policy_complete());
+  uint32_t revision = WebRevision();
+  // 5432 becomes 5433; the rule for port 80 is outside the delta and stays.
+  auto stats = sync.Apply(delta({AllowBackend5432()}, {allow_5433}));
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->written, 2) << "the new entry, and the endpoint's record with its revision bumped";
+  EXPECT_EQ(stats->removed, 1);
+  EXPECT_GT(WebRevision(), revision);
+  EXPECT_FALSE(Passes(Hook::kTcIngress, FromWeb().Tcp({.sport = 5, .dport = 5432, .flags = kTcpSyn}).Build()));
+  EXPECT_TRUE(Passes(Hook::kTcIngress, FromWeb().Tcp({.sport = 6, .dport = 5433, .flags = kTcpSyn}).Build()));
+  EXPECT_TRUE(Passes(Hook::kTcIngress, FromWeb().Tcp({.sport = 7, .dport = 80, .flags = kTcpSyn}).Build()));
+  EXPECT_EQ(dp_->policy_exact().Count().value(), 2u);
+
+  // A full map stops a sync half way: the next delta is refused, a full sync is not.
+  Reload({.conntrack_max = 1024, .events_ringbuf_bytes = 4096, .policy_max = 4});
+  MapSync small(*dp_);
+  ASSERT_TRUE(small.Adopt().ok());
+  ASSERT_TRUE(small.Apply(Wanted({AllowBackend5432()})).ok());
+  std::vector<DatapathRule> many;
+  for (uint16_t port = 6000; port < 6010; ++port)
+    many.push_back({.rule_id = port, .local_identity = kWeb, .remote_identity = kBackend, .direction = DIR_EGRESS,
+                    .protocol = IPPROTO_TCP, .ports = {port, port}});
+  ASSERT_FALSE(small.Apply(delta({}, many)).ok());
+  EXPECT_FALSE(small.policy_complete());
+  EXPECT_EQ(small.Apply(delta({}, {AllowBackend5432()})).status().code(), absl::StatusCode::kFailedPrecondition);
+  auto full = small.Apply(Wanted({AllowBackend5432()}));
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_TRUE(small.policy_complete());
+  EXPECT_EQ(dp_->policy_exact().Count().value(), 1u) << "what the stopped sync wrote is gone";
+}
+
 }  // namespace
 }  // namespace stockade::testing

@@ -53,6 +53,31 @@ nlohmann::json Json(const EventRecord& r) {
   return nlohmann::json::parse(line);
 }
 
+// The agent keeps one context and publishes copies: a copy the event thread
+// holds must not change when the agent changes its own afterwards.
+TEST(EventContextTest, ACopyKeepsWhatItWasMadeWith) {
+  EventContext kept;
+  for (uint32_t id = 1; id <= 1000; ++id) kept.AddRule(id, absl::StrCat("rule ", id));
+  kept.AddCidrIdentity(300, ParseIpPrefix("10.0.0.0/8").value());
+  kept.AddIdentityLabels(301, {{"cidr", "10.0.0.0/8"}});
+  EXPECT_EQ(kept.IdentityLabelsJson(300), kept.IdentityLabelsJson(301)) << "the same JSON as from labels";
+  const EventContext published = kept;
+  kept.AddRule(7, "edited");
+  kept.RemoveRule(8);
+  kept.AddRule(5000, "new");
+  kept.ClearIdentityLabels();
+  ASSERT_NE(published.RuleOrigin(7), nullptr);
+  EXPECT_EQ(*published.RuleOrigin(7), "rule 7");
+  ASSERT_NE(published.RuleOrigin(8), nullptr);
+  EXPECT_EQ(published.RuleOrigin(5000), nullptr);
+  EXPECT_EQ(published.IdentityLabelsJson(300), R"({"cidr":"10.0.0.0/8"})");
+  EXPECT_EQ(*kept.RuleOrigin(7), "edited");
+  EXPECT_EQ(kept.RuleOrigin(8), nullptr);
+  EXPECT_EQ(*kept.RuleOrigin(5000), "new");
+  EXPECT_EQ(*kept.RuleOrigin(9), "rule 9");
+  EXPECT_EQ(kept.IdentityLabelsJson(300), "{}");
+}
+
 TEST(EventJson, EgressEventNamesBothEndsAndTheRule) {
   EventRecord r{.raw = Ipv4Drop("10.0.0.2", "10.0.0.3", 40000, 5432, DIR_EGRESS),
                 .time_ns = 1795689077123456789,

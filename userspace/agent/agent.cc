@@ -552,22 +552,34 @@ absl::Status Agent::Reconcile() {
   }
 
   const absl::Time compile_started = absl::Now();
-  auto compiled = CompilePolicies(inputs, allocator_);
-  if (!compiled.ok()) return compiled.status();
-  auto entries = CompilePolicyEntries(compiled->rules);
-  if (!entries.ok()) return entries.status();
+  auto delta = policy_compiler_.Update(inputs, allocator_);
+  if (!delta.ok()) return delta.status();
+  const CompiledPolicy& compiled = policy_compiler_.compiled();
+  // For PublishEventContext, after the maps: 100k origins are text to make.
+  if (delta->full) event_rules_all_ = true;
+  const std::vector<uint32_t>& origins_changed = policy_compiler_.origins_changed();
+  if (!event_rules_all_)
+    event_rules_changed_.insert(event_rules_changed_.end(), origins_changed.begin(), origins_changed.end());
+  WantedMaps wanted;
+  if (delta->full || sync_->policy_complete()) {
+    wanted.policy = std::move(delta->entries);
+    if (!delta->full) wanted.policy_scope = std::move(delta->scope);
+  } else {
+    // The last sync stopped half way: the maps are not where the delta starts.
+    auto entries = CompilePolicyEntries(compiled.rules);
+    if (!entries.ok()) return entries.status();
+    wanted.policy = std::move(*entries);
+  }
   const absl::Time compiled_at = absl::Now();
 
   std::map<std::string, EndpointPolicy> by_id;
-  for (const EndpointPolicy& p : compiled->endpoints) by_id[p.id] = p;
-  WantedMaps wanted;
-  wanted.policy = std::move(*entries);
+  for (const EndpointPolicy& p : compiled.endpoints) by_id[p.id] = p;
   std::set<std::string> wanted_pins;
-  std::map<IpPrefix, uint32_t, IpPrefixLess> ipcache;
+  std::map<IpPrefix, uint32_t, IpPrefixLess> addresses;  // the endpoints' and the host's: few
   auto add_ip = [&](const std::optional<IpAddress>& addr, uint32_t identity) {
     if (!addr) return;
     IpPrefix prefix{*addr, static_cast<uint8_t>(addr->family == STOCKADE_AF_INET ? 32 : 128)};
-    ipcache[prefix] = identity;
+    addresses[prefix] = identity;
   };
   for (EndpointState& e : endpoints) {
     if (e.hook.ifindex == 0) continue;
@@ -591,8 +603,18 @@ absl::Status Agent::Reconcile() {
   }
   if (docker_)
     for (const IpAddress& gw : docker_->HostAddresses()) add_ip(gw, IDENTITY_HOST);
-  for (const CidrIdentity& c : compiled->cidr_identities) ipcache[c.prefix] = c.identity;
-  wanted.ipcache.assign(ipcache.begin(), ipcache.end());
+  // The CIDR identities come sorted: merged in, not inserted one by one into
+  // a tree (at 100k, most of a reconcile). A policy's prefix equal to an
+  // address takes it, as the policy names it.
+  wanted.ipcache.reserve(addresses.size() + compiled.cidr_identities.size());
+  auto address = addresses.begin();
+  for (const CidrIdentity& c : compiled.cidr_identities) {
+    for (; address != addresses.end() && IpPrefixLess()(address->first, c.prefix); ++address)
+      wanted.ipcache.push_back(*address);
+    if (address != addresses.end() && address->first == c.prefix) ++address;
+    wanted.ipcache.push_back({c.prefix, c.identity});
+  }
+  wanted.ipcache.insert(wanted.ipcache.end(), address, addresses.end());
 
   const absl::Time sync_started = absl::Now();
   auto stats = sync_->Apply(wanted);
@@ -604,7 +626,6 @@ absl::Status Agent::Reconcile() {
                                                               entry.second.key.netns_cookie == e.hook.key.netns_cookie; });
   hook_cache_ = std::move(resolved);
   endpoints_ = std::move(endpoints);
-  compiled_ = std::move(*compiled);
   PublishEventContext();
   if (!stats.ok()) {
     ++map_sync_errors_;
@@ -616,9 +637,10 @@ absl::Status Agent::Reconcile() {
   auto ms = [](absl::Duration d) { return absl::FormatDuration(absl::Trunc(d, absl::Microseconds(100))); };
   if (stats->written || stats->removed)
     Log(absl::StrCat("synced: ", stats->written, " written, ", stats->removed, " removed, ", stats->revisions_bumped,
-                     " revisions bumped; ", endpoints_.size(), " endpoints, ", compiled_.rules.size(),
-                     " rules; enforced after ", ms(synced_at - started), " (compile ", ms(compiled_at - compile_started),
-                     ", diff and map writes ", ms(synced_at - sync_started), "), done after ", ms(absl::Now() - started)));
+                     " revisions bumped; ", endpoints_.size(), " endpoints, ", compiled.rules.size(), " rules (",
+                     policy_compiler_.recompiled(), " policies compiled); enforced after ", ms(synced_at - started),
+                     " (compile ", ms(compiled_at - compile_started), ", diff and map writes ",
+                     ms(synced_at - sync_started), "), done after ", ms(absl::Now() - started)));
   return SaveIdentities();
 }
 
@@ -635,12 +657,17 @@ void Agent::StampEnforcedAt(std::vector<EndpointState>& endpoints) const {
   }
 }
 
-absl::Status Agent::SaveIdentities() {
+std::tuple<uint32_t, size_t, size_t> Agent::IdentitySignature() const {
   // Every allocation moves next_id and every release shrinks a map, so an
-  // unchanged signature is an unchanged table: not written again (at 100k
-  // CIDR identities the JSON took a good part of each reconcile).
+  // unchanged signature is an unchanged table.
   const IdentityTable& table = allocator_.table();
-  std::tuple<uint32_t, size_t, size_t> signature{table.next_id, table.labels.size(), table.cidrs.size()};
+  return {table.next_id, table.labels.size(), table.cidrs.size()};
+}
+
+absl::Status Agent::SaveIdentities() {
+  // An unchanged table is not written again (at 100k CIDR identities the
+  // JSON took a good part of each reconcile).
+  const auto signature = IdentitySignature();
   if (saved_identities_ == signature) return absl::OkStatus();
   std::string path = options_.state_dir + "/identities.json";
   std::string tmp = path + ".tmp";
@@ -838,11 +865,12 @@ nlohmann::json Agent::IdentityList() {
 }
 
 nlohmann::json Agent::PolicyGet() {
+  const CompiledPolicy& compiled = policy_compiler_.compiled();
   nlohmann::json rules = nlohmann::json::array();
-  for (const DatapathRule& r : compiled_.rules) {
-    auto origin = compiled_.rule_origins.find(r.rule_id);
+  for (const DatapathRule& r : compiled.rules) {
+    auto origin = compiled.rule_origins.find(r.rule_id);
     rules.push_back({{"rule", r.rule_id},
-                     {"origin", origin != compiled_.rule_origins.end() ? origin->second.ToString() : ""},
+                     {"origin", origin != compiled.rule_origins.end() ? origin->second.ToString() : ""},
                      {"local", FormatIdentity(r.local_identity)},
                      {"remote", FormatIdentity(r.remote_identity)},
                      {"direction", r.direction == DIR_INGRESS ? "ingress" : "egress"},
@@ -851,7 +879,7 @@ nlohmann::json Agent::PolicyGet() {
                      {"action", r.action == POLICY_ACTION_DENY ? (r.audit ? "audit-deny" : "deny") : "allow"},
                      {"require_tls", r.require_tls}});
   }
-  return {{"compiled", compiled_.Describe()}, {"rules", rules}, {"policy_error", policy_error_}};
+  return {{"compiled", compiled.Describe()}, {"rules", rules}, {"policy_error", policy_error_}};
 }
 
 nlohmann::json Agent::TlsReport() {
@@ -901,10 +929,11 @@ nlohmann::json Agent::Explain(const nlohmann::json& request) {
     }
     const policy_value* decided = deny ? deny : found[0] ? &*found[0] : found[1] ? &*found[1] : nullptr;
     if (!decided) return {{"verdict", "denied"}, {"why", "no rule matched (default deny)"}};
-    auto origin = compiled_.rule_origins.find(decided->rule_id);
+    const std::map<uint32_t, RuleOrigin>& origins = policy_compiler_.compiled().rule_origins;
+    auto origin = origins.find(decided->rule_id);
     return {{"verdict", decided->action == POLICY_ACTION_DENY ? "denied" : "allowed"},
             {"rule", decided->rule_id},
-            {"why", origin != compiled_.rule_origins.end() ? origin->second.ToString() : ""}};
+            {"why", origin != origins.end() ? origin->second.ToString() : ""}};
   };
   nlohmann::json egress = check(*a, b->identity, DIR_EGRESS);
   nlohmann::json ingress = check(*b, a->identity, DIR_INGRESS);
@@ -914,7 +943,33 @@ nlohmann::json Agent::Explain(const nlohmann::json& request) {
 }
 
 void Agent::PublishEventContext() {
-  auto context = std::make_shared<EventContext>();
+  // Labels of every identity, made again only when the table changed: at
+  // 100k CIDR identities they cost more than the rest of a reconcile.
+  if (event_identities_ != IdentitySignature()) {
+    event_names_.ClearIdentityLabels();
+    for (uint32_t reserved : {uint32_t{IDENTITY_HOST}, uint32_t{IDENTITY_WORLD}, uint32_t{IDENTITY_UNMANAGED}})
+      event_names_.AddIdentityLabels(reserved, {{"reserved", FormatIdentity(reserved)}});
+    for (const auto& [labels, id] : allocator_.table().labels) event_names_.AddIdentityLabels(id, labels);
+    for (const auto& [prefix, id] : allocator_.table().cidrs) event_names_.AddCidrIdentity(id, prefix);
+    event_identities_ = IdentitySignature();
+  }
+  const std::map<uint32_t, RuleOrigin>& origins = policy_compiler_.compiled().rule_origins;
+  if (event_rules_all_) {
+    event_names_.ClearRules();
+    for (const auto& [id, origin] : origins) event_names_.AddRule(id, origin.ToString());
+  } else {
+    for (uint32_t id : event_rules_changed_) {
+      auto origin = origins.find(id);
+      if (origin == origins.end()) {
+        event_names_.RemoveRule(id);
+      } else {
+        event_names_.AddRule(id, origin->second.ToString());
+      }
+    }
+  }
+  event_rules_all_ = false;
+  event_rules_changed_.clear();
+  auto context = std::make_shared<EventContext>(event_names_);
   for (const EndpointState& e : endpoints_) {
     EventWorkload w{.container = e.workload_name,
                     .container_id = e.workload_id,
@@ -924,11 +979,6 @@ void Agent::PublishEventContext() {
     if (e.ipv4) context->AddWorkload(*e.ipv4, w);
     if (e.ipv6) context->AddWorkload(*e.ipv6, w);
   }
-  for (uint32_t reserved : {uint32_t{IDENTITY_HOST}, uint32_t{IDENTITY_WORLD}, uint32_t{IDENTITY_UNMANAGED}})
-    context->AddIdentityLabels(reserved, {{"reserved", FormatIdentity(reserved)}});
-  for (const auto& [labels, id] : allocator_.table().labels) context->AddIdentityLabels(id, labels);
-  for (const auto& [prefix, id] : allocator_.table().cidrs) context->AddIdentityLabels(id, {{"cidr", prefix.ToString()}});
-  for (const auto& [id, origin] : compiled_.rule_origins) context->AddRule(id, origin.ToString());
   events_->SetContext(std::move(context));
 }
 

@@ -35,6 +35,9 @@ absl::Status WritePolicyEntries(Datapath& dp, const std::vector<PolicyEntry>& en
 }  // namespace
 
 absl::Status MapSync::Adopt() {
+  // What a predecessor left is known only once a full sync diffed it.
+  policy_complete_ = false;
+  ipcache_complete_ = false;
   policy_now_.clear();
   ipcache_now_.clear();
   endpoints_now_.clear();
@@ -55,40 +58,50 @@ absl::StatusOr<SyncStats> MapSync::Apply(const WantedMaps& wanted) {
   SyncStats stats;
 
   // 1. Policy: denies first, then allows.
+  if (wanted.policy_scope && !policy_complete_)
+    return absl::FailedPreconditionError(
+        "policy maps: a sync of the changed keys alone needs the last sync complete; give every entry");
+  policy_complete_ = false;
   absl::flat_hash_set<uint32_t> locals_changed;
-  PolicyEntryDiff policy = DiffPolicyEntries(policy_now_, wanted.policy);
+  PolicyEntryDiff policy =
+      DiffPolicyEntries(policy_now_, wanted.policy, wanted.policy_scope ? &*wanted.policy_scope : nullptr);
   for (const std::vector<PolicyEntry>* entries : {&policy.denies, &policy.allows})
     if (auto s = WritePolicyEntries(dp_, *entries, policy_now_, locals_changed, stats); !s.ok()) return s;
   for (const policy_key& key : policy.stale) locals_changed.insert(key.local_identity);
 
-  // 2. ipcache.
+  // 2. ipcache. Unchanged since a sync that completed: nothing to diff (at
+  // 100k CIDR identities the diff was most of a policy edit's sync).
+  const bool ipcache_same = ipcache_complete_ && wanted.ipcache == ipcache_synced_;
+  if (!ipcache_same) ipcache_complete_ = false;
   bool peers_changed = false;
-  absl::flat_hash_set<ipcache_key, ByteHash<ipcache_key>, ByteEq<ipcache_key>> ipcache_wanted;
-  ipcache_wanted.reserve(wanted.ipcache.size());
-  std::vector<ipcache_key> ipcache_keys;
-  std::vector<ipcache_value> ipcache_values;
-  for (const auto& [prefix, identity] : wanted.ipcache) {
-    ipcache_key k = prefix.ToIpcacheKey();
-    ipcache_wanted.insert(k);
-    auto it = ipcache_now_.find(k);
-    ipcache_value v{identity, 0};
-    if (it != ipcache_now_.end() && ByteEq<ipcache_value>{}(it->second, v)) continue;
-    // A new address too: it was the world until now, and the datapath may
-    // remember a deny of it (bpf/lib/denied.h).
-    peers_changed = true;
-    ipcache_keys.push_back(k);
-    ipcache_values.push_back(v);
-  }
-  size_t written = 0;
-  absl::Status ipcache_written = dp_.ipcache().UpdateBatch(ipcache_keys, ipcache_values, written);
-  for (size_t i = 0; i < written; ++i) ipcache_now_[ipcache_keys[i]] = ipcache_values[i];
-  stats.written += written;
-  if (!ipcache_written.ok()) return ipcache_written;
   std::vector<ipcache_key> ipcache_stale;
-  for (const auto& [key, value] : ipcache_now_) {
-    if (ipcache_wanted.contains(key)) continue;
-    ipcache_stale.push_back(key);
-    peers_changed = true;
+  if (!ipcache_same) {
+    absl::flat_hash_set<ipcache_key, ByteHash<ipcache_key>, ByteEq<ipcache_key>> ipcache_wanted;
+    ipcache_wanted.reserve(wanted.ipcache.size());
+    std::vector<ipcache_key> ipcache_keys;
+    std::vector<ipcache_value> ipcache_values;
+    for (const auto& [prefix, identity] : wanted.ipcache) {
+      ipcache_key k = prefix.ToIpcacheKey();
+      ipcache_wanted.insert(k);
+      auto it = ipcache_now_.find(k);
+      ipcache_value v{identity, 0};
+      if (it != ipcache_now_.end() && ByteEq<ipcache_value>{}(it->second, v)) continue;
+      // A new address too: it was the world until now, and the datapath may
+      // remember a deny of it (bpf/lib/denied.h).
+      peers_changed = true;
+      ipcache_keys.push_back(k);
+      ipcache_values.push_back(v);
+    }
+    size_t written = 0;
+    absl::Status ipcache_written = dp_.ipcache().UpdateBatch(ipcache_keys, ipcache_values, written);
+    for (size_t i = 0; i < written; ++i) ipcache_now_[ipcache_keys[i]] = ipcache_values[i];
+    stats.written += written;
+    if (!ipcache_written.ok()) return ipcache_written;
+    for (const auto& [key, value] : ipcache_now_) {
+      if (ipcache_wanted.contains(key)) continue;
+      ipcache_stale.push_back(key);
+      peers_changed = true;
+    }
   }
 
   // 3. Endpoints, revision bumped where their verdicts may have changed.
@@ -129,6 +142,10 @@ absl::StatusOr<SyncStats> MapSync::Apply(const WantedMaps& wanted) {
   for (size_t i = 0; i < deleted; ++i) ipcache_now_.erase(ipcache_stale[i]);
   stats.removed += deleted;
   if (!ipcache_deleted.ok()) return ipcache_deleted;
+  if (!ipcache_same) {
+    ipcache_synced_ = wanted.ipcache;
+    ipcache_complete_ = true;
+  }
   for (bool exact : {true, false}) {
     std::vector<policy_key> keys;
     for (const policy_key& key : policy.stale)
@@ -138,6 +155,7 @@ absl::StatusOr<SyncStats> MapSync::Apply(const WantedMaps& wanted) {
     stats.removed += deleted;
     if (!s.ok()) return s;
   }
+  policy_complete_ = true;
   return stats;
 }
 

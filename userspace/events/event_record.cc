@@ -129,27 +129,54 @@ void EventContext::AddWorkload(const IpAddress& address, EventWorkload workload)
       std::make_shared<const EventWorkload>(std::move(workload));
 }
 
+SharedStrings::Shard& SharedStrings::Writable(uint32_t id) {
+  std::shared_ptr<Shard>& shard = shards_[id % kShards];
+  // Only this copy can make more owners of the shard: a count of 1 stays 1
+  // while it writes, whatever the event thread does with its own copies.
+  if (!shard) {
+    shard = std::make_shared<Shard>();
+  } else if (shard.use_count() > 1) {
+    shard = std::make_shared<Shard>(*shard);
+  }
+  return *shard;
+}
+
+void SharedStrings::Set(uint32_t id, std::string value) { Writable(id)[id] = std::move(value); }
+
+void SharedStrings::Erase(uint32_t id) {
+  if (Find(id) != nullptr) Writable(id).erase(id);
+}
+
+const std::string* SharedStrings::Find(uint32_t id) const {
+  const std::shared_ptr<Shard>& shard = shards_[id % kShards];
+  if (!shard) return nullptr;
+  auto it = shard->find(id);
+  return it == shard->end() ? nullptr : &it->second;
+}
+
 void EventContext::AddIdentityLabels(uint32_t identity, const LabelSet& labels) {
-  identity_labels_json_[identity] = LabelsJson(labels);
+  identity_labels_json_.Set(identity, LabelsJson(labels));
+}
+
+void EventContext::AddCidrIdentity(uint32_t identity, const IpPrefix& prefix) {
+  // A prefix's text is digits, dots, colons and a slash: nothing to escape.
+  identity_labels_json_.Set(identity, absl::StrCat(R"({"cidr":")", prefix.ToString(), R"("})"));
 }
 
 const std::string& EventContext::IdentityLabelsJson(uint32_t identity) const {
   static const std::string kEmpty = "{}";
-  auto it = identity_labels_json_.find(identity);
-  return it == identity_labels_json_.end() ? kEmpty : it->second;
+  const std::string* json = identity_labels_json_.Find(identity);
+  return json == nullptr ? kEmpty : *json;
 }
 
-void EventContext::AddRule(uint32_t rule_id, std::string origin) { rules_[rule_id] = std::move(origin); }
+void EventContext::AddRule(uint32_t rule_id, std::string origin) { rules_.Set(rule_id, std::move(origin)); }
 
 const EventWorkload* EventContext::WorkloadAt(uint8_t family, const uint8_t address[16]) const {
   auto it = by_address_.find(KeyOf(family, address));
   return it == by_address_.end() ? nullptr : it->second.get();
 }
 
-const std::string* EventContext::RuleOrigin(uint32_t rule_id) const {
-  auto it = rules_.find(rule_id);
-  return it == rules_.end() ? nullptr : &it->second;
-}
+const std::string* EventContext::RuleOrigin(uint32_t rule_id) const { return rules_.Find(rule_id); }
 
 const EventWorkload* EventRecord::source() const {
   return context && raw.family ? context->WorkloadAt(raw.family, raw.saddr) : nullptr;

@@ -70,10 +70,19 @@ IdentityTable TableFromJson(const Json& root) {
 std::string SerializeIdentityTable(const IdentityTable& table) {
   Json labels = Json::array();
   for (const auto& [set, id] : table.labels) labels.push_back({{"id", id}, {"labels", set}});
-  Json cidrs = Json::array();
-  for (const auto& [prefix, id] : table.cidrs) cidrs.push_back({{"id", id}, {"cidr", prefix.ToString()}});
-  Json root = {{"version", kTableVersion}, {"next_id", table.next_id}, {"labels", labels}, {"cidrs", cidrs}};
-  return root.dump(2) + "\n";
+  Json root = {{"version", kTableVersion}, {"next_id", table.next_id}, {"labels", labels}};
+  std::string out = root.dump(2);
+  // CIDRs written as text, one a line: a prefix needs no escaping, and at
+  // 100k of them a JSON tree cost 130 ms at every new identity.
+  out.resize(out.size() - 2);  // "\n}", the object's end
+  absl::StrAppend(&out, ",\n  \"cidrs\": [");
+  const char* separator = "\n";
+  for (const auto& [prefix, id] : table.cidrs) {
+    absl::StrAppend(&out, separator, "    {\"id\": ", id, ", \"cidr\": \"", prefix.ToString(), "\"}");
+    separator = ",\n";
+  }
+  absl::StrAppend(&out, table.cidrs.empty() ? "]" : "\n  ]", "\n}\n");
+  return out;
 }
 
 absl::StatusOr<IdentityTable> ParseIdentityTable(absl::string_view json) {

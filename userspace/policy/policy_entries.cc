@@ -88,21 +88,25 @@ std::vector<PortPrefix> PortRangeToPrefixes(PortRange range) {
   return out;
 }
 
+absl::Status CheckDatapathRule(const DatapathRule& rule) {
+  if (rule.ports.first > rule.ports.last)
+    return absl::InvalidArgumentError(
+        absl::StrCat("rule ", rule.rule_id, ": port range ", rule.ports.first, "-", rule.ports.last, " is empty"));
+  if (rule.direction >= DIR_MAX)
+    return absl::InvalidArgumentError(absl::StrCat("rule ", rule.rule_id, ": bad direction"));
+  if (rule.action != POLICY_ACTION_ALLOW && rule.action != POLICY_ACTION_DENY)
+    return absl::InvalidArgumentError(absl::StrCat("rule ", rule.rule_id, ": bad action"));
+  if (rule.local_identity == IDENTITY_ANY)
+    return absl::InvalidArgumentError(absl::StrCat("rule ", rule.rule_id, ": local identity must be set"));
+  if (rule.require_tls && (rule.action != POLICY_ACTION_ALLOW || rule.protocol != IPPROTO_TCP))
+    return absl::InvalidArgumentError(absl::StrCat("rule ", rule.rule_id, ": requireTLS needs a TCP allow"));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<PolicyEntry>> CompilePolicyEntries(const std::vector<DatapathRule>& rules) {
   absl::flat_hash_map<EntryId, policy_value> entries;
   for (const DatapathRule& rule : rules) {
-    if (rule.ports.first > rule.ports.last)
-      return absl::InvalidArgumentError(
-          absl::StrCat("rule ", rule.rule_id, ": port range ", rule.ports.first, "-", rule.ports.last, " is empty"));
-    if (rule.direction >= DIR_MAX)
-      return absl::InvalidArgumentError(absl::StrCat("rule ", rule.rule_id, ": bad direction"));
-    if (rule.action != POLICY_ACTION_ALLOW && rule.action != POLICY_ACTION_DENY)
-      return absl::InvalidArgumentError(absl::StrCat("rule ", rule.rule_id, ": bad action"));
-    if (rule.local_identity == IDENTITY_ANY)
-      return absl::InvalidArgumentError(absl::StrCat("rule ", rule.rule_id, ": local identity must be set"));
-
-    if (rule.require_tls && (rule.action != POLICY_ACTION_ALLOW || rule.protocol != IPPROTO_TCP))
-      return absl::InvalidArgumentError(absl::StrCat("rule ", rule.rule_id, ": requireTLS needs a TCP allow"));
+    if (absl::Status s = CheckDatapathRule(rule); !s.ok()) return s;
 
     std::vector<uint8_t> protocols = {rule.protocol};
     if (rule.protocol == 0 && !rule.ports.IsAny()) protocols = {IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP};
@@ -149,7 +153,8 @@ absl::StatusOr<std::vector<PolicyEntry>> CompilePolicyEntries(const std::vector<
   return out;
 }
 
-PolicyEntryDiff DiffPolicyEntries(const PolicyEntryMap& now, const std::vector<PolicyEntry>& wanted) {
+PolicyEntryDiff DiffPolicyEntries(const PolicyEntryMap& now, const std::vector<PolicyEntry>& wanted,
+                                  const std::vector<policy_key>* scope) {
   PolicyEntryDiff diff;
   absl::flat_hash_set<policy_key, ByteHash<policy_key>, ByteEq<policy_key>> wanted_keys;
   wanted_keys.reserve(wanted.size());
@@ -159,8 +164,13 @@ PolicyEntryDiff DiffPolicyEntries(const PolicyEntryMap& now, const std::vector<P
     if (it != now.end() && ByteEq<policy_value>{}(it->second, e.value)) continue;
     (e.value.action == POLICY_ACTION_DENY ? diff.denies : diff.allows).push_back(e);
   }
-  for (const auto& [key, value] : now)
-    if (!wanted_keys.contains(key)) diff.stale.push_back(key);
+  if (scope == nullptr) {
+    for (const auto& [key, value] : now)
+      if (!wanted_keys.contains(key)) diff.stale.push_back(key);
+    return diff;
+  }
+  for (const policy_key& key : *scope)
+    if (!wanted_keys.contains(key) && now.contains(key)) diff.stale.push_back(key);
   return diff;
 }
 

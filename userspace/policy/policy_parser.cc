@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -280,13 +281,21 @@ std::vector<YamlValue> Documents(absl::string_view text) {
   return out;
 }
 
+// Never 0, which marks a policy that did not come from the parser.
+uint64_t Fingerprint(absl::string_view text, absl::string_view source, size_t document) {
+  return absl::HashOf(text, source, document) | 1;
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<Policy>> ParsePolicyText(absl::string_view text, absl::string_view source) {
   const std::string name(source);
   absl::StatusOr<std::vector<Policy>> policies = Reading<std::vector<Policy>>(name, [&] {
     std::vector<Policy> out;
-    for (const YamlValue& doc : Documents(text)) out.push_back(ReadDocument(doc, name));
+    for (const YamlValue& doc : Documents(text)) {
+      out.push_back(ReadDocument(doc, name));
+      out.back().fingerprint = Fingerprint(text, name, out.size());
+    }
     return out;
   });
   if (!policies.ok()) return policies.status();
@@ -303,6 +312,7 @@ absl::StatusOr<Policy> ParseLabelPolicy(absl::string_view text, absl::string_vie
     Policy policy{.name = absl::StrCat("container/", container_name),
                   .location = absl::StrCat(source, ":", docs[0].line())};
     ReadSpec(docs[0], /*from_label=*/true, source, policy);
+    policy.fingerprint = Fingerprint(text, source, 1);
     return policy;
   });
 }

@@ -1,9 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "userspace/policy/rule_ids.h"
 
-#include <algorithm>
-
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 
 namespace stockade {
@@ -21,35 +18,24 @@ uint32_t Fnv1a(absl::string_view text) {
 
 }  // namespace
 
-RuleIds::RuleIds(const std::vector<const Policy*>& policies) {
-  std::vector<const Policy*> by_name = policies;
-  std::sort(by_name.begin(), by_name.end(), [](const Policy* a, const Policy* b) { return a->name < b->name; });
-  // Taken ids in a hash set and origins sorted once at the end: a std::map
-  // probed and filled in hash order missed the cache at every level, which
-  // at 100k rules was a fifth of the compile.
-  absl::flat_hash_set<uint32_t> taken;
-  std::vector<std::pair<uint32_t, RuleOrigin>> origins;
+std::vector<uint32_t> WantedRuleIds(const Policy& policy) {
+  std::vector<uint32_t> out;
   std::string key;
-  for (const Policy* policy : by_name) {
-    for (RuleSection section : kRuleSections) {
-      if (!policy->section(section)) continue;
-      const std::vector<PolicyRule>& rules = *policy->section(section);
-      for (size_t i = 0; i < rules.size(); ++i) {
-        key.clear();
-        absl::StrAppend(&key, policy->name, "/", RuleSectionName(section), "/", i);
-        uint32_t id = Fnv1a(key);
-        while (id == 0 || !taken.insert(id).second) ++id;
-        ids_[{policy, section, i}] = id;
-        origins.push_back({id, RuleOrigin{policy->name, section, i, rules[i].location}});
-      }
+  for (RuleSection section : kRuleSections) {
+    if (!policy.section(section)) continue;
+    for (size_t i = 0; i < policy.section(section)->size(); ++i) {
+      key.clear();
+      absl::StrAppend(&key, policy.name, "/", RuleSectionName(section), "/", i);
+      out.push_back(Fnv1a(key));
     }
   }
-  std::sort(origins.begin(), origins.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (auto& [id, origin] : origins) origins_.emplace_hint(origins_.end(), id, std::move(origin));
+  return out;
 }
 
-uint32_t RuleIds::Id(const Policy& policy, RuleSection section, size_t index) const {
-  return ids_.at({&policy, section, index});
+uint32_t TakeRuleId(uint32_t wanted, absl::flat_hash_set<uint32_t>& taken) {
+  uint32_t id = wanted;
+  while (id == 0 || !taken.insert(id).second) ++id;
+  return id;
 }
 
 }  // namespace stockade

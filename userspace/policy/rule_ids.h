@@ -9,32 +9,21 @@
 #define STOCKADE_USERSPACE_POLICY_RULE_IDS_H_
 
 #include <cstdint>
-#include <map>
-#include <string>
-#include <tuple>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "stockade/policy/policy.h"
-#include "stockade/policy/policy_compiler.h"
 
 namespace stockade {
 
-class RuleIds {
- public:
-  // Ids for every rule of `policies`, whose names are unique. Id() takes
-  // the same Policy objects, which must outlive this.
-  explicit RuleIds(const std::vector<const Policy*>& policies);
+// The id each rule of `policy` wants, sections in kRuleSections order: a
+// pure function of the policy's name and its rules' places, so a compile
+// cache keeps it with the policy.
+std::vector<uint32_t> WantedRuleIds(const Policy& policy);
 
-  uint32_t Id(const Policy& policy, RuleSection section, size_t index) const;
-  const std::map<uint32_t, RuleOrigin>& origins() const { return origins_; }
-
- private:
-  // Keyed by the policy's address, not its name: Id() runs once per emitted
-  // rule, and a name in the key copied a string each time.
-  absl::flat_hash_map<std::tuple<const Policy*, RuleSection, size_t>, uint32_t> ids_;
-  std::map<uint32_t, RuleOrigin> origins_;
-};
+// The id a rule gets: the one it wants, or on a collision with a rule taken
+// before it (policies are taken in name order) the next free one.
+uint32_t TakeRuleId(uint32_t wanted, absl::flat_hash_set<uint32_t>& taken);
 
 }  // namespace stockade
 

@@ -42,6 +42,7 @@
 #include "stockade/policy/policy_directory.h"
 #include "stockade/links.h"
 #include "stockade/policy/policy.h"
+#include "stockade/events/event_record.h"
 #include "stockade/policy/policy_compiler.h"
 #include "stockade/scoped_fd.h"
 
@@ -112,6 +113,7 @@ class Agent {
   explicit Agent(AgentOptions options);
   absl::Status Reconcile();  // with mu_ held
   absl::Status SaveIdentities();  // when the table changed since the last save
+  std::tuple<uint32_t, size_t, size_t> IdentitySignature() const;  // changes with the identity table
   // Carries over the enforced_at of endpoints whose record did not change
   // and stamps the others now (their records were just written).
   void StampEnforcedAt(std::vector<EndpointState>& endpoints) const;
@@ -162,13 +164,22 @@ class Agent {
   std::unique_ptr<MapSync> sync_;
   std::unique_ptr<DockerSource> docker_;
   IdentityAllocator allocator_;
-  std::optional<std::tuple<uint32_t, size_t, size_t>> saved_identities_;  // next_id and sizes at the last save
+  std::optional<std::tuple<uint32_t, size_t, size_t>> saved_identities_;  // IdentitySignature at the last save
   PolicyDirectory policy_files_;  // the last good set
   std::string policy_error_;      // why the newest files were rejected, if they were
   absl::Time policy_loaded_at_ = absl::InfinitePast();
   std::vector<Workload> static_workloads_;
   std::vector<EndpointState> endpoints_;
-  CompiledPolicy compiled_;
+  // The policy in force, compiled, and what a change can reuse of it.
+  PolicyCompiler policy_compiler_;
+  // Identities' labels and rules' origins for drop events, kept in step
+  // with the allocator and the compiler; each reconcile publishes a copy
+  // (PublishEventContext) that shares what did not change.
+  EventContext event_names_;
+  std::optional<std::tuple<uint32_t, size_t, size_t>> event_identities_;  // the table event_names_ has
+  // Rule ids whose origins changed since event_names_ last followed them; or all.
+  std::vector<uint32_t> event_rules_changed_;
+  bool event_rules_all_ = true;
   std::map<std::string, Attachment> attachments_;  // by pin path
   std::map<std::string, ResolvedHook> hook_cache_;  // by netns inode, MAC and placement
   // Hooked on sight, before Docker named their container: kept this long

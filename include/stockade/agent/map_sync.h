@@ -19,6 +19,7 @@
 #define STOCKADE_INCLUDE_STOCKADE_AGENT_MAP_SYNC_H_
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -38,7 +39,12 @@ struct WantedEndpoint {
 struct WantedMaps {
   std::vector<WantedEndpoint> endpoints;
   std::vector<std::pair<IpPrefix, uint32_t>> ipcache;  // prefix -> identity
+  // Every entry the policy maps must hold; with policy_scope, only those
+  // among its keys (PolicyEntryDelta).
   std::vector<PolicyEntry> policy;
+  // The only policy keys that may have to change: the rest of the maps is
+  // taken to be as wanted. Only when policy_complete().
+  std::optional<std::vector<policy_key>> policy_scope;
 };
 
 struct SyncStats {
@@ -56,10 +62,18 @@ class MapSync {
   // a sync costs syscalls only for what changed.
   [[nodiscard]] absl::Status Adopt();
   [[nodiscard]] absl::StatusOr<SyncStats> Apply(const WantedMaps& wanted);
+  // Whether the policy maps hold what the last sync wanted, written and
+  // removed in full: then the next sync may name only what changed.
+  bool policy_complete() const { return policy_complete_; }
 
  private:
   Datapath& dp_;
   uint32_t next_revision_ = 1;
+  bool policy_complete_ = false;
+  // The ipcache as the last sync that completed it wanted it: an equal
+  // wanted ipcache needs no diff.
+  bool ipcache_complete_ = false;
+  std::vector<std::pair<IpPrefix, uint32_t>> ipcache_synced_;
   // Mirrors of the maps, keyed by the key structs' bytes.
   PolicyEntryMap policy_now_;
   absl::flat_hash_map<ipcache_key, ipcache_value, ByteHash<ipcache_key>, ByteEq<ipcache_key>> ipcache_now_;

@@ -31,11 +31,38 @@ struct EventWorkload {
   std::string labels_json;  // `labels` as a JSON object, escaped once here
 };
 
+// Strings by a 32-bit id (identities' labels, rules' origins) in shards that
+// copies share: a context made after a reconcile that changed three rules
+// copies the shards of those three, not the 100k strings of all of them.
+class SharedStrings {
+ public:
+  // Copy on write: a shard that another copy holds is copied first.
+  void Set(uint32_t id, std::string value);
+  void Erase(uint32_t id);
+  void Clear() { shards_ = {}; }
+  const std::string* Find(uint32_t id) const;
+
+ private:
+  using Shard = std::map<uint32_t, std::string>;
+  static constexpr size_t kShards = 256;
+  Shard& Writable(uint32_t id);
+  std::array<std::shared_ptr<Shard>, kShards> shards_;
+};
+
+// Copies share what they were copied with (SharedStrings): the agent keeps
+// one context of identities and rules, changes only what changed, and
+// publishes a copy of it with the workloads of the moment.
 class EventContext {
  public:
   void AddWorkload(const IpAddress& address, EventWorkload workload);
   void AddIdentityLabels(uint32_t identity, const LabelSet& labels);
+  // A CIDR identity's labels, {"cidr": prefix}: without a JSON tree each,
+  // which for 100k of them was most of an agent's start after its first sync.
+  void AddCidrIdentity(uint32_t identity, const IpPrefix& prefix);
+  void ClearIdentityLabels() { identity_labels_json_.Clear(); }
   void AddRule(uint32_t rule_id, std::string origin);
+  void RemoveRule(uint32_t rule_id) { rules_.Erase(rule_id); }
+  void ClearRules() { rules_.Clear(); }
 
   const EventWorkload* WorkloadAt(uint8_t family, const uint8_t address[16]) const;
   // The labels of an identity that is not (or not only) a workload here (CIDR and
@@ -47,8 +74,8 @@ class EventContext {
  private:
   using AddressKey = std::array<uint8_t, 17>;  // family + 16 bytes: no allocation to look one up
   absl::flat_hash_map<AddressKey, std::shared_ptr<const EventWorkload>> by_address_;
-  std::map<uint32_t, std::string> identity_labels_json_;
-  std::map<uint32_t, std::string> rules_;
+  SharedStrings identity_labels_json_;
+  SharedStrings rules_;
 };
 
 // A drop_event with its ends resolved.

@@ -89,6 +89,12 @@ struct Policy {
   std::optional<LabelSelector> endpoint_selector;
   EnforcementMode mode = EnforcementMode::kDefault;
   bool audit = false;
+  // Set by the parser: a hash of the text and the source the policy was read
+  // from, which is all it depends on, so equal fingerprints mean equal
+  // policies and a compile cache (PolicyCompiler) keeps its rules. 0 for a
+  // policy built otherwise: never served from a cache. Edit a parsed policy
+  // only after setting it to 0.
+  uint64_t fingerprint = 0;
   // Indexed by RuleSection; absent and empty differ: `ingress: []` denies all ingress.
   std::array<std::optional<std::vector<PolicyRule>>, 4> sections;
 

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -80,10 +81,56 @@ struct CompiledPolicy {
   std::string Describe() const;
 };
 
+// What an update changed in the policy maps' entries.
+struct PolicyEntryDelta {
+  // `entries` is every entry (the compiler's first update): a key of the maps
+  // that is not among them is stale.
+  bool full = true;
+  std::vector<PolicyEntry> entries;  // not full: the wanted entries among `scope`'s keys
+  std::vector<policy_key> scope;     // not full: the only keys that may have changed
+};
+
 // Compiles `inputs`. CIDR identities come from `allocator` (new prefixes get
 // new ids). Fails on inconsistent inputs: duplicate policy names, an
 // endpoint with a reserved identity, one identity with two label sets.
 [[nodiscard]] absl::StatusOr<CompiledPolicy> CompilePolicies(const PolicyInputs& inputs, IdentityAllocator& allocator);
+
+// The same compile, kept between updates so that a change costs what it
+// changes: at 100k rules, an edit of one small policy must not compile the
+// other 100k again. A policy's rules are kept while its fingerprint and
+// everything they were made of stay the same: the identities its peer
+// selectors match, the CIDR identities inside its CIDR peers (all of them
+// for `world`), its rules' ids. Rules and entries are made again only for
+// the (local, remote, direction) groups that changed, since entries never
+// depend on rules of another group. The result always equals
+// CompilePolicies on the same inputs (tests/unit/policy_compile_cache_test.cc).
+class PolicyCompiler {
+ public:
+  PolicyCompiler();
+  ~PolicyCompiler();
+  PolicyCompiler(const PolicyCompiler&) = delete;
+  PolicyCompiler& operator=(const PolicyCompiler&) = delete;
+
+  // Compiles `inputs` into compiled(). A failure that CompilePolicies would
+  // report changes nothing here (all or nothing, like a policy reload); the
+  // allocator keeps the CIDR ids it gave, as with CompilePolicies.
+  [[nodiscard]] absl::StatusOr<PolicyEntryDelta> Update(const PolicyInputs& inputs, IdentityAllocator& allocator);
+
+  const CompiledPolicy& compiled() const { return compiled_; }
+  // Policies whose rules the last update made again (new, changed, or inputs changed).
+  size_t recompiled() const { return recompiled_; }
+  // Rule ids whose origin the last update added, changed or removed (all of
+  // them after the first): what a copy of rule_origins must follow.
+  const std::vector<uint32_t>& origins_changed() const { return origins_changed_; }
+
+  struct State;  // what is kept between updates (policy_compiler.cc)
+
+ private:
+  std::unique_ptr<State> state_;
+  CompiledPolicy compiled_;
+  size_t recompiled_ = 0;
+  std::vector<uint32_t> origins_changed_;
+};
 
 }  // namespace stockade
 
