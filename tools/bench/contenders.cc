@@ -299,12 +299,13 @@ class StockadeContender : public Contender {
   uint32_t next_rule_id_ = 1;
 };
 
-// The ceiling for the floods: ref_drop (bpf/bench/bench.bpf.c) where
-// stockade-tc drops, on the client's host-side veth, TC ingress.
-class TcDropReference : public Contender {
+// The references for the floods (see ContenderKind): ref_drop or
+// ref_min_drop (bpf/bench/bench.bpf.c) where stockade-tc drops, on the
+// client's host-side veth, TC ingress.
+class TcReference : public Contender {
  public:
-  explicit TcDropReference(const Testbed& bed) : Contender(ContenderKind::kTcDrop), bed_(bed) {}
-  ~TcDropReference() override { bench_bpf__destroy(skel_); }
+  TcReference(ContenderKind kind, const Testbed& bed) : Contender(kind), bed_(bed) {}
+  ~TcReference() override { bench_bpf__destroy(skel_); }
   absl::StatusOr<double> Install(const std::vector<AllowRule>&) override { return FloodOnly(); }
   absl::StatusOr<double> AddOne(const AllowRule&) override { return FloodOnly(); }
   absl::Status Remove() override { return RemoveFloodDrop(); }
@@ -315,8 +316,9 @@ class TcDropReference : public Contender {
     if (!skel_) return absl::InternalError(absl::StrCat("load BPF object bench_bpf: ", std::strerror(errno)));
     auto guard = NetnsGuard::Enter(bed_.host.path);
     if (!guard.ok()) return guard.status();
-    auto attached = Attachment::AttachTc(bpf_program__fd(skel_->progs.ref_drop), bed_.host_cli_ifindex,
-                                         TcHook::kIngress, TcAttachMode::kAuto);
+    bpf_program* prog = kind() == ContenderKind::kTcDrop ? skel_->progs.ref_drop : skel_->progs.ref_min_drop;
+    auto attached =
+        Attachment::AttachTc(bpf_program__fd(prog), bed_.host_cli_ifindex, TcHook::kIngress, TcAttachMode::kAuto);
     if (!attached.ok()) return attached.status();
     attachment_.emplace(std::move(*attached));
     return absl::OkStatus();
@@ -331,8 +333,24 @@ class TcDropReference : public Contender {
     return status;
   }
 
+  // tc-min-filter counts the frames that found both entries, so that a frame
+  // it failed to parse cannot pass for a decided one.
+  absl::StatusOr<std::optional<uint64_t>> FloodDropsCounted() override {
+    if (kind() != ContenderKind::kTcMinFilter) return std::nullopt;
+    if (!skel_) return absl::FailedPreconditionError("nothing installed");
+    std::vector<uint64_t> per_cpu(libbpf_num_possible_cpus());
+    const uint32_t zero = 0;
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.min_drop_decided), &zero, per_cpu.data()) != 0)
+      return absl::InternalError(absl::StrCat("read min_drop_decided: ", std::strerror(errno)));
+    uint64_t decided = 0;
+    for (uint64_t n : per_cpu) decided += n;
+    return std::optional<uint64_t>(decided);
+  }
+
  private:
-  static absl::Status FloodOnly() { return absl::FailedPreconditionError("tc-drop is a reference for floods only"); }
+  absl::Status FloodOnly() const {
+    return absl::FailedPreconditionError(absl::StrCat(name(), " is a reference for floods only"));
+  }
 
   const Testbed& bed_;
   bench_bpf* skel_ = nullptr;
@@ -361,6 +379,7 @@ const char* ContenderName(ContenderKind kind) {
     case ContenderKind::kStockadeTc: return "stockade-tc";
     case ContenderKind::kStockadeXdp: return "stockade-xdp";
     case ContenderKind::kTcDrop: return "tc-drop";
+    case ContenderKind::kTcMinFilter: return "tc-min-filter";
   }
   return "?";
 }
@@ -373,6 +392,7 @@ const char* FloodDropName(ContenderKind kind) {
     case ContenderKind::kStockadeTc: return "stockade-tc";
     case ContenderKind::kStockadeXdp: return "stockade-xdp";
     case ContenderKind::kTcDrop: return "tc-drop";
+    case ContenderKind::kTcMinFilter: return "tc-min-filter";
     default: return "";
   }
 }
@@ -383,7 +403,8 @@ absl::StatusOr<std::unique_ptr<Contender>> MakeContender(ContenderKind kind, con
     case ContenderKind::kNone: return std::unique_ptr<Contender>(new NoFilter());
     case ContenderKind::kStockadeTc:
     case ContenderKind::kStockadeXdp: return std::unique_ptr<Contender>(new StockadeContender(kind, bed));
-    case ContenderKind::kTcDrop: return std::unique_ptr<Contender>(new TcDropReference(bed));
+    case ContenderKind::kTcDrop:
+    case ContenderKind::kTcMinFilter: return std::unique_ptr<Contender>(new TcReference(kind, bed));
     default: return std::unique_ptr<Contender>(new NetfilterContender(kind, bed, names, scratch_dir));
   }
 }

@@ -22,17 +22,33 @@
 
 namespace stockade::bench {
 
-// kTcDrop is no filter but a reference for the floods only: a TC program
-// that drops every frame, the most any drop program can do on that hook.
-enum class ContenderKind { kNone, kIptablesNft, kIptablesLegacy, kIpset, kNftSet, kStockadeTc, kStockadeXdp, kTcDrop };
+// kTcDrop and kTcMinFilter are no filters but references for the floods
+// only, TC programs on the hook where stockade-tc drops. tc-drop drops every
+// frame: the most any drop program can do there. tc-min-filter pulls and
+// parses the headers and finds the interface and the flow in two hash tables
+// before it drops: the most a filter that decides by interface and flow can do.
+enum class ContenderKind {
+  kNone,
+  kIptablesNft,
+  kIptablesLegacy,
+  kIpset,
+  kNftSet,
+  kStockadeTc,
+  kStockadeXdp,
+  kTcDrop,
+  kTcMinFilter
+};
 inline constexpr ContenderKind kAllContenders[] = {
-    ContenderKind::kNone,       ContenderKind::kIptablesNft, ContenderKind::kIptablesLegacy,
-    ContenderKind::kIpset,      ContenderKind::kNftSet,      ContenderKind::kStockadeTc,
-    ContenderKind::kStockadeXdp, ContenderKind::kTcDrop};
-// "none", "iptables-nft", "iptables-legacy", "ipset", "nft-set", "stockade-tc", "stockade-xdp", "tc-drop".
+    ContenderKind::kNone,        ContenderKind::kIptablesNft, ContenderKind::kIptablesLegacy,
+    ContenderKind::kIpset,       ContenderKind::kNftSet,      ContenderKind::kStockadeTc,
+    ContenderKind::kStockadeXdp, ContenderKind::kTcDrop,      ContenderKind::kTcMinFilter};
+// "none", "iptables-nft", "iptables-legacy", "ipset", "nft-set", "stockade-tc", "stockade-xdp", "tc-drop",
+// "tc-min-filter".
 const char* ContenderName(ContenderKind kind);
 // Takes part in the floods only: it enforces no rule set.
-inline bool IsFloodOnly(ContenderKind kind) { return kind == ContenderKind::kTcDrop; }
+inline bool IsFloodOnly(ContenderKind kind) {
+  return kind == ContenderKind::kTcDrop || kind == ContenderKind::kTcMinFilter;
+}
 // What the contender does for a flood of denied traffic: "iptables-raw", "nft-raw", ... ; empty: no flood role.
 const char* FloodDropName(ContenderKind kind);
 

@@ -40,6 +40,7 @@ std::string ShortLabel(ContenderKind kind) {
     case ContenderKind::kStockadeTc: return "stc";
     case ContenderKind::kStockadeXdp: return "sxdp";
     case ContenderKind::kTcDrop: return "tcdrop";
+    case ContenderKind::kTcMinFilter: return "tcmin";
   }
   return "x";
 }
