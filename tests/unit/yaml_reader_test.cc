@@ -127,5 +127,23 @@ TEST(YamlReaderTest, ALongListIsOneNodeOfManyChildren) {
   EXPECT_EQ(items.back().String(), "x");
 }
 
+// Small maps compare keys with each other, big ones hash them: both find a duplicate.
+TEST(YamlReaderTest, DuplicateKeysInSmallAndBigMaps) {
+  for (int keys : {3, 100'000}) {
+    std::string text;
+    for (int i = 1; i <= keys; ++i) text += "k" + std::to_string(i) + ": v\n";
+    std::vector<YamlValue> docs = LoadYamlDocuments(text);
+    EXPECT_EQ(docs.at(0).Entries().size(), static_cast<size_t>(keys));
+    text += "k2: again\n";
+    try {
+      (void)LoadYamlDocuments(text).at(0).Entries();
+      ADD_FAILURE() << "a duplicate key among " << keys;
+    } catch (const YamlSchemaError& e) {
+      EXPECT_EQ(e.line, keys + 1);
+      EXPECT_STREQ(e.what(), "duplicate key 'k2' (also on line 2)");
+    }
+  }
+}
+
 }  // namespace
 }  // namespace stockade

@@ -102,11 +102,12 @@ class TreeBuilder {
  public:
   // A policy has a node per 6-7 bytes of text: reserved above that, a big
   // text's tree is never copied while it grows (the pages reserved and not
-  // used are never touched).
+  // used are never touched). Past 256 MiB of text the vectors grow as usual.
   TreeBuilder(YamlTree& tree, size_t text_size) : tree_(tree) {
-    tree_.nodes.reserve(text_size / 4);
-    tree_.children.reserve(text_size / 4);
-    tree_.texts.reserve(text_size / 2);
+    const size_t reserve_for = std::min(text_size, size_t{256} << 20);
+    tree_.nodes.reserve(reserve_for / 4);
+    tree_.children.reserve(reserve_for / 4);
+    tree_.texts.reserve(reserve_for / 2);
   }
 
   // The node just finished when it is a document's root.
@@ -267,11 +268,23 @@ std::vector<YamlEntry> YamlValue::Entries() const {
   const YamlNode& map = Expect(YamlNode::Kind::kMapping, "a map");
   std::vector<YamlEntry> out;
   out.reserve(map.child_count / 2);
+  // Keys are compared with each other below a handful and hashed above: a
+  // map of 100k keys must not take 100k² comparisons, and a rule's few keys
+  // are not worth a hash table.
+  constexpr uint32_t kHashedKeys = 8;
+  absl::flat_hash_map<absl::string_view, int> line_of_key;
   for (uint32_t i = 0; i + 1 < map.child_count; i += 2) {
     YamlValue key(tree_, Child(i), path_);
     std::string name = key.String();
-    for (const YamlEntry& seen : out)
-      if (seen.key == name) key.Fail(absl::StrCat("duplicate key '", name, "' (also on line ", seen.key_line, ")"));
+    int seen_line = 0;
+    if (map.child_count / 2 > kHashedKeys) {
+      auto [seen, added] = line_of_key.try_emplace(tree_->Text(tree_->nodes[Child(i)]), key.line());
+      if (!added) seen_line = seen->second;
+    } else {
+      for (const YamlEntry& seen : out)
+        if (seen.key == name) seen_line = seen.key_line;
+    }
+    if (seen_line != 0) key.Fail(absl::StrCat("duplicate key '", name, "' (also on line ", seen_line, ")"));
     std::string path = path_.empty() ? name : absl::StrCat(path_, ".", name);
     out.push_back({std::move(name), key.line(), YamlValue(tree_, Child(i + 1), std::move(path))});
   }
