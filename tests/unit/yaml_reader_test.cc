@@ -67,7 +67,8 @@ TEST(YamlReaderTest, AnchorsAndAliasesAreRefused) {
   EXPECT_EQ(LoadError("a: 1\nb: &x [1, 2]\nc: *x\n"),
             "2: anchor '&x': anchors and aliases are not supported in policies");
   EXPECT_EQ(LoadError("a: &s text\n"), "1: anchor '&s': anchors and aliases are not supported in policies");
-  EXPECT_EQ(LoadError("a: {b: c}\nd: *nowhere\n"), "2: alias '*nowhere': anchors and aliases are not supported in policies");
+  EXPECT_EQ(LoadError("a: {b: c}\nd: *nowhere\n"),
+            "2: alias '*nowhere': anchors and aliases are not supported in policies");
   // An alias bomb ends at its first anchor, before anything is expanded.
   std::string bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n";
   for (char c = 'b'; c <= 'z'; ++c) {
@@ -89,9 +90,11 @@ TEST(YamlReaderTest, AnchorsAndAliasesAreRefused) {
 TEST(YamlReaderTest, SyntaxErrorsNameTheirLine) {
   EXPECT_EQ(LoadError("a: 1\nb: [1, 2\nc: 3\n"),
             "3: did not find expected ',' or ']' (while parsing a flow sequence that starts on line 2)");
-  EXPECT_EQ(LoadError("a:\n  b: 1\n c: 2\n"), "3: did not find expected key (while parsing a block mapping that starts on line 1)");
+  EXPECT_EQ(LoadError("a:\n  b: 1\n c: 2\n"),
+            "3: did not find expected key (while parsing a block mapping that starts on line 1)");
   EXPECT_EQ(LoadError("a: 1\nb: 2\nc: \"\xff\"\n"), "3: invalid leading UTF-8 octet");
-  EXPECT_EQ(LoadError("a: 1\nb: \"open\n"), "3: found unexpected end of stream (while scanning a quoted scalar that starts on line 2)");
+  EXPECT_EQ(LoadError("a: 1\nb: \"open\n"),
+            "3: found unexpected end of stream (while scanning a quoted scalar that starts on line 2)");
 
   absl::StatusOr<std::vector<Policy>> policies =
       ParsePolicyText("apiVersion: stockade/v1\nkind: Policy\n---\nkind: [Policy\n", "broken.yaml");

@@ -57,7 +57,9 @@ struct YamlTree {
   // As resolved by libyaml ("tag:yaml.org,2002:str"); tags[0] = "": none written.
   std::vector<std::string> tags = {""};
 
-  absl::string_view Text(const YamlNode& node) const { return absl::string_view(texts).substr(node.text_offset, node.text_size); }
+  absl::string_view Text(const YamlNode& node) const {
+    return absl::string_view(texts).substr(node.text_offset, node.text_size);
+  }
 };
 
 class YamlMap;
