@@ -23,7 +23,7 @@ fi
 packages_main=(
   build-essential cmake pkg-config clang-19 llvm-19 libclang-rt-19-dev
   libabsl-dev libgtest-dev googletest libgmock-dev libelf-dev zlib1g-dev
-  libcurl4-openssl-dev nlohmann-json3-dev libyaml-cpp-dev libmicrohttpd-dev
+  libcurl4-openssl-dev nlohmann-json3-dev libyaml-dev libyaml-cpp-dev libmicrohttpd-dev
   linux-libc-dev iproute2 iputils-ping netcat-openbsd ethtool
   iptables nftables ipset iperf3 netsniff-ng gnuplot-nox
   docker.io busybox-static procps psmisc openssl

@@ -259,7 +259,7 @@ Policy ReadDocument(const YamlValue& doc, const std::string& source) {
   return policy;
 }
 
-// Runs `read`, turning the first YAML or schema error into "<source>:<line>: <path>: <reason>".
+// Runs `read`, turning the first syntax or schema error into "<source>:<line>: <path>: <reason>".
 template <typename T, typename Read>
 absl::StatusOr<T> Reading(const std::string& source, Read read) {
   try {
@@ -267,17 +267,14 @@ absl::StatusOr<T> Reading(const std::string& source, Read read) {
   } catch (const YamlSchemaError& e) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ":", e.line, ": ", e.path, e.path.empty() ? "" : ": ", e.what()));
-  } catch (const YAML::Exception& e) {
-    if (e.mark.is_null()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", e.msg));
-    return absl::InvalidArgumentError(absl::StrCat(source, ":", e.mark.line + 1, ": ", e.msg));
   }
 }
 
 // The documents of a text; empty ones (a trailing ---, only comments) are skipped.
 std::vector<YamlValue> Documents(absl::string_view text) {
   std::vector<YamlValue> out;
-  for (const YAML::Node& doc : LoadYamlDocuments(std::string(text)))
-    if (!doc.IsNull()) out.emplace_back(doc, "", 1);
+  for (YamlValue& doc : LoadYamlDocuments(text))
+    if (!doc.IsNull()) out.push_back(std::move(doc));
   return out;
 }
 
