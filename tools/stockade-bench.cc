@@ -26,9 +26,9 @@ constexpr char kUsage[] = R"(usage: stockade-bench [--quick | --full | --smoke] 
   --rounds R         override the number of rounds
   --contenders A,B   only these (none, iptables-nft, iptables-legacy, ipset, nft-set, stockade-tc,
                      stockade-xdp, tc-drop, tc-min-filter); 'none' is always kept, as the
-                     baseline; tc-drop (a TC program that drops everything) and tc-min-filter
-                     (one that first finds the interface and the flow) are references for the
-                     floods only
+                     baseline; tc-drop (a TC program that drops everything, floods only) and
+                     tc-min-filter (one that first finds the interface and the flow, then
+                     drops the floods and passes the allowed traffic) are references
   --stockaded PATH   the agent binary (default: next to this one)
   --agent-rules N    N for the stockaded policy-file update measure
   --no-agent         skip the stockaded policy-file update measure

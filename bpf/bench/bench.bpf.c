@@ -7,13 +7,13 @@
  *                       stockade-bench's flood puts beside the real ones (tc-drop)
  *   ref_min_filter      a minimal filter: Ethernet/IP/L4 parse and one hash lookup
  *   ref_min_drop        the least a filter that decides by interface and flow
- *                       does before it drops: the floor of stockade-bench's
- *                       flood for any such filter (tc-min-filter)
+ *   ref_min_pass        does, before it drops or passes: stockade-bench's
+ *                       tc-min-filter, the floor of any such filter
  *   bench_new_flow      stockade's TC ingress on a packet whose source port changes
  *                       every run, so each run is a new flow (policy + conntrack insert)
  *
  * They include the same library as the datapath; nothing is copied. All but
- * ref_drop and ref_min_drop run only through BPF_PROG_TEST_RUN.
+ * ref_drop, ref_min_drop and ref_min_pass run only through BPF_PROG_TEST_RUN.
  */
 #include "lib/enforce.h"
 
@@ -77,62 +77,88 @@ int ref_min_filter(struct __sk_buff *skb)
 	return bpf_map_lookup_elem(&min_filter_allow, &key) ? TC_ACT_UNSPEC : TC_ACT_SHOT;
 }
 
-/* ref_min_drop's tables, filled by the program itself: after a flood's
- * first frames every lookup finds its entry, as a remembered deny would. */
+/* The least filter's tables, filled by the program itself: after a
+ * flow's first frames every lookup finds its entry, as a remembered deny or
+ * a conntrack entry would. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 64);
 	__type(key, struct endpoint_key);
 	__type(value, __u32);
-} min_drop_interfaces SEC(".maps");
+} min_filter_interfaces SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1024);
 	__type(key, struct min_filter_key);
 	__type(value, __u32);
-} min_drop_flows SEC(".maps");
+} min_filter_flows SEC(".maps");
 
-/* Frames that found both entries: the bench checks that nearly all did. */
+/* Frames that found both entries: the bench checks that nearly all of a
+ * flood did, so a frame it failed to parse cannot pass for a decided one. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);
-} min_drop_decided SEC(".maps");
+} min_filter_decided SEC(".maps");
+
+/* The port ref_min_pass drops (network order), set by the bench before load. */
+const volatile __u16 min_filter_denied_port = 0;
 
 /*
- * Pulls the headers into the linear part as stockade does (packet_from_skb),
- * parses them, finds the interface and the flow (two hash hits) and drops.
- * A filter that keys its decision on the interface and the flow does no
- * less, so its flood rate is the most such a filter can reach on this hook.
+ * The least that a filter which decides by interface and flow does: pull
+ * the headers into the linear part as stockade does (packet_from_skb), parse
+ * them, and find the interface and the flow (two hash hits). Returns 1 when
+ * both were found, 0 when one was added, -1 for a frame it does not parse.
  */
-SEC("tc")
-int ref_min_drop(struct __sk_buff *skb)
+static __always_inline int min_filter_find(struct __sk_buff *skb, enum hook_point hook, struct min_filter_key *key)
 {
 	struct packet pkt;
 	struct endpoint_key interface = {};
-	struct min_filter_key key = {};
 	__u32 seen = 1, zero = 0;
 	__u64 *decided;
 
-	packet_from_skb(&pkt, skb, HOOK_TC_INGRESS);
+	packet_from_skb(&pkt, skb, hook);
 	interface.netns_cookie = pkt.netns_cookie;
 	interface.ifindex = pkt.ifindex;
-	if (!bpf_map_lookup_elem(&min_drop_interfaces, &interface)) {
-		bpf_map_update_elem(&min_drop_interfaces, &interface, &seen, BPF_ANY);
-		return TC_ACT_SHOT;
+	if (!bpf_map_lookup_elem(&min_filter_interfaces, &interface)) {
+		bpf_map_update_elem(&min_filter_interfaces, &interface, &seen, BPF_ANY);
+		return 0;
 	}
-	if (min_filter_key_for(pkt.data, pkt.data_end, &key) < 0)
-		return TC_ACT_SHOT;
-	if (!bpf_map_lookup_elem(&min_drop_flows, &key)) {
-		bpf_map_update_elem(&min_drop_flows, &key, &seen, BPF_ANY);
-		return TC_ACT_SHOT;
+	if (min_filter_key_for(pkt.data, pkt.data_end, key) < 0)
+		return -1;
+	if (!bpf_map_lookup_elem(&min_filter_flows, key)) {
+		bpf_map_update_elem(&min_filter_flows, key, &seen, BPF_ANY);
+		return 0;
 	}
-	decided = bpf_map_lookup_elem(&min_drop_decided, &zero);
+	decided = bpf_map_lookup_elem(&min_filter_decided, &zero);
 	if (decided)
 		*decided += 1;
+	return 1;
+}
+
+/* tc-min-filter's flood drop: the most such a filter can reach on the hook. */
+SEC("tc")
+int ref_min_drop(struct __sk_buff *skb)
+{
+	struct min_filter_key key = {};
+
+	min_filter_find(skb, HOOK_TC_INGRESS, &key);
 	return TC_ACT_SHOT;
+}
+
+/* tc-min-filter where stockade-tc enforces the rule set: passes all but
+ * min_filter_denied_port, so the bench's denied UDP is still dropped. */
+SEC("tc")
+int ref_min_pass(struct __sk_buff *skb)
+{
+	struct min_filter_key key = {};
+
+	if (min_filter_find(skb, HOOK_TC_EGRESS, &key) >= 0 && key.protocol == IPPROTO_UDP &&
+	    key.dport == min_filter_denied_port)
+		return TC_ACT_SHOT;
+	return TC_ACT_UNSPEC;
 }
 
 /* Rewrites the UDP/TCP source port of an IPv4 packet from a per-CPU counter. */

@@ -299,29 +299,28 @@ class StockadeContender : public Contender {
   uint32_t next_rule_id_ = 1;
 };
 
-// The references for the floods (see ContenderKind): ref_drop or
-// ref_min_drop (bpf/bench/bench.bpf.c) where stockade-tc drops, on the
-// client's host-side veth, TC ingress.
+// The references (see ContenderKind), from bpf/bench/bench.bpf.c: in the
+// floods ref_drop or ref_min_drop where stockade-tc drops (the client's
+// host-side veth, TC ingress); in the rule matrix ref_min_pass where
+// stockade-tc enforces (the server's host-side veth, TC egress).
 class TcReference : public Contender {
  public:
   TcReference(ContenderKind kind, const Testbed& bed) : Contender(kind), bed_(bed) {}
   ~TcReference() override { bench_bpf__destroy(skel_); }
-  absl::StatusOr<double> Install(const std::vector<AllowRule>&) override { return FloodOnly(); }
-  absl::StatusOr<double> AddOne(const AllowRule&) override { return FloodOnly(); }
+
+  absl::StatusOr<double> Install(const std::vector<AllowRule>&) override {
+    if (IsFloodOnly(kind())) return FloodOnly();
+    if (absl::Status s = Attach(Program::kMinPass, bed_.host_srv_ifindex, TcHook::kEgress); !s.ok()) return s;
+    return 0.0;  // no rules to load
+  }
+  absl::StatusOr<double> AddOne(const AllowRule&) override {
+    return absl::FailedPreconditionError(absl::StrCat(name(), " is a reference: it has no rules"));
+  }
   absl::Status Remove() override { return RemoveFloodDrop(); }
 
   absl::Status InstallFloodDrop() override {
-    if (absl::Status s = RemoveFloodDrop(); !s.ok()) return s;
-    skel_ = bench_bpf__open_and_load();
-    if (!skel_) return absl::InternalError(absl::StrCat("load BPF object bench_bpf: ", std::strerror(errno)));
-    auto guard = NetnsGuard::Enter(bed_.host.path);
-    if (!guard.ok()) return guard.status();
-    bpf_program* prog = kind() == ContenderKind::kTcDrop ? skel_->progs.ref_drop : skel_->progs.ref_min_drop;
-    auto attached =
-        Attachment::AttachTc(bpf_program__fd(prog), bed_.host_cli_ifindex, TcHook::kIngress, TcAttachMode::kAuto);
-    if (!attached.ok()) return attached.status();
-    attachment_.emplace(std::move(*attached));
-    return absl::OkStatus();
+    return Attach(kind() == ContenderKind::kTcDrop ? Program::kDrop : Program::kMinDrop, bed_.host_cli_ifindex,
+                  TcHook::kIngress);
   }
 
   absl::Status RemoveFloodDrop() override {
@@ -333,15 +332,14 @@ class TcReference : public Contender {
     return status;
   }
 
-  // tc-min-filter counts the frames that found both entries, so that a frame
-  // it failed to parse cannot pass for a decided one.
+  // tc-min-filter counts the frames that found both entries.
   absl::StatusOr<std::optional<uint64_t>> FloodDropsCounted() override {
     if (kind() != ContenderKind::kTcMinFilter) return std::nullopt;
     if (!skel_) return absl::FailedPreconditionError("nothing installed");
     std::vector<uint64_t> per_cpu(libbpf_num_possible_cpus());
     const uint32_t zero = 0;
-    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.min_drop_decided), &zero, per_cpu.data()) != 0)
-      return absl::InternalError(absl::StrCat("read min_drop_decided: ", std::strerror(errno)));
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.min_filter_decided), &zero, per_cpu.data()) != 0)
+      return absl::InternalError(absl::StrCat("read min_filter_decided: ", std::strerror(errno)));
     uint64_t decided = 0;
     for (uint64_t n : per_cpu) decided += n;
     return std::optional<uint64_t>(decided);
@@ -350,6 +348,27 @@ class TcReference : public Contender {
  private:
   absl::Status FloodOnly() const {
     return absl::FailedPreconditionError(absl::StrCat(name(), " is a reference for floods only"));
+  }
+
+  enum class Program { kDrop, kMinDrop, kMinPass };
+
+  // A fresh object each time, so that no table or count carries over.
+  absl::Status Attach(Program program, uint32_t ifindex, TcHook hook) {
+    if (absl::Status s = RemoveFloodDrop(); !s.ok()) return s;
+    skel_ = bench_bpf__open();
+    if (!skel_) return absl::InternalError(absl::StrCat("open BPF object bench_bpf: ", std::strerror(errno)));
+    skel_->rodata->min_filter_denied_port = htons(kDeniedUdpPort);
+    if (int err = bench_bpf__load(skel_); err != 0)
+      return absl::InternalError(absl::StrCat("load BPF object bench_bpf: ", std::strerror(-err)));
+    auto guard = NetnsGuard::Enter(bed_.host.path);
+    if (!guard.ok()) return guard.status();
+    bpf_program* prog = program == Program::kDrop      ? skel_->progs.ref_drop
+                        : program == Program::kMinDrop ? skel_->progs.ref_min_drop
+                                                       : skel_->progs.ref_min_pass;
+    auto attached = Attachment::AttachTc(bpf_program__fd(prog), ifindex, hook, TcAttachMode::kAuto);
+    if (!attached.ok()) return attached.status();
+    attachment_.emplace(std::move(*attached));
+    return absl::OkStatus();
   }
 
   const Testbed& bed_;

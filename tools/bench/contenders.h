@@ -22,11 +22,12 @@
 
 namespace stockade::bench {
 
-// kTcDrop and kTcMinFilter are no filters but references for the floods
-// only, TC programs on the hook where stockade-tc drops. tc-drop drops every
-// frame: the most any drop program can do there. tc-min-filter pulls and
-// parses the headers and finds the interface and the flow in two hash tables
-// before it drops: the most a filter that decides by interface and flow can do.
+// kTcDrop and kTcMinFilter enforce no rule set: they are references, TC
+// programs on the hooks where stockade-tc sits. tc-drop drops every frame of
+// the floods: the most any drop program can do there. tc-min-filter pulls
+// and parses the headers and finds the interface and the flow in two hash
+// tables, then drops the floods, and in the rule matrix passes all but the
+// denied port: the most a filter that decides by interface and flow can do.
 enum class ContenderKind {
   kNone,
   kIptablesNft,
@@ -45,10 +46,12 @@ inline constexpr ContenderKind kAllContenders[] = {
 // "none", "iptables-nft", "iptables-legacy", "ipset", "nft-set", "stockade-tc", "stockade-xdp", "tc-drop",
 // "tc-min-filter".
 const char* ContenderName(ContenderKind kind);
-// Takes part in the floods only: it enforces no rule set.
-inline bool IsFloodOnly(ContenderKind kind) {
+// Enforces no rule set: no update measures.
+inline bool IsReference(ContenderKind kind) {
   return kind == ContenderKind::kTcDrop || kind == ContenderKind::kTcMinFilter;
 }
+// Takes part in the floods only.
+inline bool IsFloodOnly(ContenderKind kind) { return kind == ContenderKind::kTcDrop; }
 // What the contender does for a flood of denied traffic: "iptables-raw", "nft-raw", ... ; empty: no flood role.
 const char* FloodDropName(ContenderKind kind);
 
