@@ -109,8 +109,9 @@ const volatile __u16 min_filter_denied_port = 0;
 /*
  * The least that a filter which decides by interface and flow does: pull
  * the headers into the linear part as stockade does (packet_from_skb), parse
- * them, and find the interface and the flow (two hash hits). Returns 1 when
- * both were found, 0 when one was added, -1 for a frame it does not parse.
+ * them into *key, and find the interface and the flow (two hash hits).
+ * Returns 1 when both were found, 0 when one was added, -1 for a frame it
+ * does not parse; *key is the frame's whenever the result is not -1.
  */
 static __always_inline int min_filter_find(struct __sk_buff *skb, enum hook_point hook, struct min_filter_key *key)
 {
@@ -118,24 +119,25 @@ static __always_inline int min_filter_find(struct __sk_buff *skb, enum hook_poin
 	struct endpoint_key interface = {};
 	__u32 seen = 1, zero = 0;
 	__u64 *decided;
+	int found = 1;
 
 	packet_from_skb(&pkt, skb, hook);
+	if (min_filter_key_for(pkt.data, pkt.data_end, key) < 0)
+		return -1;
 	interface.netns_cookie = pkt.netns_cookie;
 	interface.ifindex = pkt.ifindex;
 	if (!bpf_map_lookup_elem(&min_filter_interfaces, &interface)) {
 		bpf_map_update_elem(&min_filter_interfaces, &interface, &seen, BPF_ANY);
-		return 0;
+		found = 0;
 	}
-	if (min_filter_key_for(pkt.data, pkt.data_end, key) < 0)
-		return -1;
 	if (!bpf_map_lookup_elem(&min_filter_flows, key)) {
 		bpf_map_update_elem(&min_filter_flows, key, &seen, BPF_ANY);
-		return 0;
+		found = 0;
 	}
-	decided = bpf_map_lookup_elem(&min_filter_decided, &zero);
+	decided = found ? bpf_map_lookup_elem(&min_filter_decided, &zero) : NULL;
 	if (decided)
 		*decided += 1;
-	return 1;
+	return found;
 }
 
 /* tc-min-filter's flood drop: the most such a filter can reach on the hook. */

@@ -18,6 +18,7 @@
 #include "stockade/datapath.h"
 #include "stockade/netns.h"
 #include "stockade/policy_entries.h"
+#include "stockade/typed_map.h"
 
 namespace stockade::bench {
 namespace {
@@ -316,32 +317,24 @@ class TcReference : public Contender {
   absl::StatusOr<double> AddOne(const AllowRule&) override {
     return absl::FailedPreconditionError(absl::StrCat(name(), " is a reference: it has no rules"));
   }
-  absl::Status Remove() override { return RemoveFloodDrop(); }
+  absl::Status Remove() override { return Detach(); }
 
   absl::Status InstallFloodDrop() override {
     return Attach(kind() == ContenderKind::kTcDrop ? Program::kDrop : Program::kMinDrop, bed_.host_cli_ifindex,
                   TcHook::kIngress);
   }
-
-  absl::Status RemoveFloodDrop() override {
-    absl::Status status;
-    if (attachment_) status.Update(attachment_->Detach());
-    attachment_.reset();
-    bench_bpf__destroy(skel_);
-    skel_ = nullptr;
-    return status;
-  }
+  absl::Status RemoveFloodDrop() override { return Detach(); }
 
   // tc-min-filter counts the frames that found both entries.
   absl::StatusOr<std::optional<uint64_t>> FloodDropsCounted() override {
     if (kind() != ContenderKind::kTcMinFilter) return std::nullopt;
     if (!skel_) return absl::FailedPreconditionError("nothing installed");
-    std::vector<uint64_t> per_cpu(libbpf_num_possible_cpus());
-    const uint32_t zero = 0;
-    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.min_filter_decided), &zero, per_cpu.data()) != 0)
-      return absl::InternalError(absl::StrCat("read min_filter_decided: ", std::strerror(errno)));
+    auto counter = PerCpuArray<uint64_t>::FromFd(bpf_map__fd(skel_->maps.min_filter_decided));
+    if (!counter.ok()) return counter.status();
+    auto per_cpu = counter->LookupAllCpus(0);
+    if (!per_cpu.ok()) return per_cpu.status();
     uint64_t decided = 0;
-    for (uint64_t n : per_cpu) decided += n;
+    for (uint64_t n : *per_cpu) decided += n;
     return std::optional<uint64_t>(decided);
   }
 
@@ -354,7 +347,7 @@ class TcReference : public Contender {
 
   // A fresh object each time, so that no table or count carries over.
   absl::Status Attach(Program program, uint32_t ifindex, TcHook hook) {
-    if (absl::Status s = RemoveFloodDrop(); !s.ok()) return s;
+    if (absl::Status s = Detach(); !s.ok()) return s;
     skel_ = bench_bpf__open();
     if (!skel_) return absl::InternalError(absl::StrCat("open BPF object bench_bpf: ", std::strerror(errno)));
     skel_->rodata->min_filter_denied_port = htons(kDeniedUdpPort);
@@ -369,6 +362,15 @@ class TcReference : public Contender {
     if (!attached.ok()) return attached.status();
     attachment_.emplace(std::move(*attached));
     return absl::OkStatus();
+  }
+
+  absl::Status Detach() {
+    absl::Status status;
+    if (attachment_) status.Update(attachment_->Detach());
+    attachment_.reset();
+    bench_bpf__destroy(skel_);
+    skel_ = nullptr;
+    return status;
   }
 
   const Testbed& bed_;

@@ -46,9 +46,9 @@ inline constexpr ContenderKind kAllContenders[] = {
 // "none", "iptables-nft", "iptables-legacy", "ipset", "nft-set", "stockade-tc", "stockade-xdp", "tc-drop",
 // "tc-min-filter".
 const char* ContenderName(ContenderKind kind);
-// Enforces no rule set: no update measures.
-inline bool IsReference(ContenderKind kind) {
-  return kind == ContenderKind::kTcDrop || kind == ContenderKind::kTcMinFilter;
+// Loads the rule set, so has update measures: all but none and the references.
+inline bool HasRuleSet(ContenderKind kind) {
+  return kind != ContenderKind::kNone && kind != ContenderKind::kTcDrop && kind != ContenderKind::kTcMinFilter;
 }
 // Takes part in the floods only.
 inline bool IsFloodOnly(ContenderKind kind) { return kind == ContenderKind::kTcDrop; }

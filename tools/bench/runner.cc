@@ -224,11 +224,11 @@ absl::Status RunBench(const BenchOptions& o, Results& results, BenchRun& run) {
         auto bulk = lane.contender->Install(rules);
         if (!bulk.ok()) return bulk.status();
         if (o.fail_after_install) return absl::AbortedError("failing after install, as the test asked");
-        if (lane.kind != ContenderKind::kNone && !IsReference(lane.kind))
+        if (HasRuleSet(lane.kind))
           matrix.push_back({.measure = "update_bulk_ms", .contender = lane.contender->name(), .rules = n,
                             .round = round, .value = *bulk * 1e3});
         if (absl::Status s = MeasureTraffic(o, lane, n, round, matrix); !s.ok()) return s;
-        if (lane.kind != ContenderKind::kNone && !IsReference(lane.kind)) {
+        if (HasRuleSet(lane.kind)) {
           Samples adds;
           for (int rep = 0; rep < lane.contender->AddOneRepetitions(o.add_one_reps); ++rep) {
             auto one = lane.contender->AddOne(extra);
