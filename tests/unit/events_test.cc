@@ -10,6 +10,7 @@
 #include "stockade/events/event_filter.h"
 #include "stockade/events/event_record.h"
 #include "stockade/events/event_text.h"
+#include "stockade/identity/identity_allocator.h"
 #include "stockade/events/subscriber_queue.h"
 #include "stockade/metrics/prometheus_text.h"
 
@@ -76,6 +77,67 @@ TEST(EventContextTest, ACopyKeepsWhatItWasMadeWith) {
   EXPECT_EQ(*kept.RuleOrigin(5000), "new");
   EXPECT_EQ(*kept.RuleOrigin(9), "rule 9");
   EXPECT_EQ(kept.IdentityLabelsJson(300), "{}");
+}
+
+IdentityTable CidrTable(int count) {
+  IdentityAllocator allocator;
+  for (int i = 0; i < count; ++i)
+    EXPECT_TRUE(allocator.ForCidr(ParseIpPrefix(absl::StrCat("10.", i / 65536, ".", i / 256 % 256, ".", i % 256, "/32")).value()).ok());
+  EXPECT_TRUE(allocator.ForLabels({{"tier", "web"}}).ok());
+  return allocator.table();
+}
+
+// What FollowIdentities made must equal a context made from scratch, for every id of the table.
+void ExpectNamesAllOf(const EventContext& followed, const IdentityTable& table) {
+  EventContext scratch;
+  scratch.FollowIdentities(table);
+  for (uint32_t id : {uint32_t{IDENTITY_HOST}, uint32_t{IDENTITY_WORLD}, uint32_t{IDENTITY_UNMANAGED}})
+    EXPECT_EQ(followed.IdentityLabelsJson(id), scratch.IdentityLabelsJson(id));
+  for (uint32_t id = STOCKADE_IDENTITY_FIRST_ALLOCATED; id < table.next_id + 2; ++id)
+    ASSERT_EQ(followed.IdentityLabelsJson(id), scratch.IdentityLabelsJson(id)) << "identity " << id;
+}
+
+// The agent follows the allocator after every reconcile: a table that grew
+// by one adds that one, and a context published before keeps what it had.
+TEST(EventContextTest, FollowingAGrownTableAddsTheNewIdentityAndLeavesAPublishedCopyAlone) {
+  IdentityTable table = CidrTable(3000);
+  EventContext names;
+  ASSERT_TRUE(names.FollowIdentities(table));
+  EXPECT_EQ(names.IdentityLabelsJson(STOCKADE_IDENTITY_FIRST_ALLOCATED), R"({"cidr":"10.0.0.0/32"})");
+  EXPECT_EQ(names.IdentityLabelsJson(IDENTITY_WORLD), R"({"reserved":"world"})");
+  const EventContext published = names;
+  auto allocator = IdentityAllocator::FromTable(table);
+  ASSERT_TRUE(allocator.ok());
+  absl::StatusOr<uint32_t> added = allocator->ForCidr(ParseIpPrefix("192.0.2.0/24").value());
+  ASSERT_TRUE(added.ok());
+  ASSERT_TRUE(names.FollowIdentities(allocator->table()));
+  EXPECT_EQ(names.IdentityLabelsJson(*added), R"({"cidr":"192.0.2.0/24"})");
+  EXPECT_EQ(published.IdentityLabelsJson(*added), "{}") << "a copy a reader holds does not change";
+  ExpectNamesAllOf(names, allocator->table());
+  // A release is followed from scratch: the released one is gone.
+  allocator->Release(*added);
+  ASSERT_TRUE(names.FollowIdentities(allocator->table()));
+  EXPECT_EQ(names.IdentityLabelsJson(*added), "{}");
+  ExpectNamesAllOf(names, allocator->table());
+}
+
+// From scratch the work comes in steps: paused, the next call goes on, and
+// what was allocated in the pause is named too.
+TEST(EventContextTest, FollowingFromScratchPausesAndGoesOnWithWhatCameMeanwhile) {
+  const int count = 3 * static_cast<int>(EventContext::kFollowChunk);
+  IdentityTable table = CidrTable(count);
+  auto allocator = IdentityAllocator::FromTable(table);
+  ASSERT_TRUE(allocator.ok());
+  EventContext names;
+  int pauses = 0;
+  ASSERT_FALSE(names.FollowIdentities(allocator->table(), [&] { return ++pauses == 1; }));
+  EXPECT_EQ(pauses, 1);
+  ASSERT_TRUE(allocator->ForCidr(ParseIpPrefix("0.0.0.0/0").value()).ok()) << "sorts before every paused-at prefix";
+  ASSERT_TRUE(allocator->ForCidr(ParseIpPrefix("203.0.113.7/32").value()).ok());
+  ASSERT_TRUE(allocator->ForLabels({{"tier", "db"}}).ok());
+  ASSERT_TRUE(names.FollowIdentities(allocator->table(), [&] { return ++pauses < 0; }));
+  EXPECT_GE(pauses, 3) << "asked again between steps";
+  ExpectNamesAllOf(names, allocator->table());
 }
 
 TEST(EventJson, EgressEventNamesBothEndsAndTheRule) {

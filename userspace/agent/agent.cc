@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -60,6 +61,13 @@ absl::StatusOr<ScopedFd> LockInstance(const std::string& instance) {
   return fd;
 }
 
+// A catch-up after a reconcile (event context, identity file) waits for a
+// pending policy change at most this often or this long in a row.
+constexpr int kMaxCatchUpDeferrals = 8;
+constexpr absl::Duration kMaxCatchUpDelay = absl::Seconds(1);
+
+std::string FormatMs(absl::Duration d) { return absl::FormatDuration(absl::Trunc(d, absl::Microseconds(100))); }
+
 std::string HookKeyName(const endpoint_key& key) { return absl::StrCat(key.netns_cookie, "-", key.ifindex); }
 
 // The interface of a static endpoint, named rather than known by MAC: its MAC and addresses.
@@ -104,6 +112,66 @@ nlohmann::json LabelsJson(const LabelSet& labels) {
 
 }  // namespace
 
+// The identity table's file, written on a thread of its own: at 100k CIDR
+// identities its JSON and the write took ~100 ms, and under the agent's lock
+// a policy change made just then waited for them. Saves that come faster
+// than the disk are folded into the newest.
+class IdentityFileWriter {
+ public:
+  explicit IdentityFileWriter(std::string path) : path_(std::move(path)), thread_([this] { Loop(); }) {}
+  // Writes what waits, then ends: a stopped agent leaves its newest table.
+  ~IdentityFileWriter() {
+    {
+      std::lock_guard<std::mutex> hold(mu_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+  IdentityFileWriter(const IdentityFileWriter&) = delete;
+  IdentityFileWriter& operator=(const IdentityFileWriter&) = delete;
+
+  void Save(IdentityTable table) {
+    {
+      std::lock_guard<std::mutex> hold(mu_);
+      waiting_ = std::move(table);
+    }
+    wake_.notify_one();
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> hold(mu_);
+    while (true) {
+      wake_.wait(hold, [this] { return waiting_ || stopping_; });
+      if (!waiting_) return;
+      IdentityTable table = std::move(*waiting_);
+      waiting_.reset();
+      hold.unlock();
+      if (absl::Status s = Write(table); !s.ok()) Log(absl::StrCat("identities not saved: ", s.message()));
+      hold.lock();
+    }
+  }
+
+  absl::Status Write(const IdentityTable& table) const {
+    std::string tmp = path_ + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << SerializeIdentityTable(table);
+      if (!out) return absl::InternalError(absl::StrCat("write ", tmp));
+    }
+    if (rename(tmp.c_str(), path_.c_str()) != 0) return ErrnoStatus(errno, absl::StrCat("rename ", tmp));
+    return absl::OkStatus();
+  }
+
+  const std::string path_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::optional<IdentityTable> waiting_;
+  bool stopping_ = false;
+  std::thread thread_;  // last: it starts with everything above in place
+};
+
 Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
 Agent::~Agent() = default;
 
@@ -147,6 +215,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options)
   }
 
   std::string table_path = o.state_dir + "/identities.json";
+  // Here, after the capabilities were dropped: a thread keeps those it was made with.
+  agent->identity_file_ = std::make_unique<IdentityFileWriter>(table_path);
   if (std::filesystem::exists(table_path)) {
     auto table = ParseIdentityTable(ReadFile(table_path));
     if (!table.ok()) return absl::DataLossError(absl::StrCat(table_path, ": ", table.status().message()));
@@ -178,7 +248,15 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options)
     agent->static_workloads_ = std::move(*workloads);
     agent->HookStaticWorkloads();
   }
-  if (!o.policy_dir.empty()) (void)agent->ReloadPolicies();
+  if (!o.policy_dir.empty()) {
+    agent->policy_watch_ = ScopedFd(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+    if (!agent->policy_watch_.valid() ||
+        inotify_add_watch(agent->policy_watch_.get(), o.policy_dir.c_str(),
+                          IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE) < 0)
+      Log(absl::StrCat("no watch on ", o.policy_dir, " (", ErrnoStatus(errno, "inotify").message(),
+                       "): its changes are not followed"));
+    (void)agent->ReloadPolicies();
+  }
   if (o.docker) {
     auto client = DockerClient::FromEnvironment();
     if (!client.ok()) return client.status();
@@ -556,10 +634,15 @@ absl::Status Agent::Reconcile() {
   if (!delta.ok()) return delta.status();
   const CompiledPolicy& compiled = policy_compiler_.compiled();
   // For PublishEventContext, after the maps: 100k origins are text to make.
-  if (delta->full) event_rules_all_ = true;
-  const std::vector<uint32_t>& origins_changed = policy_compiler_.origins_changed();
-  if (!event_rules_all_)
+  if (delta->full) {
+    event_rules_all_ = true;
+    event_rules_resume_at_.reset();
+    event_rules_changed_.clear();
+  } else {
+    // Also while all are made again: a paused rebuild made some of them already.
+    const std::vector<uint32_t>& origins_changed = policy_compiler_.origins_changed();
     event_rules_changed_.insert(event_rules_changed_.end(), origins_changed.begin(), origins_changed.end());
+  }
   WantedMaps wanted;
   if (delta->full || sync_->policy_complete()) {
     wanted.policy = std::move(delta->entries);
@@ -626,22 +709,53 @@ absl::Status Agent::Reconcile() {
                                                               entry.second.key.netns_cookie == e.hook.key.netns_cookie; });
   hook_cache_ = std::move(resolved);
   endpoints_ = std::move(endpoints);
-  PublishEventContext();
+  event_context_stale_ = true;
   if (!stats.ok()) {
     ++map_sync_errors_;
     last_error_ = absl::StrCat("map sync: ", stats.status().message());
     Log(last_error_ + " (the previous state stays in force)");
+    CatchUpNamesAndState();
     return stats.status();
   }
   DetachUnwanted(wanted_pins);
-  auto ms = [](absl::Duration d) { return absl::FormatDuration(absl::Trunc(d, absl::Microseconds(100))); };
   if (stats->written || stats->removed)
     Log(absl::StrCat("synced: ", stats->written, " written, ", stats->removed, " removed, ", stats->revisions_bumped,
                      " revisions bumped; ", endpoints_.size(), " endpoints, ", compiled.rules.size(), " rules (",
-                     policy_compiler_.recompiled(), " policies compiled); enforced after ", ms(synced_at - started),
-                     " (compile ", ms(compiled_at - compile_started), ", diff and map writes ",
-                     ms(synced_at - sync_started), "), done after ", ms(absl::Now() - started)));
-  return SaveIdentities();
+                     policy_compiler_.recompiled(), " policies compiled); enforced after ", FormatMs(synced_at - started),
+                     " (compile ", FormatMs(compiled_at - compile_started), ", diff and map writes ",
+                     FormatMs(synced_at - sync_started), ")"));
+  CatchUpNamesAndState();
+  return absl::OkStatus();
+}
+
+bool Agent::DeferCatchUp() {
+  if (!policy_watch_.valid()) return false;
+  pollfd watch{policy_watch_.get(), POLLIN, 0};
+  if (poll(&watch, 1, 0) <= 0) return false;
+  const absl::Time now = absl::Now();
+  if (!catch_up_deferred_since_) catch_up_deferred_since_ = now;
+  if (catch_up_deferrals_ >= kMaxCatchUpDeferrals || now - *catch_up_deferred_since_ >= kMaxCatchUpDelay) return false;
+  ++catch_up_deferrals_;
+  catch_up_deferred_ = true;
+  return true;
+}
+
+void Agent::CatchUpNamesAndState() {
+  catch_up_deferred_ = false;
+  const absl::Time started = absl::Now();
+  // At start 100k rules' origins and CIDR identities' labels become text:
+  // about as long as the map writes, and a change waiting for it would wait twice.
+  if (event_context_stale_) {
+    if (DeferCatchUp() || !PublishEventContext()) return;
+    event_context_stale_ = false;
+  }
+  SaveIdentities();
+  if (absl::Now() - started >= absl::Milliseconds(10) || catch_up_deferrals_ > 0)
+    Log(absl::StrCat("event context and identities caught up in ", FormatMs(absl::Now() - started),
+                     catch_up_deferrals_ ? absl::StrCat(", after ", catch_up_deferrals_, " deferrals for policy changes")
+                                         : ""));
+  catch_up_deferrals_ = 0;
+  catch_up_deferred_since_.reset();
 }
 
 void Agent::StampEnforcedAt(std::vector<EndpointState>& endpoints) const {
@@ -664,21 +778,13 @@ std::tuple<uint32_t, size_t, size_t> Agent::IdentitySignature() const {
   return {table.next_id, table.labels.size(), table.cidrs.size()};
 }
 
-absl::Status Agent::SaveIdentities() {
+void Agent::SaveIdentities() {
   // An unchanged table is not written again (at 100k CIDR identities the
   // JSON took a good part of each reconcile).
   const auto signature = IdentitySignature();
-  if (saved_identities_ == signature) return absl::OkStatus();
-  std::string path = options_.state_dir + "/identities.json";
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << SerializeIdentityTable(allocator_.table());
-    if (!out) return absl::InternalError(absl::StrCat("write ", tmp));
-  }
-  if (rename(tmp.c_str(), path.c_str()) != 0) return ErrnoStatus(errno, absl::StrCat("rename ", tmp));
+  if (saved_identities_ == signature) return;
+  identity_file_->Save(allocator_.table());
   saved_identities_ = signature;
-  return absl::OkStatus();
 }
 
 absl::Status Agent::Run(const std::atomic<bool>& stop) {
@@ -729,32 +835,26 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
                        monitor.status().message()));
     }
   }
-  ScopedFd inotify(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
-  if (!options_.policy_dir.empty()) {
-    inotify_add_watch(inotify.get(), options_.policy_dir.c_str(),
-                      IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE);
-    // A file changed after Start() read the directory and before this watch
-    // existed has no event: look once more now (unchanged files are not read).
-    std::lock_guard<std::recursive_mutex> hold(mu_);
-    auto changed = ReloadPolicies();
-    if (changed.ok() && *changed)
-      if (auto s = Reconcile(); !s.ok()) Log(absl::StrCat("reconcile: ", s.message()));
-  }
   absl::Time next_resync = absl::Now() + options_.resync_interval;
   while (!stop) {
-    pollfd p[2] = {{inotify.get(), POLLIN, 0}, {link_monitor ? link_monitor->fd() : -1, POLLIN, 0}};
+    pollfd p[2] = {{policy_watch_.get(), POLLIN, 0}, {link_monitor ? link_monitor->fd() : -1, POLLIN, 0}};
     if (poll(p, 2, 200) > 0 && p[1].revents) {
       auto links = link_monitor->ReadNewLinks();
       if (links.ok()) HookOnSight(*links);
     }
     if (p[0].revents) {
       char buf[4096];
-      while (read(inotify.get(), buf, sizeof(buf)) > 0) {
+      while (read(policy_watch_.get(), buf, sizeof(buf)) > 0) {
       }
       std::lock_guard<std::recursive_mutex> hold(mu_);
       auto changed = ReloadPolicies();
       if (changed.ok() && *changed)
         if (auto s = Reconcile(); !s.ok()) Log(absl::StrCat("reconcile: ", s.message()));
+    }
+    {
+      // Put off for the change just handled (or for one that changed nothing).
+      std::lock_guard<std::recursive_mutex> hold(mu_);
+      if (catch_up_deferred_) CatchUpNamesAndState();
     }
     if (absl::Now() >= next_resync) {
       if (docker_ && !docker_->subscribed()) {
@@ -942,32 +1042,34 @@ nlohmann::json Agent::Explain(const nlohmann::json& request) {
           {"egress_at_source", egress}, {"ingress_at_destination", ingress}, {"verdict", allowed ? "allowed" : "denied"}};
 }
 
-void Agent::PublishEventContext() {
-  // Labels of every identity, made again only when the table changed: at
-  // 100k CIDR identities they cost more than the rest of a reconcile.
-  if (event_identities_ != IdentitySignature()) {
-    event_names_.ClearIdentityLabels();
-    for (uint32_t reserved : {uint32_t{IDENTITY_HOST}, uint32_t{IDENTITY_WORLD}, uint32_t{IDENTITY_UNMANAGED}})
-      event_names_.AddIdentityLabels(reserved, {{"reserved", FormatIdentity(reserved)}});
-    for (const auto& [labels, id] : allocator_.table().labels) event_names_.AddIdentityLabels(id, labels);
-    for (const auto& [prefix, id] : allocator_.table().cidrs) event_names_.AddCidrIdentity(id, prefix);
-    event_identities_ = IdentitySignature();
-  }
+bool Agent::PublishEventContext() {
+  // From scratch (at start: 100k CIDR identities' labels and rules' origins
+  // made into text) in steps of EventContext::kFollowChunk, between which a
+  // waiting policy change goes first.
+  auto pause = [this] { return DeferCatchUp(); };
+  if (!event_names_.FollowIdentities(allocator_.table(), pause)) return false;
   const std::map<uint32_t, RuleOrigin>& origins = policy_compiler_.compiled().rule_origins;
   if (event_rules_all_) {
-    event_names_.ClearRules();
-    for (const auto& [id, origin] : origins) event_names_.AddRule(id, origin.ToString());
-  } else {
-    for (uint32_t id : event_rules_changed_) {
-      auto origin = origins.find(id);
-      if (origin == origins.end()) {
-        event_names_.RemoveRule(id);
-      } else {
-        event_names_.AddRule(id, origin->second.ToString());
+    if (!event_rules_resume_at_) event_names_.ClearRules();
+    size_t done = 0;
+    for (auto it = origins.lower_bound(event_rules_resume_at_.value_or(0)); it != origins.end(); ++it) {
+      if (++done % EventContext::kFollowChunk == 0 && pause()) {
+        event_rules_resume_at_ = it->first;
+        return false;
       }
+      event_names_.AddRule(it->first, it->second.ToString());
+    }
+    event_rules_all_ = false;
+    event_rules_resume_at_.reset();
+  }
+  for (uint32_t id : event_rules_changed_) {
+    auto origin = origins.find(id);
+    if (origin == origins.end()) {
+      event_names_.RemoveRule(id);
+    } else {
+      event_names_.AddRule(id, origin->second.ToString());
     }
   }
-  event_rules_all_ = false;
   event_rules_changed_.clear();
   auto context = std::make_shared<EventContext>(event_names_);
   for (const EndpointState& e : endpoints_) {
@@ -980,6 +1082,7 @@ void Agent::PublishEventContext() {
     if (e.ipv6) context->AddWorkload(*e.ipv6, w);
   }
   events_->SetContext(std::move(context));
+  return true;
 }
 
 namespace {

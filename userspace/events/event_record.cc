@@ -163,6 +163,43 @@ void EventContext::AddCidrIdentity(uint32_t identity, const IpPrefix& prefix) {
   identity_labels_json_.Set(identity, absl::StrCat(R"({"cidr":")", prefix.ToString(), R"("})"));
 }
 
+bool EventContext::FollowIdentities(const IdentityTable& table, const std::function<bool()>& pause) {
+  const FollowedTable now{.next_id = table.next_id, .identities = table.labels.size() + table.cidrs.size()};
+  if (!identities_rebuild_) {
+    // Each allocation moves next_id by one and adds one identity: when the
+    // count grew by as much as next_id did, nothing was released.
+    const FollowedTable* was = identities_followed_ ? &*identities_followed_ : nullptr;
+    if (was && now.next_id >= was->next_id && now.identities - was->identities == now.next_id - was->next_id) {
+      if (now.next_id == was->next_id) return true;
+      for (const auto& [labels, id] : table.labels)
+        if (id >= was->next_id) AddIdentityLabels(id, labels);
+      for (const auto& [prefix, id] : table.cidrs)
+        if (id >= was->next_id) AddCidrIdentity(id, prefix);
+      identities_followed_ = now;
+      return true;
+    }
+    ClearIdentityLabels();
+    for (uint32_t reserved : {uint32_t{IDENTITY_HOST}, uint32_t{IDENTITY_WORLD}, uint32_t{IDENTITY_UNMANAGED}})
+      AddIdentityLabels(reserved, {{"reserved", FormatIdentity(reserved)}});
+    for (const auto& [labels, id] : table.labels) AddIdentityLabels(id, labels);  // one a workload: few
+    identities_rebuild_ = Rebuild{.from = now};
+  }
+  Rebuild& rebuild = *identities_rebuild_;
+  size_t done = 0;
+  for (auto it = rebuild.next_cidr ? table.cidrs.lower_bound(*rebuild.next_cidr) : table.cidrs.begin();
+       it != table.cidrs.end(); ++it) {
+    if (++done % kFollowChunk == 0 && pause && pause()) {
+      rebuild.next_cidr = it->first;
+      return false;
+    }
+    if (it->second < rebuild.from.next_id) AddCidrIdentity(it->second, it->first);
+  }
+  identities_followed_ = rebuild.from;
+  identities_rebuild_.reset();
+  // What was allocated while it paused, as growth (or all again after a release).
+  return FollowIdentities(table, pause);
+}
+
 const std::string& EventContext::IdentityLabelsJson(uint32_t identity) const {
   static const std::string kEmpty = "{}";
   const std::string* json = identity_labels_json_.Find(identity);

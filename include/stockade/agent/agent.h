@@ -49,6 +49,7 @@
 namespace stockade {
 
 class DockerSource;
+class IdentityFileWriter;
 
 struct AgentOptions {
   std::string instance = "default";
@@ -112,7 +113,18 @@ class Agent {
  private:
   explicit Agent(AgentOptions options);
   absl::Status Reconcile();  // with mu_ held
-  absl::Status SaveIdentities();  // when the table changed since the last save
+  // What follows a reconcile's map writes and only names events
+  // (PublishEventContext) or keeps state (SaveIdentities): put off while a
+  // policy change waits, so that the change is enforced first. A drop in
+  // that window is named with the previous context.
+  void CatchUpNamesAndState();
+  // True when a policy change waits (the watch is readable) and the catch-up
+  // has not been put off too long already: at most kMaxCatchUpDeferrals times
+  // or kMaxCatchUpDelay in a row, so a directory rewritten every few ms
+  // cannot starve the event context or the identity file.
+  bool DeferCatchUp();
+  // When the table changed since the last save: a copy to identity_file_.
+  void SaveIdentities();
   std::tuple<uint32_t, size_t, size_t> IdentitySignature() const;  // changes with the identity table
   // Carries over the enforced_at of endpoints whose record did not change
   // and stamps the others now (their records were just written).
@@ -153,7 +165,8 @@ class Agent {
   nlohmann::json Explain(const nlohmann::json& request);
   nlohmann::json TlsReport();  // `stockadectl tls`
   // What drop events are enriched with: containers by address, identities' labels, rules' origins.
-  void PublishEventContext();
+  // False when it stopped half way for a policy change (DeferCatchUp); the next call goes on.
+  bool PublishEventContext();
   // GET /metrics (docs/events.md lists the families).
   std::string RenderMetrics();
   nlohmann::json EventStats();
@@ -165,7 +178,11 @@ class Agent {
   std::unique_ptr<DockerSource> docker_;
   IdentityAllocator allocator_;
   std::optional<std::tuple<uint32_t, size_t, size_t>> saved_identities_;  // IdentitySignature at the last save
+  std::unique_ptr<IdentityFileWriter> identity_file_;
   PolicyDirectory policy_files_;  // the last good set
+  // The policy directory's inotify watch, made before Start() reads the
+  // directory: a change during start-up has its event, no second scan.
+  ScopedFd policy_watch_;
   std::string policy_error_;      // why the newest files were rejected, if they were
   absl::Time policy_loaded_at_ = absl::InfinitePast();
   std::vector<Workload> static_workloads_;
@@ -176,10 +193,14 @@ class Agent {
   // with the allocator and the compiler; each reconcile publishes a copy
   // (PublishEventContext) that shares what did not change.
   EventContext event_names_;
-  std::optional<std::tuple<uint32_t, size_t, size_t>> event_identities_;  // the table event_names_ has
   // Rule ids whose origins changed since event_names_ last followed them; or all.
   std::vector<uint32_t> event_rules_changed_;
   bool event_rules_all_ = true;
+  std::optional<uint32_t> event_rules_resume_at_;  // where a rebuild of all origins paused
+  bool event_context_stale_ = false;  // endpoints_ or the names changed since the last PublishEventContext
+  bool catch_up_deferred_ = false;    // CatchUpNamesAndState put off: Run does it after the policy change
+  std::optional<absl::Time> catch_up_deferred_since_;
+  int catch_up_deferrals_ = 0;  // in a row
   std::map<std::string, Attachment> attachments_;  // by pin path
   std::map<std::string, ResolvedHook> hook_cache_;  // by netns inode, MAC and placement
   // Hooked on sight, before Docker named their container: kept this long

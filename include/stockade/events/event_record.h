@@ -10,12 +10,15 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
 #include "stockade/addresses.h"
+#include "stockade/identity/identity_allocator.h"
 #include "stockade/identity/labels.h"
 #include "maps/abi.h"
 
@@ -59,7 +62,20 @@ class EventContext {
   // A CIDR identity's labels, {"cidr": prefix}: without a JSON tree each,
   // which for 100k of them was most of an agent's start after its first sync.
   void AddCidrIdentity(uint32_t identity, const IpPrefix& prefix);
-  void ClearIdentityLabels() { identity_labels_json_.Clear(); }
+  void ClearIdentityLabels() {
+    identity_labels_json_.Clear();
+    identities_followed_.reset();
+    identities_rebuild_.reset();
+  }
+  // Brings the identities' labels (and the reserved identities') to the
+  // allocator's `table`. Ids are never handed out twice, so a table that
+  // only grew since the one followed last costs its new ids (and a walk over
+  // the ids, no text made), not the 100k labels of all of them; a table that
+  // lost one is followed from scratch. From scratch, `pause` is asked every
+  // kFollowChunk CIDRs: when it says so, this returns false and the next
+  // call goes on from there (with the table as it is then).
+  static constexpr size_t kFollowChunk = 8192;
+  bool FollowIdentities(const IdentityTable& table, const std::function<bool()>& pause = {});
   void AddRule(uint32_t rule_id, std::string origin);
   void RemoveRule(uint32_t rule_id) { rules_.Erase(rule_id); }
   void ClearRules() { rules_.Clear(); }
@@ -75,6 +91,16 @@ class EventContext {
   using AddressKey = std::array<uint8_t, 17>;  // family + 16 bytes: no allocation to look one up
   absl::flat_hash_map<AddressKey, std::shared_ptr<const EventWorkload>> by_address_;
   SharedStrings identity_labels_json_;
+  struct FollowedTable {
+    uint32_t next_id = 0;
+    size_t identities = 0;  // labels and CIDRs
+  };
+  std::optional<FollowedTable> identities_followed_;  // what identity_labels_json_ holds
+  struct Rebuild {
+    FollowedTable from;  // the table when it began: what came later is added as growth after it
+    std::optional<IpPrefix> next_cidr;  // where it paused
+  };
+  std::optional<Rebuild> identities_rebuild_;
   SharedStrings rules_;
 };
 
