@@ -11,6 +11,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <string>
 
@@ -54,6 +55,18 @@ class BenchSmokeTest : public ::testing::Test {
     EXPECT_FALSE(fs::exists(absl::StrCat(out_dir_, "/scratch-", run.testbed_prefix)));
   }
 
+  // A BPF contender has its program's time per packet, and no other has one.
+  // Even a program that returns at once takes some ns a run to time.
+  static void ExpectProgramTime(const std::map<Results::Key, Results::Summary>& summary, const char* measure,
+                                ContenderKind kind, const std::string& contender, size_t n) {
+    auto it = summary.find({measure, contender, n});
+    ASSERT_EQ(it != summary.end(), IsBpfProgram(kind)) << measure << " of " << contender << " at N=" << n;
+    if (it != summary.end()) {
+      EXPECT_GT(it->second.values.Median(), 0) << measure << " of " << contender << " at N=" << n;
+      EXPECT_LT(it->second.values.Median(), 100'000) << measure << " of " << contender << " at N=" << n;
+    }
+  }
+
   std::string out_dir_;
   static inline int counter_ = 0;
 };
@@ -78,9 +91,11 @@ TEST_F(BenchSmokeTest, EveryContenderProducesFiguresAndNothingIsLeft) {
         EXPECT_EQ(summary.contains({measure, ContenderName(kind), n}), HasRuleSet(kind))
             << measure << " of " << ContenderName(kind);
       }
+      ExpectProgramTime(summary, "udp_prog_ns_per_pkt", kind, ContenderName(kind), n);
     }
     if (*FloodDropName(kind)) {
       EXPECT_TRUE(summary.contains({"flood_drop_kpps", FloodDropName(kind), 0})) << FloodDropName(kind);
+      ExpectProgramTime(summary, "flood_prog_ns_per_pkt", kind, FloodDropName(kind), 0);
     }
   }
   EXPECT_TRUE(summary.contains({"agent_start_to_enforce_ms", "stockaded", 100}));

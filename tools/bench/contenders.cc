@@ -236,9 +236,12 @@ class StockadeContender : public Contender {
     absl::Status status;
     if (attachment_) status.Update(attachment_->Detach());
     attachment_.reset();
+    prog_fd_.reset();
     datapath_.reset();
     return status;
   }
+
+  std::optional<int> ProgramFd() const override { return prog_fd_; }
 
   absl::Status InstallFloodDrop() override {
     if (absl::Status s = Remove(); !s.ok()) return s;
@@ -288,14 +291,18 @@ class StockadeContender : public Contender {
   absl::StatusOr<Attachment> Attach(const std::string& netns, uint32_t ifindex, TcHook tc_hook) {
     auto guard = NetnsGuard::Enter(netns);
     if (!guard.ok()) return guard.status();
-    if (kind() == ContenderKind::kStockadeXdp) return Attachment::AttachXdp(datapath_->xdp_fd(), ifindex, XdpAttachMode::kAuto);
-    int prog = tc_hook == TcHook::kEgress ? datapath_->tc_egress_fd() : datapath_->tc_ingress_fd();
-    return Attachment::AttachTc(prog, ifindex, tc_hook, TcAttachMode::kAuto);
+    if (kind() == ContenderKind::kStockadeXdp) {
+      prog_fd_ = datapath_->xdp_fd();
+      return Attachment::AttachXdp(*prog_fd_, ifindex, XdpAttachMode::kAuto);
+    }
+    prog_fd_ = tc_hook == TcHook::kEgress ? datapath_->tc_egress_fd() : datapath_->tc_ingress_fd();
+    return Attachment::AttachTc(*prog_fd_, ifindex, tc_hook, TcAttachMode::kAuto);
   }
 
   const Testbed& bed_;
   std::unique_ptr<Datapath> datapath_;
   std::optional<Attachment> attachment_;
+  std::optional<int> prog_fd_;  // datapath_'s, while attachment_ holds it
   uint32_t next_identity_ = kFirstRemoteIdentity;
   uint32_t next_rule_id_ = 1;
 };
@@ -324,6 +331,11 @@ class TcReference : public Contender {
                   TcHook::kIngress);
   }
   absl::Status RemoveFloodDrop() override { return Detach(); }
+
+  std::optional<int> ProgramFd() const override {
+    if (!attached_program_) return std::nullopt;
+    return bpf_program__fd(attached_program_);
+  }
 
   // tc-min-filter counts the frames that found both entries.
   absl::StatusOr<std::optional<uint64_t>> FloodDropsCounted() override {
@@ -361,6 +373,7 @@ class TcReference : public Contender {
     auto attached = Attachment::AttachTc(bpf_program__fd(prog), ifindex, hook, TcAttachMode::kAuto);
     if (!attached.ok()) return attached.status();
     attachment_.emplace(std::move(*attached));
+    attached_program_ = prog;
     return absl::OkStatus();
   }
 
@@ -368,6 +381,7 @@ class TcReference : public Contender {
     absl::Status status;
     if (attachment_) status.Update(attachment_->Detach());
     attachment_.reset();
+    attached_program_ = nullptr;
     bench_bpf__destroy(skel_);
     skel_ = nullptr;
     return status;
@@ -376,6 +390,7 @@ class TcReference : public Contender {
   const Testbed& bed_;
   bench_bpf* skel_ = nullptr;
   std::optional<Attachment> attachment_;
+  bpf_program* attached_program_ = nullptr;  // skel_'s, while attachment_ holds it
 };
 
 class NoFilter : public Contender {

@@ -13,6 +13,7 @@
 #define STOCKADE_TOOLS_BENCH_CONTENDERS_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,11 @@ const char* ContenderName(ContenderKind kind);
 inline bool HasRuleSet(ContenderKind kind) {
   return kind != ContenderKind::kNone && kind != ContenderKind::kTcDrop && kind != ContenderKind::kTcMinFilter;
 }
+// A BPF program in the path: has the program's own time per packet.
+inline bool IsBpfProgram(ContenderKind kind) {
+  return kind == ContenderKind::kStockadeTc || kind == ContenderKind::kStockadeXdp || kind == ContenderKind::kTcDrop ||
+         kind == ContenderKind::kTcMinFilter;
+}
 // Takes part in the floods only.
 inline bool IsFloodOnly(ContenderKind kind) { return kind == ContenderKind::kTcDrop; }
 // What the contender does for a flood of denied traffic: "iptables-raw", "nft-raw", ... ; empty: no flood role.
@@ -78,6 +84,9 @@ class Contender {
   // Packets the filter itself counted as dropped by its flood drop, where it
   // can tell (stockade's counters); nullopt otherwise.
   [[nodiscard]] virtual absl::StatusOr<std::optional<uint64_t>> FloodDropsCounted() { return std::nullopt; }
+  // The BPF program in the path now (the rule matrix's, or the flood drop's),
+  // for its run-time statistics (program_runs.h); nullopt for netfilter.
+  virtual std::optional<int> ProgramFd() const { return std::nullopt; }
 
  protected:
   explicit Contender(ContenderKind kind) : kind_(kind) {}

@@ -8,12 +8,14 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "stockade/lab/topology.h"
 #include "tools/bench/agent_update.h"
+#include "tools/bench/program_runs.h"
 #include "tools/bench/testbed.h"
 #include "tools/bench/traffic.h"
 
@@ -65,6 +67,17 @@ absl::Status MeasureTraffic(const BenchOptions& o, Lane& lane, size_t n, int rou
   add("udp_delivered_kpps", allowed->reached / allowed->seconds / 1e3);
   add("udp_cpu_ns_per_pkt", static_cast<double>(allowed->kernel_ns) / allowed->reached);
   if (absl::Status s = Interrupted(); !s.ok()) return s;
+  // The filter program's own time per datagram, in a flood of its own: the
+  // statistics cost every run, and the figures above were taken without them.
+  if (std::optional<int> prog = lane.contender->ProgramFd()) {
+    auto ns = NsPerRun(*prog, [&] {
+      return UdpFlood(client, lane.bed.host.path, server, kUdpPort, o.udp_flows, o.program_runs_duration,
+                      o.udp_max_packets)
+          .status();
+    });
+    if (!ns.ok()) return ns.status();
+    add("udp_prog_ns_per_pkt", *ns);
+  }
 
   auto denied = UdpFlood(client, lane.bed.host.path, server, kDeniedUdpPort, o.udp_flows, o.denied_udp_duration, o.udp_max_packets);
   if (!denied.ok()) return denied.status();
@@ -130,6 +143,8 @@ BenchOptions DefaultOptions(BenchMode mode) {
       o.iperf_bytes = 4'000'000;
       o.add_one_reps = 1;
       o.flood_packets = 20'000;
+      o.program_runs_duration = milliseconds(30);
+      o.program_runs_flood_packets = 10'000;
       o.agent_filler_rules = 100;
       o.agent_changes = 1;
       break;
@@ -143,6 +158,8 @@ BenchOptions DefaultOptions(BenchMode mode) {
       o.iperf_bytes = 50'000'000;
       o.add_one_reps = 2;
       o.flood_packets = 200'000;
+      o.program_runs_duration = milliseconds(100);
+      o.program_runs_flood_packets = 100'000;
       o.agent_filler_rules = 1000;
       o.agent_changes = 2;
       break;
@@ -158,6 +175,8 @@ BenchOptions DefaultOptions(BenchMode mode) {
       // An iptables-nft insert at 100k rules takes seconds; the rounds give the spread.
       o.add_one_reps = 1;
       o.flood_packets = 2'000'000;
+      o.program_runs_duration = milliseconds(300);
+      o.program_runs_flood_packets = 500'000;
       // At 10k rules and more the agent does not reach a measurable state in
       // time (docs/bench-vs-netfilter.md); --agent-rules asks for more.
       o.agent_filler_rules = 1000;
@@ -280,6 +299,14 @@ absl::Status RunBench(const BenchOptions& o, Results& results, BenchRun& run) {
         if (counted_after->has_value() && **counted_after - **counted_before < flood->sent * 99 / 100)
           return absl::InternalError(absl::StrCat(name, " counted ", **counted_after - **counted_before,
                                                   " drops of ", flood->sent, " frames"));
+        if (std::optional<int> prog = lane.contender->ProgramFd()) {
+          auto ns = NsPerRun(*prog, [&] {
+            return TrafgenFlood(lane.bed.client.path, "eth0", config, o.program_runs_flood_packets).status();
+          });
+          if (!ns.ok()) return ns.status();
+          floods.push_back({.measure = "flood_prog_ns_per_pkt", .contender = name, .rules = 0, .round = round,
+                            .value = *ns});
+        }
         floods.push_back({.measure = "flood_drop_kpps", .contender = name, .rules = 0, .round = round,
                           .value = flood->sent / flood->seconds / 1e3});
         floods.push_back({.measure = "flood_backlog_drop_pct", .contender = name, .rules = 0, .round = round,
