@@ -291,12 +291,13 @@ class StockadeContender : public Contender {
   absl::StatusOr<Attachment> Attach(const std::string& netns, uint32_t ifindex, TcHook tc_hook) {
     auto guard = NetnsGuard::Enter(netns);
     if (!guard.ok()) return guard.status();
-    if (kind() == ContenderKind::kStockadeXdp) {
-      prog_fd_ = datapath_->xdp_fd();
-      return Attachment::AttachXdp(*prog_fd_, ifindex, XdpAttachMode::kAuto);
-    }
-    prog_fd_ = tc_hook == TcHook::kEgress ? datapath_->tc_egress_fd() : datapath_->tc_ingress_fd();
-    return Attachment::AttachTc(*prog_fd_, ifindex, tc_hook, TcAttachMode::kAuto);
+    bool xdp = kind() == ContenderKind::kStockadeXdp;
+    int prog = xdp ? datapath_->xdp_fd()
+                   : tc_hook == TcHook::kEgress ? datapath_->tc_egress_fd() : datapath_->tc_ingress_fd();
+    auto attached = xdp ? Attachment::AttachXdp(prog, ifindex, XdpAttachMode::kAuto)
+                        : Attachment::AttachTc(prog, ifindex, tc_hook, TcAttachMode::kAuto);
+    if (attached.ok()) prog_fd_ = prog;  // only a program in the path is measured
+    return attached;
   }
 
   const Testbed& bed_;
