@@ -331,6 +331,14 @@ int main(int argc, char** argv) {
     if (absl::ParseTime(absl::RFC3339_full, last_time, &last_seen, &parse_error))
       resume_after_ns = absl::ToUnixNanos(last_seen);
     if (!SendRequest(c.fd.get(), o, resumed, resume_after_ns)) {
+      if (resumed) {
+        // A killed agent's socket closes its client connections before its
+        // listener: a reconnect in between is accepted into the backlog of a
+        // listener about to go, and the request finds the peer closed. That
+        // agent is still going away; try again like any failed reconnect.
+        absl::SleepFor(absl::Milliseconds(200));
+        continue;
+      }
       std::fprintf(stderr, "stockade-tail: could not send the request to %s\n", o.socket_path.c_str());
       return kExitError;
     }
