@@ -72,6 +72,10 @@ constexpr char kNewFlow[] = "new flow";
 constexpr char kDenied[] = "denied";
 constexpr char kRefPass[] = "ref_pass";
 constexpr char kRefMinFilter[] = "ref_min_filter";
+// bench.bpf.c's stage_* programs: an established packet's path cut short.
+constexpr char kToEndpoint[] = "to endpoint";
+constexpr char kToConntrack[] = "to conntrack";
+constexpr char kWholePath[] = "whole path";
 
 // The key of bench.bpf.c's min_filter_allow, a benchmark-only map outside the ABI.
 struct MinFilterKey {
@@ -272,6 +276,10 @@ std::vector<Measurement> Measurements(Datapath& dp, bench_bpf* bench) {
     list.push_back({kind.name, kNewFlow, bpf_program__fd(bench->progs.bench_new_flow), Frame(kind, false)});
     list.push_back({.kind = kind.name, .path = kDenied, .prog_fd = dp.tc_ingress_fd(),
                     .frame = Frame(kind, true, kDeniedPortOffset), .expected_retval = TC_ACT_SHOT});
+    for (auto [path, prog] : {std::pair{kToEndpoint, bench->progs.stage_endpoint},
+                              std::pair{kToConntrack, bench->progs.stage_conntrack},
+                              std::pair{kWholePath, bench->progs.stage_whole}})
+      list.push_back({kind.name, path, bpf_program__fd(prog), Frame(kind, true)});
   }
   return list;
 }
@@ -364,6 +372,25 @@ void CheckFlatTarget(const std::map<std::pair<std::string, std::string>, std::ve
     std::printf("    %s  %-9s %-12s spread %4.1f%% (%.1f ns at N=%u .. %.1f ns at N=%u)\n",
                 spread <= tolerance ? "PASS" : "FAIL", kind.name, path.c_str(), spread * 100, low->median,
                 low->policy_size, high->median, high->policy_size);
+  }
+}
+
+// Where an established packet's time goes, by the stage_* programs (over
+// ref_pass, the cost of a run that does nothing), at the largest N.
+void PrintStages(const std::map<std::pair<std::string, std::string>, std::vector<Row>>& rows) {
+  auto at_largest_n = [&](const std::string& kind, const std::string& path) {
+    return rows.at({kind, path}).back().median;
+  };
+  const double floor = at_largest_n(kKinds[0].name, kRefPass);
+  std::printf("where an established packet's time goes (N=%u; ns over ref_pass, %.1f; bench.bpf.c's stage_* "
+              "programs on maps of the datapath's sizes):\n",
+              kPolicySizes[std::size(kPolicySizes) - 1], floor);
+  for (const Kind& kind : kKinds) {
+    double endpoint = at_largest_n(kind.name, kToEndpoint), conntrack = at_largest_n(kind.name, kToConntrack),
+           whole = at_largest_n(kind.name, kWholePath);
+    std::printf("  %-9s parse and endpoint record %5.1f | conntrack key and lookup %5.1f | checks, accounting and "
+                "counters %5.1f | whole %5.1f\n",
+                kind.name, endpoint - floor, conntrack - endpoint, whole - conntrack, whole - floor);
   }
 }
 
@@ -474,6 +501,8 @@ absl::Status RunProgBench(bool quick) {
   CheckFlatTarget(rows, kEstablished, 0.10);
   CheckFlatTarget(rows, kNewFlow, 0.10);
   CheckFlatTarget(rows, kDenied, 0.10);
+  std::printf("\n");
+  PrintStages(rows);
   return absl::OkStatus();
 }
 
