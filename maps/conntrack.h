@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * conntrack: LRU hash of flows seen at one endpoint interface. The tuple is
+ * conntrack and conntrack4: LRU hashes of flows seen at one endpoint
+ * interface, IPv4 in conntrack4 and the rest in conntrack. The tuple is
  * stored in a canonical order (the lower address/port pair first), so a reply
  * finds its flow with the same single lookup as the original direction.
  * Fragments: LRU hash that carries the first fragment's ports to the rest.
@@ -38,6 +39,30 @@ STOCKADE_ABI_OFFSET(struct ct_key, port_a, 32);
 STOCKADE_ABI_OFFSET(struct ct_key, ifindex, 36);
 STOCKADE_ABI_OFFSET(struct ct_key, netns_cookie, 40);
 STOCKADE_ABI_OFFSET(struct ct_key, icmp_echo, 50);
+
+/*
+ * conntrack4: IPv4 flows, the most of them, in a key of half the size. The
+ * hash of the key is most of a lookup's cost (stockade-microbench's stages:
+ * ~27 ns with struct ct_key, ~14 with this). The fields mean what struct
+ * ct_key's do; conntrack holds the flows of every other family.
+ */
+struct ct4_key {
+	__u64 netns_cookie; /* host order */
+	__u32 addr_a;       /* network order; the lower (address, port) pair */
+	__u32 addr_b;       /* network order */
+	__u16 port_a;       /* network order */
+	__u16 port_b;       /* network order */
+	__u32 ifindex;      /* host order */
+	__u8 protocol;      /* IPPROTO_* */
+	__u8 icmp_echo;
+	__u16 pad;          /* must be zero */
+	__u32 pad2;         /* must be zero */
+};
+STOCKADE_ABI_SIZE(struct ct4_key, 32);
+STOCKADE_ABI_OFFSET(struct ct4_key, addr_a, 8);
+STOCKADE_ABI_OFFSET(struct ct4_key, port_a, 16);
+STOCKADE_ABI_OFFSET(struct ct4_key, ifindex, 20);
+STOCKADE_ABI_OFFSET(struct ct4_key, protocol, 24);
 
 enum ct_flags {
 	/* The flow's first packet came from side a of the key. */

@@ -237,13 +237,13 @@ int stage_conntrack(struct __sk_buff *skb)
 	struct packet pkt;
 	struct flow flow = {};
 	struct endpoint_info *ep = stage_find_endpoint(skb, &pkt, &flow);
-	struct ct_key key;
+	struct ct_flow_key key;
 	int src_is_a;
 
 	if (!ep)
 		return TC_ACT_SHOT;
 	src_is_a = ct_key_for(&key, &flow.tuple, pkt.netns_cookie, pkt.ifindex);
-	if (bpf_map_lookup_elem(&conntrack, &key))
+	if (ct_lookup(&key))
 		return TC_ACT_UNSPEC;
 	ct_create(&key, src_is_a, &flow, DIR_EGRESS, 0, ep->policy_revision, 0, tls_classify(&pkt, &flow), pkt.len,
 		  bpf_ktime_get_coarse_ns());

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Connection tracking: a flow's policy is decided on its first packet; later
- * packets and replies cost one LRU hash lookup.
+ * packets and replies cost one LRU hash lookup, in the map of the flow's family.
  */
 #ifndef STOCKADE_BPF_LIB_CONNTRACK_H
 #define STOCKADE_BPF_LIB_CONNTRACK_H
@@ -19,32 +19,81 @@
 #define TCP_FLAG_RST 0x04
 #define TCP_FLAG_ACK 0x10
 
+/* A flow's key, for the map of its family: IPv4 in conntrack4, whose key
+ * hashes in half the time, the rest in conntrack (maps/conntrack.h). */
+struct ct_flow_key {
+	union {
+		struct ct_key wide;
+		struct ct4_key v4;
+	};
+	__u8 is_v4;
+};
+
 /* Fills the key in canonical order for the endpoint (netns_cookie, ifindex);
- * returns whether the tuple's source is side a. */
-static __always_inline int ct_key_for(struct ct_key *key, const struct flow_tuple *t, __u64 netns_cookie,
+ * returns whether the tuple's source is side a. Both maps order a flow's
+ * sides alike, so an entry keeps its meaning from one to the other. */
+static __always_inline int ct_key_for(struct ct_flow_key *key, const struct flow_tuple *t, __u64 netns_cookie,
 				      __u32 ifindex)
 {
 	int src_is_a = addr_port_less(t->saddr, t->sport, t->daddr, t->dport);
 
-	if (src_is_a) {
-		__builtin_memcpy(key->addr_a, t->saddr, 16);
-		__builtin_memcpy(key->addr_b, t->daddr, 16);
-		key->port_a = t->sport;
-		key->port_b = t->dport;
-	} else {
-		__builtin_memcpy(key->addr_a, t->daddr, 16);
-		__builtin_memcpy(key->addr_b, t->saddr, 16);
-		key->port_a = t->dport;
-		key->port_b = t->sport;
+	key->is_v4 = t->family == STOCKADE_AF_INET;
+	if (key->is_v4) {
+		struct ct4_key *k = &key->v4;
+		__u32 saddr = *(const __u32 *)t->saddr, daddr = *(const __u32 *)t->daddr;
+
+		k->netns_cookie = netns_cookie;
+		k->addr_a = src_is_a ? saddr : daddr;
+		k->addr_b = src_is_a ? daddr : saddr;
+		k->port_a = src_is_a ? t->sport : t->dport;
+		k->port_b = src_is_a ? t->dport : t->sport;
+		k->ifindex = ifindex;
+		k->protocol = t->protocol;
+		k->icmp_echo = t->icmp_echo;
+		k->pad = 0;
+		k->pad2 = 0;
+		return src_is_a;
 	}
-	key->ifindex = ifindex;
-	key->netns_cookie = netns_cookie;
-	key->protocol = t->protocol;
-	key->family = t->family;
-	key->icmp_echo = t->icmp_echo;
-	key->pad = 0;
-	key->pad2 = 0;
+	if (src_is_a) {
+		__builtin_memcpy(key->wide.addr_a, t->saddr, 16);
+		__builtin_memcpy(key->wide.addr_b, t->daddr, 16);
+		key->wide.port_a = t->sport;
+		key->wide.port_b = t->dport;
+	} else {
+		__builtin_memcpy(key->wide.addr_a, t->daddr, 16);
+		__builtin_memcpy(key->wide.addr_b, t->saddr, 16);
+		key->wide.port_a = t->dport;
+		key->wide.port_b = t->sport;
+	}
+	key->wide.ifindex = ifindex;
+	key->wide.netns_cookie = netns_cookie;
+	key->wide.protocol = t->protocol;
+	key->wide.family = t->family;
+	key->wide.icmp_echo = t->icmp_echo;
+	key->wide.pad = 0;
+	key->wide.pad2 = 0;
 	return src_is_a;
+}
+
+/*
+ * clang merges a call on one map in one branch with the same call on another
+ * map in the other into one call on either; the verifier cannot inline a
+ * lookup whose map it does not know, and the helper's indirect call costs
+ * more than the smaller key saves. An empty asm on the result keeps the calls
+ * apart.
+ */
+#define CT_KEEP_APART(v) asm volatile("" : "+r"(v))
+
+static __always_inline struct ct_entry *ct_lookup(const struct ct_flow_key *key)
+{
+	struct ct_entry *e;
+
+	if (key->is_v4) {
+		e = bpf_map_lookup_elem(&conntrack4, &key->v4);
+		CT_KEEP_APART(e);
+		return e;
+	}
+	return bpf_map_lookup_elem(&conntrack, &key->wide);
 }
 
 static __always_inline int ct_entry_is_live(const struct ct_entry *e, const struct flow *flow, __u64 now)
@@ -110,7 +159,7 @@ static __always_inline void ct_account(struct ct_entry *e, const struct flow *fl
 	}
 }
 
-static __always_inline int ct_create(const struct ct_key *key, int src_is_a, const struct flow *flow, __u8 dir,
+static __always_inline int ct_create(const struct ct_flow_key *key, int src_is_a, const struct flow *flow, __u8 dir,
 				     __u32 rule_id, __u32 revision, __u8 flags, __u8 tls_state, __u32 len, __u64 now)
 {
 	struct ct_entry e = {
@@ -123,6 +172,7 @@ static __always_inline int ct_create(const struct ct_key *key, int src_is_a, con
 		.policy_port = flow->policy_port,
 		.tls_state = tls_state,
 	};
+	long err;
 
 	if (flow->tuple.protocol == IPPROTO_TCP) {
 		e.tcp_flags_seen = flow->tcp_flags;
@@ -134,7 +184,13 @@ static __always_inline int ct_create(const struct ct_key *key, int src_is_a, con
 		e.tcp_state = ct_next_tcp_state(&e, flow->tcp_flags, 0);
 	}
 	e.expires_ns = now + ct_lifetime(e.tcp_state);
-	if (bpf_map_update_elem(&conntrack, key, &e, BPF_ANY) != 0)
+	if (key->is_v4) {
+		err = bpf_map_update_elem(&conntrack4, &key->v4, &e, BPF_ANY);
+		CT_KEEP_APART(err);
+	} else {
+		err = bpf_map_update_elem(&conntrack, &key->wide, &e, BPF_ANY);
+	}
+	if (err)
 		return DROP_CT_MAP_FULL;
 	return 0;
 }

@@ -62,7 +62,7 @@ static __always_inline void decide_policy(const struct endpoint_info *ep, const 
 static __always_inline int icmp_error_is_related(const struct packet *pkt, const struct endpoint_info *ep,
 						 const struct flow *flow, __u64 now)
 {
-	struct ct_key key;
+	struct ct_flow_key key;
 	struct ct_entry *e;
 
 	if (flow->kind != FLOW_KIND_ICMP_ERROR || !flow->inner_valid)
@@ -71,7 +71,7 @@ static __always_inline int icmp_error_is_related(const struct packet *pkt, const
 	if (!addr_equal(flow->inner.saddr, flow->tuple.daddr))
 		return 0;
 	ct_key_for(&key, &flow->inner, pkt->netns_cookie, pkt->ifindex);
-	e = bpf_map_lookup_elem(&conntrack, &key);
+	e = ct_lookup(&key);
 	return e && e->expires_ns > now && e->policy_revision == ep->policy_revision;
 }
 
@@ -102,7 +102,7 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 				   struct flow *flow, struct decision *d)
 {
 	struct policy_result res;
-	struct ct_key ct_key;
+	struct ct_flow_key flow_key;
 	struct ct_entry *e;
 	struct denied_flow_key denied_key;
 	struct denied_flow *denied;
@@ -142,8 +142,8 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 	if (icmp_error_is_related(pkt, ep, flow, now))
 		return REASON_NONE;
 
-	src_is_a = ct_key_for(&ct_key, &flow->tuple, pkt->netns_cookie, pkt->ifindex);
-	e = bpf_map_lookup_elem(&conntrack, &ct_key);
+	src_is_a = ct_key_for(&flow_key, &flow->tuple, pkt->netns_cookie, pkt->ifindex);
+	e = ct_lookup(&flow_key);
 	if (e && ct_entry_is_live(e, flow, now)) {
 		int is_reply = src_is_a != !!(e->flags & CT_F_ORIGIN_IS_A);
 
@@ -185,7 +185,7 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 	ct_flags = (d->verdict == VERDICT_AUDIT || res.audit ? CT_F_AUDIT : 0) |
 		   (res.require_tls ? CT_F_TLS_REQUIRED : 0);
 	tls_state = tls_classify(pkt, flow);
-	ret = ct_create(&ct_key, src_is_a, flow, dir, res.rule_id, ep->policy_revision, ct_flags, tls_state,
+	ret = ct_create(&flow_key, src_is_a, flow, dir, res.rule_id, ep->policy_revision, ct_flags, tls_state,
 			pkt->len, now);
 	if (ret < 0)
 		return ret;

@@ -56,6 +56,13 @@ struct {
 	__type(value, struct ct_entry);
 } conntrack SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, STOCKADE_CT_MAX);
+	__type(key, struct ct4_key);
+	__type(value, struct ct_entry);
+} conntrack4 SEC(".maps");
+
 /* Remembered denies, see maps/denied_flows.h. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

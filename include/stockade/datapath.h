@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "maps/abi.h"
+#include "stockade/conntrack/conntrack.h"
 #include "stockade/typed_map.h"
 
 struct stockade_bpf;
@@ -26,7 +27,7 @@ struct DatapathOptions {
   // and everything goes with this object (tests, benchmarks).
   std::string instance;
   // Capacity overrides; a test shrinks a map to fill it.
-  std::optional<uint32_t> conntrack_max;
+  std::optional<uint32_t> conntrack_max;  // each of conntrack and conntrack4
   std::optional<uint32_t> fragments_max;
   std::optional<uint32_t> events_ringbuf_bytes;
   std::optional<uint32_t> policy_max;
@@ -37,7 +38,6 @@ using EndpointMap = TypedMap<endpoint_key, endpoint_info>;
 using IpcacheMap = TypedMap<ipcache_key, ipcache_value>;
 using PrefilterMap = TypedMap<ipcache_key, prefilter_value>;
 using PolicyMap = TypedMap<policy_key, policy_value>;
-using ConntrackMap = TypedMap<ct_key, ct_entry>;
 using FragmentMap = TypedMap<frag_key, frag_value>;
 using DeniedFlowMap = TypedMap<denied_flow_key, denied_flow>;
 using EventAggMap = TypedMap<event_agg_key, event_agg_value>;
@@ -68,7 +68,7 @@ class Datapath {
   [[nodiscard]] absl::StatusOr<std::optional<policy_value>> LookupPolicy(const policy_key& key) const;
   PolicyMap& policy_prefixes() { return policy_; }
   PolicyMap& policy_exact() { return policy_exact_; }
-  ConntrackMap& conntrack() { return conntrack_; }
+  Conntrack& conntrack() { return conntrack_; }
   FragmentMap& fragments() { return fragments_; }
   DeniedFlowMap& denied_flows() { return denied_flows_; }
   EventAggMap& event_agg() { return event_agg_; }
@@ -89,7 +89,7 @@ class Datapath {
 
  private:
   Datapath(stockade_bpf* skel, std::string pin_dir, EndpointMap endpoints, IpcacheMap ipcache,
-           PrefilterMap prefilter, PolicyMap policy, PolicyMap policy_exact, ConntrackMap conntrack, FragmentMap fragments,
+           PrefilterMap prefilter, PolicyMap policy, PolicyMap policy_exact, Conntrack conntrack, FragmentMap fragments,
            DeniedFlowMap denied_flows, EventAggMap event_agg, ConfigMap config, MetricsMap metrics);
 
   stockade_bpf* skel_;
@@ -99,7 +99,7 @@ class Datapath {
   PrefilterMap prefilter_;
   PolicyMap policy_;
   PolicyMap policy_exact_;
-  ConntrackMap conntrack_;
+  Conntrack conntrack_;
   FragmentMap fragments_;
   DeniedFlowMap denied_flows_;
   EventAggMap event_agg_;

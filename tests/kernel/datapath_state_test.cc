@@ -6,7 +6,11 @@
 #include <gtest/gtest.h>
 #include <time.h>
 
+#include <algorithm>
+#include <cstring>
 #include <thread>
+
+#include <bpf/bpf.h>
 
 #include "stockade/addresses.h"
 #include "tests/kernel/web_endpoint.h"
@@ -82,6 +86,45 @@ TEST_F(ConntrackTest, ExpiredEntryIsNotAnAllow) {
   expired.expires_ns = MonotonicNs() - 1'000'000'000;  // the datapath reads a coarse clock
   ASSERT_TRUE(dp_->conntrack().Update(keys[0], expired).ok());
   EXPECT_FALSE(Passes(kIn, BackendReply(kTcpAck)));
+}
+
+TEST_F(ConntrackTest, Ipv4FlowsLiveInConntrack4AndTheRestInConntrack) {
+  ASSERT_TRUE(Passes(kOut, WebSyn()));
+  ASSERT_TRUE(Passes(kOut, FromWeb6().Tcp({.sport = 40000, .dport = 5432, .flags = kTcpSyn}).Build()));
+  EXPECT_EQ(dp_->conntrack().ipv4_map().Count().value(), 1u);
+  EXPECT_EQ(dp_->conntrack().wide_map().Count().value(), 1u);
+  std::vector<ct_key> keys;
+  ASSERT_TRUE(dp_->conntrack().ForEach([&](const ct_key& k, const ct_entry&) { keys.push_back(k); }).ok());
+  ASSERT_EQ(keys.size(), 2u);
+  const ct_key& ipv4 = keys[0].family == STOCKADE_AF_INET ? keys[0] : keys[1];
+  ASSERT_EQ(ipv4.family, STOCKADE_AF_INET);
+  // Widened as a flow tuple holds IPv4: in the first 4 bytes, the rest zero.
+  uint32_t web = ParseIpAddress(kWebIp)->ipv4_network_order();
+  EXPECT_TRUE(std::memcmp(ipv4.addr_a, &web, 4) == 0 || std::memcmp(ipv4.addr_b, &web, 4) == 0);
+  EXPECT_TRUE(std::all_of(ipv4.addr_a + 4, ipv4.addr_a + 16, [](uint8_t b) { return b == 0; }));
+  auto entry = dp_->conntrack().Lookup(ipv4);
+  ASSERT_TRUE(entry.ok() && entry->has_value()) << "a widened key finds its entry again";
+  EXPECT_EQ(WidenConntrackKey(NarrowConntrackKey(ipv4)).netns_cookie, ipv4.netns_cookie);
+}
+
+// What a version before conntrack4 left: an IPv4 flow in conntrack. Moved,
+// it stays established; left there, its reply would be a new flow, denied.
+TEST_F(ConntrackTest, AnIpv4FlowAnOlderVersionKeptInConntrackIsMovedAndStaysEstablished) {
+  ASSERT_TRUE(Passes(kOut, WebSyn()));
+  std::vector<std::pair<ct_key, ct_entry>> flows;
+  ASSERT_TRUE(dp_->conntrack().ForEach([&](const ct_key& k, const ct_entry& e) { flows.emplace_back(k, e); }).ok());
+  ASSERT_EQ(flows.size(), 1u);
+  ASSERT_TRUE(dp_->conntrack().Clear().ok());
+  ASSERT_EQ(bpf_map_update_elem(dp_->conntrack().wide_map().fd(), &flows[0].first, &flows[0].second, BPF_ANY), 0);
+  EXPECT_FALSE(Passes(kIn, BackendReply(kTcpSyn | kTcpAck, 40001))) << "the datapath looks for IPv4 in conntrack4";
+
+  auto moved = dp_->conntrack().MoveIpv4FlowsFromWideMap();
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(*moved, 1u);
+  EXPECT_EQ(dp_->conntrack().wide_map().Count().value(), 0u);
+  EXPECT_EQ(dp_->conntrack().ipv4_map().Count().value(), 1u);
+  EXPECT_TRUE(Passes(kIn, BackendReply(kTcpSyn | kTcpAck)));
+  EXPECT_EQ(dp_->conntrack().MoveIpv4FlowsFromWideMap().value(), 0u) << "nothing left to move";
 }
 
 TEST_F(ConntrackTest, UdpAndPingRepliesPass) {

@@ -194,7 +194,7 @@ struct BenchMaps {
   IpcacheMap ipcache;
   PolicyMap policy;
   PolicyMap policy_exact;
-  ConntrackMap conntrack;
+  Conntrack conntrack;
   TypedMap<MinFilterKey, uint32_t> min_filter_allow;
 
   EnforcementMaps enforcement() { return {endpoints, ipcache, policy, policy_exact}; }
@@ -211,14 +211,15 @@ absl::StatusOr<BenchMaps> WrapBenchMaps(bench_bpf* skel) {
   auto policy = Wrap<PolicyMap>(skel->maps.policy);
   auto policy_exact = Wrap<PolicyMap>(skel->maps.policy_exact);
   auto conntrack = Wrap<ConntrackMap>(skel->maps.conntrack);
+  auto conntrack4 = Wrap<Conntrack4Map>(skel->maps.conntrack4);
   auto min_filter_allow = Wrap<TypedMap<MinFilterKey, uint32_t>>(skel->maps.min_filter_allow);
   for (const absl::Status& s :
        {endpoints.status(), ipcache.status(), policy.status(), policy_exact.status(), conntrack.status(),
-        min_filter_allow.status()}) {
+        conntrack4.status(), min_filter_allow.status()}) {
     if (!s.ok()) return s;
   }
   return BenchMaps{std::move(*endpoints), std::move(*ipcache), std::move(*policy), std::move(*policy_exact),
-                   std::move(*conntrack), std::move(*min_filter_allow)};
+                   Conntrack(std::move(*conntrack), std::move(*conntrack4)), std::move(*min_filter_allow)};
 }
 
 // Lets ref_min_filter take its allow path on the established frame of `kind`.
@@ -284,7 +285,7 @@ std::vector<Measurement> Measurements(Datapath& dp, bench_bpf* bench) {
   return list;
 }
 
-absl::StatusOr<uint64_t> ConntrackPackets(const ConntrackMap& conntrack) {
+absl::StatusOr<uint64_t> ConntrackPackets(const Conntrack& conntrack) {
   uint64_t packets = 0;
   absl::Status s = conntrack.ForEach([&](const ct_key&, const ct_entry& e) { packets += e.packets; });
   if (!s.ok()) return s;
@@ -432,10 +433,13 @@ absl::StatusOr<std::unique_ptr<Scene>> BuildScene(uint32_t policy_size, uint64_t
   }
   scene->list = Measurements(*scene->dp, scene->bench.get());
   if (absl::Status s = CheckPaths(policy_size, *scene->dp, *scene->bench_maps, scene->list); !s.ok()) return s;
-  // Fill bench_new_flow's conntrack before measuring: from then on every insert evicts, the steady state.
-  uint32_t ct_max = bpf_map__max_entries(scene->bench->maps.conntrack);
-  auto fill = TestRun(bpf_program__fd(scene->bench->progs.bench_new_flow), Frame(kKinds[0], false), ct_max);
-  if (!fill.ok()) return fill.status();
+  // Fill bench_new_flow's conntrack maps (IPv4 and IPv6) before measuring:
+  // from then on every insert evicts, the steady state.
+  for (const Kind& kind : {kKinds[0], kKinds[2]}) {
+    uint32_t ct_max = bpf_map__max_entries(kind.ipv6 ? scene->bench->maps.conntrack : scene->bench->maps.conntrack4);
+    auto fill = TestRun(bpf_program__fd(scene->bench->progs.bench_new_flow), Frame(kind, false), ct_max);
+    if (!fill.ok()) return fill.status();
+  }
   return scene;
 }
 
@@ -464,8 +468,8 @@ absl::Status RunProgBench(bool quick) {
               "each round (ABBA); ns/packet is the kernel's average over the repeats; median (min-max) of the "
               "rounds.\n"
               "N = filler rules (one policy entry each) and filler /32 ipcache entries, on top of the 4 rules and "
-              "2 prefixes the measured flows use. bench_new_flow conntrack: %u entries, full before timing.\n\n",
-              repeat, new_flow_repeat, rounds, bpf_map__max_entries(scenes[0]->bench->maps.conntrack));
+              "2 prefixes the measured flows use. bench_new_flow conntrack (IPv4 and IPv6 maps): %u entries each, full before timing.\n\n",
+              repeat, new_flow_repeat, rounds, bpf_map__max_entries(scenes[0]->bench->maps.conntrack4));
   std::fflush(stdout);
   for (int round = 0; round < rounds; ++round) {
     for (size_t index : InterleavedOrder(all.size(), round)) {

@@ -240,6 +240,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options)
     }
     agent->attachments_.emplace(entry.path(), std::move(*adopted));
   }
+  // The IPv4 flows the predecessor's programs added since Datapath::Load moved the rest.
+  if (auto moved = agent->datapath_->conntrack().MoveIpv4FlowsFromWideMap(); !moved.ok())
+    Log(absl::StrCat("IPv4 flows left in conntrack, to be decided again: ", moved.status().message()));
 
   std::lock_guard<std::recursive_mutex> hold(agent->mu_);
   if (!o.static_endpoints.empty()) {
@@ -1190,7 +1193,8 @@ std::string Agent::RenderMetrics() {
   fill("ipcache", datapath_->ipcache());
   fill("policy", datapath_->policy_prefixes());
   fill("policy_exact", datapath_->policy_exact());
-  fill("conntrack", datapath_->conntrack());
+  fill("conntrack", datapath_->conntrack().wide_map());
+  fill("conntrack4", datapath_->conntrack().ipv4_map());
   fill("fragments", datapath_->fragments());
   fill("denied_flows", datapath_->denied_flows());
   out.Family("stockade_map_entries", "gauge", "Entries in each datapath map.");

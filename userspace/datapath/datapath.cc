@@ -63,6 +63,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
     return absl::OkStatus();
   };
   for (auto [map, size] : {std::pair{skel->maps.conntrack, options.conntrack_max},
+                           std::pair{skel->maps.conntrack4, options.conntrack_max},
                            std::pair{skel->maps.fragments, options.fragments_max},
                            std::pair{skel->maps.events, options.events_ringbuf_bytes},
                            std::pair{skel->maps.policy, options.policy_max},
@@ -109,6 +110,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
   auto policy = Wrap<PolicyMap>(skel->maps.policy);
   auto policy_exact = Wrap<PolicyMap>(skel->maps.policy_exact);
   auto conntrack = Wrap<ConntrackMap>(skel->maps.conntrack);
+  auto conntrack4 = Wrap<Conntrack4Map>(skel->maps.conntrack4);
   auto fragments = Wrap<FragmentMap>(skel->maps.fragments);
   auto denied_flows = Wrap<DeniedFlowMap>(skel->maps.denied_flows);
   auto event_agg = Wrap<EventAggMap>(skel->maps.event_agg);
@@ -116,7 +118,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
   auto metrics = MetricsMap::FromFd(bpf_map__fd(skel->maps.metrics));
   for (const absl::Status& s : {endpoints.status(), ipcache.status(), prefilter.status(), policy.status(),
                                 policy_exact.status(),
-                                conntrack.status(), fragments.status(), denied_flows.status(), event_agg.status(), config.status(),
+                                conntrack.status(), conntrack4.status(), fragments.status(), denied_flows.status(), event_agg.status(), config.status(),
                                 metrics.status()}) {
     if (!s.ok()) {
       destroy();
@@ -125,7 +127,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
   }
   std::unique_ptr<Datapath> dp(new Datapath(skel, pin_dir, std::move(*endpoints), std::move(*ipcache),
                                             std::move(*prefilter), std::move(*policy), std::move(*policy_exact),
-                                            std::move(*conntrack),
+                                            Conntrack(std::move(*conntrack), std::move(*conntrack4)),
                                             std::move(*fragments), std::move(*denied_flows), std::move(*event_agg), std::move(*config),
                                             std::move(*metrics)));
 
@@ -137,11 +139,14 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
     cfg->flags |= STOCKADE_CONFIG_F_SET;
   }
   if (absl::Status s = dp->WriteConfig(*cfg); !s.ok()) return s;
+  // After an upgrade from a version without conntrack4: the bulk of the move,
+  // while the old programs still run (Agent::Start moves the rest).
+  if (auto moved = dp->conntrack().MoveIpv4FlowsFromWideMap(); !moved.ok()) return moved.status();
   return dp;
 }
 
 Datapath::Datapath(stockade_bpf* skel, std::string pin_dir, EndpointMap endpoints, IpcacheMap ipcache,
-                   PrefilterMap prefilter, PolicyMap policy, PolicyMap policy_exact, ConntrackMap conntrack,
+                   PrefilterMap prefilter, PolicyMap policy, PolicyMap policy_exact, Conntrack conntrack,
                    FragmentMap fragments, DeniedFlowMap denied_flows,
                    EventAggMap event_agg, ConfigMap config, MetricsMap metrics)
     : skel_(skel),
