@@ -13,33 +13,16 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Pass means 'no objection': later programs in the chain still run. */
-static __always_inline int tc_action(__u8 verdict)
-{
-	return verdict == VERDICT_DROPPED ? TC_ACT_SHOT : TC_ACT_UNSPEC;
-}
-
-static __always_inline int tc_decide(struct __sk_buff *skb, enum hook_point hook)
-{
-	struct packet pkt;
-	struct flow flow = {};
-	int parsed;
-
-	packet_from_skb(&pkt, skb, hook);
-	parsed = parse_skb(skb, &flow);
-	return tc_action(stockade_decide(&pkt, &flow, parsed));
-}
-
 SEC("tc")
 int stockade_tc_ingress(struct __sk_buff *skb)
 {
-	return tc_decide(skb, HOOK_TC_INGRESS);
+	return stockade_tc_decide(skb, HOOK_TC_INGRESS);
 }
 
 SEC("tc")
 int stockade_tc_egress(struct __sk_buff *skb)
 {
-	return tc_decide(skb, HOOK_TC_EGRESS);
+	return stockade_tc_decide(skb, HOOK_TC_EGRESS);
 }
 
 SEC("xdp")

@@ -181,11 +181,8 @@ int bench_new_flow(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
 	struct iphdr *ip = PTR_ADD(data, sizeof(struct ethhdr));
-	struct packet pkt;
-	struct flow flow = {};
 	__u32 zero = 0, *counter;
 	__u16 *ports;
-	int parsed;
 
 	counter = bpf_map_lookup_elem(&new_flow_counter, &zero);
 	if (!counter || !HAS_BYTES(ip, sizeof(*ip), end))
@@ -197,10 +194,7 @@ int bench_new_flow(struct __sk_buff *skb)
 	*counter += 1;
 	ip->saddr = bpf_htonl(0x0a800000 | (*counter >> 16));
 	ports[0] = bpf_htons((__u16)*counter);
-
-	packet_from_skb(&pkt, skb, HOOK_TC_EGRESS);
-	parsed = parse_skb(skb, &flow);
-	return stockade_decide(&pkt, &flow, parsed) == VERDICT_DROPPED ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+	return stockade_tc_decide(skb, HOOK_TC_EGRESS);
 }
 
 /*
@@ -212,14 +206,10 @@ int bench_new_flow(struct __sk_buff *skb)
 static __always_inline struct endpoint_info *stage_find_endpoint(struct __sk_buff *skb, struct packet *pkt,
 								  struct flow *flow)
 {
-	struct endpoint_key key = {};
-
 	packet_from_skb(pkt, skb, HOOK_TC_INGRESS);
 	if (parse_skb(skb, flow) < 0)
 		return NULL;
-	key.netns_cookie = pkt->netns_cookie;
-	key.ifindex = pkt->ifindex;
-	return bpf_map_lookup_elem(&endpoints, &key);
+	return endpoint_of(pkt);
 }
 
 SEC("tc")
@@ -253,11 +243,5 @@ int stage_conntrack(struct __sk_buff *skb)
 SEC("tc")
 int stage_whole(struct __sk_buff *skb)
 {
-	struct packet pkt;
-	struct flow flow = {};
-	int parsed;
-
-	packet_from_skb(&pkt, skb, HOOK_TC_INGRESS);
-	parsed = parse_skb(skb, &flow);
-	return stockade_decide(&pkt, &flow, parsed) == VERDICT_DROPPED ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+	return stockade_tc_decide(skb, HOOK_TC_INGRESS);
 }

@@ -196,10 +196,16 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
  * Decides, counts and reports one packet that parse_skb() or parse_xdp() has
  * read into *flow (parsed: its result); returns its enum stockade_verdict.
  */
+static __always_inline struct endpoint_info *endpoint_of(const struct packet *pkt)
+{
+	struct endpoint_key key = { .netns_cookie = pkt->netns_cookie, .ifindex = pkt->ifindex };
+
+	return bpf_map_lookup_elem(&endpoints, &key);
+}
+
 static __always_inline __u8 stockade_decide(struct packet *pkt, struct flow *flow, int parsed)
 {
-	struct endpoint_key ep_key = { .netns_cookie = pkt->netns_cookie, .ifindex = pkt->ifindex };
-	struct endpoint_info *ep = bpf_map_lookup_elem(&endpoints, &ep_key);
+	struct endpoint_info *ep = endpoint_of(pkt);
 	struct decision d = { .verdict = VERDICT_FORWARDED };
 	int reason;
 
@@ -217,6 +223,19 @@ static __always_inline __u8 stockade_decide(struct packet *pkt, struct flow *flo
 		d.verdict = VERDICT_DROPPED;
 	record_decision(pkt, flow, &d);
 	return d.verdict;
+}
+
+/* A TC program's whole work: pass means 'no objection', so later programs
+ * in the chain still run. */
+static __always_inline int stockade_tc_decide(struct __sk_buff *skb, enum hook_point hook)
+{
+	struct packet pkt;
+	struct flow flow = {};
+	int parsed;
+
+	packet_from_skb(&pkt, skb, hook);
+	parsed = parse_skb(skb, &flow);
+	return stockade_decide(&pkt, &flow, parsed) == VERDICT_DROPPED ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
 
 #endif /* STOCKADE_BPF_LIB_ENFORCE_H */

@@ -69,6 +69,11 @@ class Datapath {
   PolicyMap& policy_prefixes() { return policy_; }
   PolicyMap& policy_exact() { return policy_exact_; }
   Conntrack& conntrack() { return conntrack_; }
+  // Load adopted the pins of a version before conntrack4 (a conntrack pin,
+  // no conntrack4 pin): Load moved its IPv4 flows, and the agent moves the
+  // ones its old programs added once its own replace them (Agent::Start).
+  // Only then: the move reads the whole of conntrack, a second at 512k flows.
+  bool adopted_conntrack_without_ipv4_map() const { return adopted_conntrack_without_ipv4_map_; }
   FragmentMap& fragments() { return fragments_; }
   DeniedFlowMap& denied_flows() { return denied_flows_; }
   EventAggMap& event_agg() { return event_agg_; }
@@ -94,6 +99,7 @@ class Datapath {
 
   stockade_bpf* skel_;
   std::string pin_dir_;
+  bool adopted_conntrack_without_ipv4_map_ = false;
   EndpointMap endpoints_;
   IpcacheMap ipcache_;
   PrefilterMap prefilter_;

@@ -6,6 +6,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
 #include <linux/if_link.h>
 #include <unistd.h>
 
@@ -214,6 +215,40 @@ TEST_F(AttachTest, InstancesDoNotShareState) {
   EXPECT_FALSE(b->endpoints().Lookup(key).value().has_value());
   EXPECT_NE(a->pin_dir(), b->pin_dir());
   ASSERT_TRUE(UninstallInstance(other).ok());
+}
+
+// The pins of a version before conntrack4: a conntrack pin that holds IPv4
+// flows, and no conntrack4. Load moves them; pins of this version move nothing.
+TEST_F(AttachTest, LoadMovesTheIpv4FlowsOfAnOlderVersionsPinsIntoConntrack4) {
+  ct_key flow{};
+  flow.family = STOCKADE_AF_INET;
+  flow.protocol = IPPROTO_TCP;
+  flow.addr_a[0] = 10, flow.addr_a[3] = 2;
+  flow.addr_b[0] = 10, flow.addr_b[3] = 3;
+  flow.port_a = htons(40000), flow.port_b = htons(5432);
+  flow.ifindex = ifindex_;
+  const ct_entry entry{.expires_ns = ~0ull, .packets = 7, .rule_id = 2, .policy_revision = 1};
+  {
+    auto dp = Load(instance_);
+    ASSERT_NE(dp, nullptr);
+    EXPECT_FALSE(dp->adopted_conntrack_without_ipv4_map()) << "a first load adopts nothing";
+    ASSERT_EQ(bpf_map_update_elem(dp->conntrack().wide_map().fd(), &flow, &entry, BPF_ANY), 0);
+  }
+  ASSERT_TRUE(std::filesystem::remove(InstancePinDir(instance_) + "/" STOCKADE_MAP_CONNTRACK4));
+  {
+    auto dp = Load(instance_);
+    ASSERT_NE(dp, nullptr);
+    EXPECT_TRUE(dp->adopted_conntrack_without_ipv4_map());
+    EXPECT_EQ(dp->conntrack().wide_map().Count().value(), 0u);
+    auto moved = dp->conntrack().ipv4_map().Lookup(NarrowConntrackKey(flow));
+    ASSERT_TRUE(moved.ok() && moved->has_value()) << "the flow is in conntrack4";
+    EXPECT_EQ((*moved)->packets, 7u);
+    EXPECT_EQ((*moved)->rule_id, 2u);
+  }
+  auto dp = Load(instance_);
+  ASSERT_NE(dp, nullptr);
+  EXPECT_FALSE(dp->adopted_conntrack_without_ipv4_map()) << "this version's own pins";
+  EXPECT_EQ(dp->conntrack().Count().value(), 1u);
 }
 
 TEST_F(AttachTest, UninstallRemovesClassicFiltersOfItsEndpoints) {

@@ -104,7 +104,8 @@ TEST_F(ConntrackTest, Ipv4FlowsLiveInConntrack4AndTheRestInConntrack) {
   EXPECT_TRUE(std::all_of(ipv4.addr_a + 4, ipv4.addr_a + 16, [](uint8_t b) { return b == 0; }));
   auto entry = dp_->conntrack().Lookup(ipv4);
   ASSERT_TRUE(entry.ok() && entry->has_value()) << "a widened key finds its entry again";
-  EXPECT_EQ(WidenConntrackKey(NarrowConntrackKey(ipv4)).netns_cookie, ipv4.netns_cookie);
+  ct_key round_trip = WidenConntrackKey(NarrowConntrackKey(ipv4));
+  EXPECT_EQ(std::memcmp(&round_trip, &ipv4, sizeof(ipv4)), 0) << "narrowed and widened again, the key is the same";
 }
 
 // What a version before conntrack4 left: an IPv4 flow in conntrack. Moved,

@@ -240,9 +240,11 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options)
     }
     agent->attachments_.emplace(entry.path(), std::move(*adopted));
   }
-  // The IPv4 flows the predecessor's programs added since Datapath::Load moved the rest.
-  if (auto moved = agent->datapath_->conntrack().MoveIpv4FlowsFromWideMap(); !moved.ok())
-    Log(absl::StrCat("IPv4 flows left in conntrack, to be decided again: ", moved.status().message()));
+  // The IPv4 flows an older predecessor's programs added since Datapath::Load moved the rest.
+  if (agent->datapath_->adopted_conntrack_without_ipv4_map()) {
+    if (auto moved = agent->datapath_->conntrack().MoveIpv4FlowsFromWideMap(); !moved.ok())
+      Log(absl::StrCat("IPv4 flows left in conntrack, to be decided again: ", moved.status().message()));
+  }
 
   std::lock_guard<std::recursive_mutex> hold(agent->mu_);
   if (!o.static_endpoints.empty()) {

@@ -76,6 +76,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
   }
 
   std::string pin_dir;
+  bool adopting_conntrack_without_ipv4_map = false;
   if (!options.instance.empty()) {
     if (options.instance.find('/') != std::string::npos || options.instance.starts_with(".")) {
       destroy();
@@ -92,6 +93,9 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
       destroy();
       return absl::InternalError(absl::StrCat("create pin directory ", pin_dir, ": ", ec.message()));
     }
+    adopting_conntrack_without_ipv4_map =
+        std::filesystem::exists(absl::StrCat(pin_dir, "/", STOCKADE_MAP_CONNTRACK)) &&
+        !std::filesystem::exists(absl::StrCat(pin_dir, "/", STOCKADE_MAP_CONNTRACK4));
     if (absl::Status s = PinMaps(skel->obj, pin_dir); !s.ok()) {
       destroy();
       return s;
@@ -141,7 +145,10 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
   if (absl::Status s = dp->WriteConfig(*cfg); !s.ok()) return s;
   // After an upgrade from a version without conntrack4: the bulk of the move,
   // while the old programs still run (Agent::Start moves the rest).
-  if (auto moved = dp->conntrack().MoveIpv4FlowsFromWideMap(); !moved.ok()) return moved.status();
+  dp->adopted_conntrack_without_ipv4_map_ = adopting_conntrack_without_ipv4_map;
+  if (adopting_conntrack_without_ipv4_map) {
+    if (auto moved = dp->conntrack().MoveIpv4FlowsFromWideMap(); !moved.ok()) return moved.status();
+  }
   return dp;
 }
 
