@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "stockade/datapath.h"
 
+#include <bpf/bpf.h>
 #include <linux/magic.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -11,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "stockade/attach.h"
+#include "stockade/scoped_fd.h"
 #include "stockade/errno_status.h"
 #include "stockade/netns.h"
 #include "stockade_bpf.skel.h"
@@ -240,7 +242,13 @@ absl::Status UninstallInstance(const std::string& instance) {
     });
     if (!s.ok()) return s;
   }
-  std::filesystem::remove_all(dir, ec);  // unpinning a link detaches it
+  // Unpinning a link would detach it too, but in a kernel work item a moment
+  // later: detached here, the programs are off every interface on return.
+  for (const auto& entry : std::filesystem::directory_iterator(absl::StrCat(dir, "/", STOCKADE_PIN_LINKS_SUBDIR), ec)) {
+    ScopedFd link(bpf_obj_get(entry.path().c_str()));
+    if (link.valid()) (void)bpf_link_detach(link.get());  // a link already detached has nothing to do
+  }
+  std::filesystem::remove_all(dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("remove ", dir, ": ", ec.message()));
   std::filesystem::remove(STOCKADE_PIN_DIR, ec);  // only if no other instance is left; else a no-op
   return absl::OkStatus();
