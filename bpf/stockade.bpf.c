@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * stockade's datapath: the programs attached to container interfaces. Each is
- * a thin shell around stockade_decide() in lib/enforce.h.
+ * a thin shell around lib/enforce.h: an established IPv4 flow is passed by
+ * lib/established.h, everything else decided by stockade_decide().
  *
  *   stockade_tc_ingress   TC ingress (what the interface receives)
  *   stockade_tc_egress    TC egress (what the interface sends)
@@ -28,13 +29,7 @@ int stockade_tc_egress(struct __sk_buff *skb)
 SEC("xdp")
 int stockade_xdp(struct xdp_md *xdp)
 {
-	struct packet pkt;
-	struct flow flow = {};
-	int parsed;
-
-	packet_from_xdp(&pkt, xdp);
-	parsed = parse_xdp(xdp, &flow);
-	return stockade_decide(&pkt, &flow, parsed) == VERDICT_DROPPED ? XDP_DROP : XDP_PASS;
+	return stockade_xdp_decide(xdp);
 }
 
 SEC("xdp")

@@ -29,31 +29,40 @@ struct ct_flow_key {
 	__u8 is_v4;
 };
 
+/* An IPv4 flow's key in canonical order; returns whether the source is side
+ * a. The order is addr_port_less()'s on the addresses as ct_key_for() holds
+ * them (IPv4 in the first word, the rest zero), so both maps order a flow's
+ * sides alike and an entry keeps its meaning from one to the other. */
+static __always_inline int ct4_key_fill(struct ct4_key *k, __u32 saddr, __u32 daddr, __u16 sport, __u16 dport,
+					__u8 protocol, __u8 icmp_echo, __u64 netns_cookie, __u32 ifindex)
+{
+	int src_is_a = saddr != daddr ? saddr < daddr : sport < dport;
+
+	k->netns_cookie = netns_cookie;
+	k->addr_a = src_is_a ? saddr : daddr;
+	k->addr_b = src_is_a ? daddr : saddr;
+	k->port_a = src_is_a ? sport : dport;
+	k->port_b = src_is_a ? dport : sport;
+	k->ifindex = ifindex;
+	k->protocol = protocol;
+	k->icmp_echo = icmp_echo;
+	k->pad = 0;
+	k->pad2 = 0;
+	return src_is_a;
+}
+
 /* Fills the key in canonical order for the endpoint (netns_cookie, ifindex);
- * returns whether the tuple's source is side a. Both maps order a flow's
- * sides alike, so an entry keeps its meaning from one to the other. */
+ * returns whether the tuple's source is side a. */
 static __always_inline int ct_key_for(struct ct_flow_key *key, const struct flow_tuple *t, __u64 netns_cookie,
 				      __u32 ifindex)
 {
-	int src_is_a = addr_port_less(t->saddr, t->sport, t->daddr, t->dport);
+	int src_is_a;
 
 	key->is_v4 = t->family == STOCKADE_AF_INET;
-	if (key->is_v4) {
-		struct ct4_key *k = &key->v4;
-		__u32 saddr = *(const __u32 *)t->saddr, daddr = *(const __u32 *)t->daddr;
-
-		k->netns_cookie = netns_cookie;
-		k->addr_a = src_is_a ? saddr : daddr;
-		k->addr_b = src_is_a ? daddr : saddr;
-		k->port_a = src_is_a ? t->sport : t->dport;
-		k->port_b = src_is_a ? t->dport : t->sport;
-		k->ifindex = ifindex;
-		k->protocol = t->protocol;
-		k->icmp_echo = t->icmp_echo;
-		k->pad = 0;
-		k->pad2 = 0;
-		return src_is_a;
-	}
+	if (key->is_v4)
+		return ct4_key_fill(&key->v4, *(const __u32 *)t->saddr, *(const __u32 *)t->daddr, t->sport, t->dport,
+				    t->protocol, t->icmp_echo, netns_cookie, ifindex);
+	src_is_a = addr_port_less(t->saddr, t->sport, t->daddr, t->dport);
 	if (src_is_a) {
 		__builtin_memcpy(key->wide.addr_a, t->saddr, 16);
 		__builtin_memcpy(key->wide.addr_b, t->daddr, 16);
@@ -96,12 +105,13 @@ static __always_inline struct ct_entry *ct_lookup(const struct ct_flow_key *key)
 	return bpf_map_lookup_elem(&conntrack, &key->wide);
 }
 
-static __always_inline int ct_entry_is_live(const struct ct_entry *e, const struct flow *flow, __u64 now)
+/* tcp_flags: the packet's, 0 if it is not TCP. */
+static __always_inline int ct_entry_is_live(const struct ct_entry *e, __u8 tcp_flags, __u64 now)
 {
 	if (e->expires_ns <= now)
 		return 0;
 	/* A new SYN on a closed flow's tuple is a new connection: decide it again. */
-	if (e->tcp_state == CT_TCP_CLOSED && (flow->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+	if (e->tcp_state == CT_TCP_CLOSED && (tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
 		return 0;
 	return 1;
 }
@@ -136,7 +146,7 @@ static __always_inline __u8 ct_next_tcp_state(struct ct_entry *e, __u8 tcp_flags
 
 /* Per-packet bookkeeping on a live entry. Counters are per flow and not
  * atomic: two CPUs on one flow may lose an increment, which a statistic can bear. */
-static __always_inline void ct_account(struct ct_entry *e, const struct flow *flow, int is_reply, __u32 len,
+static __always_inline void ct_account(struct ct_entry *e, __u8 protocol, __u8 tcp_flags, int is_reply, __u32 len,
 				       __u64 now)
 {
 	__u8 state = e->tcp_state;
@@ -146,9 +156,9 @@ static __always_inline void ct_account(struct ct_entry *e, const struct flow *fl
 	e->bytes += len;
 	if (is_reply && !(e->flags & CT_F_SEEN_REPLY))
 		e->flags |= CT_F_SEEN_REPLY;
-	if (flow->tuple.protocol == IPPROTO_TCP) {
-		e->tcp_flags_seen |= flow->tcp_flags;
-		state = ct_next_tcp_state(e, flow->tcp_flags, is_reply);
+	if (protocol == IPPROTO_TCP) {
+		e->tcp_flags_seen |= tcp_flags;
+		state = ct_next_tcp_state(e, tcp_flags, is_reply);
 	}
 	expires = now + ct_lifetime(state);
 	/* Refresh at most once a second: a write per packet would bounce the

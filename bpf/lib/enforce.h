@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Where a packet is decided. enforce() runs the stages in order and stops at
- * the first drop; stockade_decide() is the single exit that counts and
- * reports. Both TC and XDP entry points call stockade_decide().
+ * Where a packet is decided. A packet of an established IPv4 flow passes in
+ * established.h; every other packet goes the full way: enforce() runs the
+ * stages in order and stops at the first drop, and stockade_decide() is the
+ * single exit that counts and reports. TC and XDP share both.
  */
 #ifndef STOCKADE_BPF_LIB_ENFORCE_H
 #define STOCKADE_BPF_LIB_ENFORCE_H
@@ -18,6 +19,7 @@
 #include "record.h"
 #include "denied.h"
 #include "tls.h"
+#include "established.h"
 
 static __always_inline int enforced_in(const struct endpoint_info *ep, __u8 dir)
 {
@@ -98,8 +100,10 @@ static __always_inline int ct_recheck(const struct endpoint_info *ep, const stru
 	return 0;
 }
 
+/* ct_untracked: established_ipv4_decide() found no conntrack entry for this
+ * packet's flow a moment ago, so the lookup is not made twice. */
 static __always_inline int enforce(struct packet *pkt, int parsed, const struct endpoint_info *ep,
-				   struct flow *flow, struct decision *d)
+				   struct flow *flow, int ct_untracked, struct decision *d)
 {
 	struct policy_result res;
 	struct ct_flow_key flow_key;
@@ -143,8 +147,8 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 		return REASON_NONE;
 
 	src_is_a = ct_key_for(&flow_key, &flow->tuple, pkt->netns_cookie, pkt->ifindex);
-	e = ct_lookup(&flow_key);
-	if (e && ct_entry_is_live(e, flow, now)) {
+	e = ct_untracked ? NULL : ct_lookup(&flow_key);
+	if (e && ct_entry_is_live(e, flow->tcp_flags, now)) {
 		int is_reply = src_is_a != !!(e->flags & CT_F_ORIGIN_IS_A);
 
 		d->rule_id = e->rule_id;
@@ -159,13 +163,13 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 				return ret;
 		}
 		ret = REASON_NONE;
-		/* After the client's first payload a verified flow costs a byte compare. */
-		if (unlikely(e->tls_state != CT_TLS_CLIENT_HELLO)) {
+		if (unlikely(!tls_tracked_is_settled(e, flow->tuple.protocol, is_reply,
+						     flow->payload_len != 0 || flow->fragment != FRAG_NONE))) {
 			ret = tls_check_tracked(pkt, flow, ep, e, is_reply, d, now);
 			if (ret < 0 && d->verdict != VERDICT_AUDIT)
 				return ret;
 		}
-		ct_account(e, flow, is_reply, pkt->len, now);
+		ct_account(e, flow->tuple.protocol, flow->tcp_flags, is_reply, pkt->len, now);
 		return ret;
 	}
 
@@ -192,10 +196,6 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 	return res.reason != REASON_NONE ? res.reason : tls_verdict(ep, ct_flags, tls_state, d);
 }
 
-/*
- * Decides, counts and reports one packet that parse_skb() or parse_xdp() has
- * read into *flow (parsed: its result); returns its enum stockade_verdict.
- */
 static __always_inline struct endpoint_info *endpoint_of(const struct packet *pkt)
 {
 	struct endpoint_key key = { .netns_cookie = pkt->netns_cookie, .ifindex = pkt->ifindex };
@@ -203,9 +203,14 @@ static __always_inline struct endpoint_info *endpoint_of(const struct packet *pk
 	return bpf_map_lookup_elem(&endpoints, &key);
 }
 
-static __always_inline __u8 stockade_decide(struct packet *pkt, struct flow *flow, int parsed)
+/*
+ * Decides, counts and reports one packet that parse_skb() or parse_xdp() has
+ * read into *flow (parsed: its result), on the interface of endpoint ep
+ * (NULL: unknown); returns its enum stockade_verdict.
+ */
+static __always_inline __u8 stockade_decide(struct packet *pkt, const struct endpoint_info *ep, struct flow *flow,
+					    int parsed, int ct_untracked)
 {
-	struct endpoint_info *ep = endpoint_of(pkt);
 	struct decision d = { .verdict = VERDICT_FORWARDED };
 	int reason;
 
@@ -216,7 +221,7 @@ static __always_inline __u8 stockade_decide(struct packet *pkt, struct flow *flo
 	} else {
 		d.direction = packet_direction(pkt, ep->role);
 		d.local_identity = ep->identity;
-		reason = enforce(pkt, parsed, ep, flow, &d);
+		reason = enforce(pkt, parsed, ep, flow, ct_untracked, &d);
 	}
 	d.reason = reason;
 	if (reason != REASON_NONE && d.verdict != VERDICT_AUDIT)
@@ -225,17 +230,56 @@ static __always_inline __u8 stockade_decide(struct packet *pkt, struct flow *flo
 	return d.verdict;
 }
 
+/* The full way, for what established_ipv4_decide() did not pass. */
+static __always_inline __u8 stockade_decide_skb(struct __sk_buff *skb, struct packet *pkt,
+						const struct endpoint_info *ep, int ct_untracked)
+{
+	struct flow flow = {};
+
+	return stockade_decide(pkt, ep, &flow, parse_skb(skb, &flow), ct_untracked);
+}
+
+static __always_inline __u8 stockade_decide_xdp(struct xdp_md *xdp, struct packet *pkt,
+						const struct endpoint_info *ep, int ct_untracked)
+{
+	struct flow flow = {};
+
+	return stockade_decide(pkt, ep, &flow, parse_xdp(xdp, &flow), ct_untracked);
+}
+
 /* A TC program's whole work: pass means 'no objection', so later programs
  * in the chain still run. */
 static __always_inline int stockade_tc_decide(struct __sk_buff *skb, enum hook_point hook)
 {
 	struct packet pkt;
-	struct flow flow = {};
-	int parsed;
+	struct endpoint_info *ep;
+	enum established_result fast = ESTABLISHED_UNKNOWN;
 
 	packet_from_skb(&pkt, skb, hook);
-	parsed = parse_skb(skb, &flow);
-	return stockade_decide(&pkt, &flow, parsed) == VERDICT_DROPPED ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+	ep = endpoint_of(&pkt);
+	if (ep)
+		fast = established_ipv4_decide(&pkt, ep);
+	if (likely(fast == ESTABLISHED_PASSED))
+		return TC_ACT_UNSPEC;
+	return stockade_decide_skb(skb, &pkt, ep, fast == ESTABLISHED_NOT_TRACKED) == VERDICT_DROPPED ? TC_ACT_SHOT
+													 : TC_ACT_UNSPEC;
+}
+
+/* The same for XDP, in place of TC ingress. */
+static __always_inline int stockade_xdp_decide(struct xdp_md *xdp)
+{
+	struct packet pkt;
+	struct endpoint_info *ep;
+	enum established_result fast = ESTABLISHED_UNKNOWN;
+
+	packet_from_xdp(&pkt, xdp);
+	ep = endpoint_of(&pkt);
+	if (ep)
+		fast = established_ipv4_decide(&pkt, ep);
+	if (likely(fast == ESTABLISHED_PASSED))
+		return XDP_PASS;
+	return stockade_decide_xdp(xdp, &pkt, ep, fast == ESTABLISHED_NOT_TRACKED) == VERDICT_DROPPED ? XDP_DROP
+													   : XDP_PASS;
 }
 
 #endif /* STOCKADE_BPF_LIB_ENFORCE_H */

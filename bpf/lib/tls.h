@@ -108,6 +108,23 @@ static __always_inline int tls_report(const struct flow *flow, struct decision *
 }
 
 /*
+ * Whether tls_check_tracked() has nothing to do for this packet: it would
+ * neither change the entry nor object. The steady state of every flow, TLS
+ * or not, once its client's first payload has been seen; before that, every
+ * packet but the client's with payload (carries_payload: payload bytes, or a
+ * fragment, which tls_classify() judges without them).
+ */
+static __always_inline int tls_tracked_is_settled(const struct ct_entry *e, __u8 protocol, int is_reply,
+						  int carries_payload)
+{
+	if (e->tls_state == CT_TLS_CLIENT_HELLO)
+		return 1;
+	if (e->tls_state == CT_TLS_UNSEEN)
+		return protocol != IPPROTO_TCP || is_reply || !carries_payload;
+	return !(e->flags & CT_F_TLS_REQUIRED);
+}
+
+/*
  * A packet of a tracked flow. The first payload from the client decides; a
  * cut flow's packets drop from then on. Audit reports the violation once (on
  * the payload that decided) and lets everything pass.

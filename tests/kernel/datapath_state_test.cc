@@ -397,6 +397,98 @@ TEST_F(EndpointStateTest, VlanPassesWhereAllowed) {
                                .Build()));
 }
 
+// Established IPv4 TCP and UDP packets are passed by bpf/lib/established.h
+// ahead of the full parser; each check the full way makes on such a packet
+// must hold there too, on TC and XDP alike.
+class EstablishedPathTest : public WebEndpointTest, public ::testing::WithParamInterface<Hook> {
+ protected:
+  // web's DNS flow to backend (rule 3), established by its first datagram.
+  static PacketBuilder WebUdp() { return FromWeb().Udp({.sport = 41000, .dport = 53}); }
+  void Establish() { ASSERT_TRUE(Passes(GetParam(), WebUdp().Build())) << "the flow's first datagram"; }
+};
+
+TEST_P(EstablishedPathTest, PacketsOfAnEstablishedFlowAreCountedAndAccounted) {
+  std::vector<uint8_t> datagram = WebUdp().Build();
+  for (int i = 0; i < 4; i++) ASSERT_TRUE(Passes(GetParam(), datagram)) << "datagram " << i;
+  EXPECT_TRUE(Passes(kIn, ToWeb(kBackendIp).Udp({.sport = 53, .dport = 41000}).Build())) << "the reply";
+
+  auto out = dp_->Counter(REASON_NONE, DIR_EGRESS, VERDICT_FORWARDED);
+  auto in = dp_->Counter(REASON_NONE, DIR_INGRESS, VERDICT_FORWARDED);
+  ASSERT_TRUE(out.ok() && in.ok());
+  EXPECT_EQ(out->packets, 4u);
+  EXPECT_EQ(out->bytes, 4 * datagram.size());
+  EXPECT_EQ(in->packets, 1u);
+  size_t entries = 0;
+  ASSERT_TRUE(dp_->conntrack()
+                  .ForEach([&](const ct_key&, const ct_entry& e) {
+                    entries++;
+                    EXPECT_EQ(e.packets, 5u);
+                    EXPECT_TRUE(e.flags & CT_F_SEEN_REPLY);
+                  })
+                  .ok());
+  EXPECT_EQ(entries, 1u);
+}
+
+TEST_P(EstablishedPathTest, AnotherSourceMacOnAnEstablishedFlowIsSpoofed) {
+  Establish();
+  std::vector<uint8_t> spoofed = PacketBuilder()
+                                     .Ethernet({.src = Mac("02:00:00:00:00:66"), .dst = Mac("02:00:00:00:00:ff")})
+                                     .Ipv4({.src = Ipv4(kWebIp), .dst = Ipv4(kBackendIp)})
+                                     .Udp({.sport = 41000, .dport = 53})
+                                     .Build();
+  EXPECT_FALSE(Passes(GetParam(), spoofed));
+  EXPECT_EQ(Count(DROP_SPOOFED_SOURCE, DIR_EGRESS, VERDICT_DROPPED), 1u);
+}
+
+TEST_P(EstablishedPathTest, AVlanTagOnAnEstablishedFlowIsDropped) {
+  Establish();
+  EXPECT_FALSE(Passes(GetParam(), PacketBuilder()
+                                      .Ethernet({.src = Mac(kWebMac), .dst = Mac("02:00:00:00:00:ff")})
+                                      .Vlan({.vid = 10})
+                                      .Ipv4({.src = Ipv4(kWebIp), .dst = Ipv4(kBackendIp)})
+                                      .Udp({.sport = 41000, .dport = 53})
+                                      .Build()));
+  EXPECT_EQ(Count(DROP_VLAN_TAGGED, DIR_EGRESS, VERDICT_DROPPED), 1u);
+}
+
+TEST_P(EstablishedPathTest, AnEndpointNotReadyDropsItsEstablishedFlows) {
+  Establish();
+  SetWeb(ENDPOINT_F_NOT_READY);
+  EXPECT_FALSE(Passes(GetParam(), WebUdp().Build()));
+  EXPECT_EQ(Count(DROP_ENDPOINT_NOT_READY, DIR_EGRESS, VERDICT_DROPPED), 1u);
+}
+
+TEST_P(EstablishedPathTest, AnIpLengthBeyondTheFrameIsInvalidOnAnEstablishedFlow) {
+  Establish();
+  PacketBuilder longer;
+  longer.Ethernet({.src = Mac(kWebMac), .dst = Mac("02:00:00:00:00:ff")})
+      .Ipv4({.src = Ipv4(kWebIp), .dst = Ipv4(kBackendIp), .total_length = 1400})
+      .Udp({.sport = 41000, .dport = 53});
+  EXPECT_FALSE(Passes(GetParam(), longer.Build()));
+  EXPECT_EQ(Count(DROP_INVALID_PACKET, DIR_EGRESS, VERDICT_DROPPED), 1u);
+}
+
+TEST_P(EstablishedPathTest, ATcpClientsFirstPayloadAfterItsAcksIsStillClassified) {
+  ASSERT_TRUE(Passes(GetParam(), WebSyn()));
+  ASSERT_TRUE(Passes(kIn, BackendReply(kTcpSyn | kTcpAck)));
+  for (int i = 0; i < 3; i++)
+    ASSERT_TRUE(Passes(GetParam(), FromWeb().Tcp({.sport = 40000, .dport = 5432, .flags = kTcpAck}).Build()));
+  auto state = [&] {
+    uint8_t tls_state = 0xff;
+    EXPECT_TRUE(dp_->conntrack().ForEach([&](const ct_key&, const ct_entry& e) { tls_state = e.tls_state; }).ok());
+    return tls_state;
+  };
+  EXPECT_EQ(state(), CT_TLS_UNSEEN) << "ACKs without payload leave the client's first payload to come";
+  ASSERT_TRUE(Passes(GetParam(), FromWeb()
+                                     .Tcp({.sport = 40000, .dport = 5432, .flags = kTcpAck | kTcpPsh})
+                                     .Payload(std::vector<uint8_t>{'G', 'E', 'T', ' ', '/', ' ', 'H', 'T', 'T', 'P'})
+                                     .Build()));
+  EXPECT_EQ(state(), CT_TLS_PLAINTEXT);
+}
+
+INSTANTIATE_TEST_SUITE_P(TcAndXdp, EstablishedPathTest, ::testing::Values(kOut, Hook::kXdp),
+                         [](const auto& info) { return info.param == Hook::kXdp ? "Xdp" : "Tc"; });
+
 using AuditTest = WebEndpointTest;
 
 TEST_F(AuditTest, AuditModeReportsAndPasses) {

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The packet almost every packet is: IPv4 TCP or UDP of a flow conntrack4
+ * already holds, under the endpoint's current policy. It is decided here on
+ * a straight-line read of its headers and one lookup, in a few cache lines
+ * of code, before the full parser and enforce() run: live, between two
+ * packets the whole network stack runs and evicts the program, so code the
+ * packet does not need costs as much as work it does.
+ *
+ * Only a packet this path can prove established passes here, after the same
+ * checks enforce() makes on it (endpoint ready, no VLAN tag, the container's
+ * own MAC and address on egress). Anything else, and any check that fails,
+ * goes the full way, which decides, counts and reports it.
+ */
+#ifndef STOCKADE_BPF_LIB_ESTABLISHED_H
+#define STOCKADE_BPF_LIB_ESTABLISHED_H
+
+#include "maps.h"
+#include "packet.h"
+#include "parse.h"
+#include "conntrack.h"
+#include "record.h"
+#include "tls.h"
+
+enum established_result {
+	ESTABLISHED_PASSED = 0,     /* decided and counted: pass */
+	ESTABLISHED_UNKNOWN = 1,    /* not a packet this path reads: the full way */
+	ESTABLISHED_NOT_TRACKED = 2, /* conntrack4 has no entry: the full way, without a second lookup */
+};
+
+/* What the straight-line read finds: the IPv4 header, and for TCP the flags
+ * and whether the segment carries payload (tls_tracked_is_settled). */
+struct established_headers {
+	struct iphdr *ip;
+	__u16 *ports; /* source, destination: network order */
+	__u8 tcp_flags;
+	__u8 tcp_payload;
+};
+
+/* An unfragmented IPv4 packet without options and its TCP or UDP header, with
+ * the bounds the full parser checks; 0, or -1 for anything else. */
+static __always_inline int established_read(const struct packet *pkt, struct established_headers *h)
+{
+	struct ethhdr *eth = pkt->data;
+	struct iphdr *ip = PTR_ADD(eth, sizeof(*eth));
+	__u32 total, l4_len;
+
+	if (!HAS_BYTES(ip, sizeof(*ip) + sizeof(struct udphdr), pkt->data_end))
+		return -1;
+	if (eth->h_proto != bpf_htons(ETH_P_IP) || pkt->vlan_offloaded)
+		return -1;
+	/* Version 4, no options; no fragment, first or later. */
+	if (*(__u8 *)ip != 0x45 || (ip->frag_off & bpf_htons(0x3fff)))
+		return -1;
+	total = bpf_ntohs(ip->tot_len);
+	if (total > pkt->len - sizeof(*eth))
+		return -1;
+	l4_len = total - sizeof(*ip);
+	h->ip = ip;
+	h->ports = PTR_ADD(ip, sizeof(*ip));
+	if (ip->protocol == IPPROTO_UDP) {
+		if (total < sizeof(*ip) + sizeof(struct udphdr))
+			return -1;
+		h->tcp_flags = 0;
+		h->tcp_payload = 0;
+		return 0;
+	}
+	if (ip->protocol == IPPROTO_TCP) {
+		struct tcphdr *tcp = PTR_ADD(ip, sizeof(*ip));
+
+		if (!HAS_BYTES(tcp, sizeof(*tcp), pkt->data_end) || tcp->doff < 5 ||
+		    total < sizeof(*ip) + sizeof(*tcp))
+			return -1;
+		h->tcp_flags = ((__u8 *)tcp)[13];
+		h->tcp_payload = l4_len > tcp->doff * 4u;
+		return 0;
+	}
+	return -1;
+}
+
+/* enforce()'s checks of what a container sends (check_l2, check_source) for
+ * this kind of packet: its own MAC, its own IPv4 source. */
+static __always_inline int established_sender_is_own(const struct packet *pkt, const struct iphdr *ip,
+						     const struct endpoint_info *ep)
+{
+	const struct ethhdr *eth = pkt->data;
+
+	if (!mac_is_zero(ep->mac) && !mac_equal(eth->h_source, ep->mac))
+		return 0;
+	return ep->ipv4 != 0 && ip->saddr == ep->ipv4;
+}
+
+static __always_inline enum established_result established_ipv4_decide(const struct packet *pkt,
+									const struct endpoint_info *ep)
+{
+	struct established_headers h;
+	struct ct4_key key;
+	struct ct_entry *e;
+	__u8 dir, protocol;
+	__u64 now;
+	int src_is_a, is_reply;
+
+	if (established_read(pkt, &h) < 0 || (ep->flags & ENDPOINT_F_NOT_READY))
+		return ESTABLISHED_UNKNOWN;
+	dir = packet_direction(pkt, ep->role);
+	if (dir == DIR_EGRESS && !established_sender_is_own(pkt, h.ip, ep))
+		return ESTABLISHED_UNKNOWN;
+	protocol = h.ip->protocol;
+	src_is_a = ct4_key_fill(&key, h.ip->saddr, h.ip->daddr, h.ports[0], h.ports[1], protocol, 0,
+				pkt->netns_cookie, pkt->ifindex);
+	e = bpf_map_lookup_elem(&conntrack4, &key);
+	if (!e)
+		return ESTABLISHED_NOT_TRACKED;
+	now = bpf_ktime_get_coarse_ns();
+	is_reply = src_is_a != !!(e->flags & CT_F_ORIGIN_IS_A);
+	/* Expired, revoked or not yet settled: enforce() knows what to do. */
+	if (!ct_entry_is_live(e, h.tcp_flags, now) || e->policy_revision != ep->policy_revision ||
+	    !tls_tracked_is_settled(e, protocol, is_reply, h.tcp_payload))
+		return ESTABLISHED_UNKNOWN;
+	ct_account(e, protocol, h.tcp_flags, is_reply, pkt->len, now);
+	count(REASON_NONE, dir, VERDICT_FORWARDED, pkt->len);
+	return ESTABLISHED_PASSED;
+}
+
+#endif /* STOCKADE_BPF_LIB_ESTABLISHED_H */
