@@ -24,7 +24,7 @@
 
 enum established_result {
 	ESTABLISHED_PASSED = 0,     /* decided and counted: pass */
-	ESTABLISHED_UNKNOWN = 1,    /* not a packet this path reads: the full way */
+	ESTABLISHED_UNKNOWN = 1,    /* the full way: not a packet this path reads, or its entry needs enforce() */
 	ESTABLISHED_NOT_TRACKED = 2, /* conntrack4 has no entry: the full way, without a second lookup */
 };
 
