@@ -250,12 +250,10 @@ int stage_conntrack(struct __sk_buff *skb)
 		/* The first run: the flow is added from the full parse. */
 		if (parse_skb(skb, &flow) < 0)
 			return TC_ACT_SHOT;
-	} else {
-		ct_key_for(&key, &flow.tuple, pkt.netns_cookie, pkt.ifindex);
-		if (ct_lookup(&key))
-			return TC_ACT_UNSPEC;
 	}
 	src_is_a = ct_key_for(&key, &flow.tuple, pkt.netns_cookie, pkt.ifindex);
+	if (!h.ip && ct_lookup(&key))
+		return TC_ACT_UNSPEC;
 	ct_create(&key, src_is_a, &flow, DIR_EGRESS, 0, ep->policy_revision, 0, tls_classify(&pkt, &flow), pkt.len,
 		  bpf_ktime_get_coarse_ns());
 	return TC_ACT_SHOT;

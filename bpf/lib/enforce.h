@@ -230,6 +230,15 @@ static __always_inline __u8 stockade_decide(struct packet *pkt, const struct end
 	return d.verdict;
 }
 
+/* Finds the endpoint of the packet's interface (*ep, NULL: unknown) and
+ * tries the established path on the packet. */
+static __always_inline enum established_result established_first(const struct packet *pkt,
+								 struct endpoint_info **ep)
+{
+	*ep = endpoint_of(pkt);
+	return *ep ? established_ipv4_decide(pkt, *ep) : ESTABLISHED_UNKNOWN;
+}
+
 /* The full way, for what established_ipv4_decide() did not pass. */
 static __always_inline __u8 stockade_decide_skb(struct __sk_buff *skb, struct packet *pkt,
 						const struct endpoint_info *ep, int ct_untracked)
@@ -253,12 +262,10 @@ static __always_inline int stockade_tc_decide(struct __sk_buff *skb, enum hook_p
 {
 	struct packet pkt;
 	struct endpoint_info *ep;
-	enum established_result fast = ESTABLISHED_UNKNOWN;
+	enum established_result fast;
 
 	packet_from_skb(&pkt, skb, hook);
-	ep = endpoint_of(&pkt);
-	if (ep)
-		fast = established_ipv4_decide(&pkt, ep);
+	fast = established_first(&pkt, &ep);
 	if (likely(fast == ESTABLISHED_PASSED))
 		return TC_ACT_UNSPEC;
 	return stockade_decide_skb(skb, &pkt, ep, fast == ESTABLISHED_NOT_TRACKED) == VERDICT_DROPPED ? TC_ACT_SHOT
@@ -270,12 +277,10 @@ static __always_inline int stockade_xdp_decide(struct xdp_md *xdp)
 {
 	struct packet pkt;
 	struct endpoint_info *ep;
-	enum established_result fast = ESTABLISHED_UNKNOWN;
+	enum established_result fast;
 
 	packet_from_xdp(&pkt, xdp);
-	ep = endpoint_of(&pkt);
-	if (ep)
-		fast = established_ipv4_decide(&pkt, ep);
+	fast = established_first(&pkt, &ep);
 	if (likely(fast == ESTABLISHED_PASSED))
 		return XDP_PASS;
 	return stockade_decide_xdp(xdp, &pkt, ep, fast == ESTABLISHED_NOT_TRACKED) == VERDICT_DROPPED ? XDP_DROP

@@ -43,7 +43,7 @@ static __always_inline int established_read(const struct packet *pkt, struct est
 {
 	struct ethhdr *eth = pkt->data;
 	struct iphdr *ip = PTR_ADD(eth, sizeof(*eth));
-	__u32 total, l4_len;
+	__u32 total;
 
 	if (!HAS_BYTES(ip, sizeof(*ip) + sizeof(struct udphdr), pkt->data_end))
 		return -1;
@@ -55,7 +55,6 @@ static __always_inline int established_read(const struct packet *pkt, struct est
 	total = bpf_ntohs(ip->tot_len);
 	if (total > pkt->len - sizeof(*eth))
 		return -1;
-	l4_len = total - sizeof(*ip);
 	h->ip = ip;
 	h->ports = PTR_ADD(ip, sizeof(*ip));
 	if (ip->protocol == IPPROTO_UDP) {
@@ -72,7 +71,7 @@ static __always_inline int established_read(const struct packet *pkt, struct est
 		    total < sizeof(*ip) + sizeof(*tcp))
 			return -1;
 		h->tcp_flags = ((__u8 *)tcp)[13];
-		h->tcp_payload = l4_len > tcp->doff * 4u;
+		h->tcp_payload = total - sizeof(*ip) > tcp->doff * 4u;
 		return 0;
 	}
 	return -1;
