@@ -16,20 +16,39 @@
  * bounded; a re-decision a second per flow costs nothing measurable. */
 #define DENIED_FLOW_LIFETIME NS_PER_SEC
 
+/* Everything but the addresses, which the caller copies in. */
+static __always_inline void denied_flow_key_fill(struct denied_flow_key *key, const struct packet *pkt, __u16 dport,
+						 __u16 policy_port, __u8 protocol, __u8 family, __u8 dir)
+{
+	key->netns_cookie = pkt->netns_cookie;
+	key->ifindex = pkt->ifindex;
+	key->dport = dport;
+	key->policy_port = policy_port;
+	key->protocol = protocol;
+	key->family = family;
+	key->direction = dir;
+	key->pad = 0;
+	key->pad2 = 0;
+}
+
 static __always_inline void denied_flow_key_for(struct denied_flow_key *key, const struct packet *pkt,
 						const struct flow *flow, __u8 dir)
 {
 	__builtin_memcpy(key->saddr, flow->tuple.saddr, 16);
 	__builtin_memcpy(key->daddr, flow->tuple.daddr, 16);
-	key->netns_cookie = pkt->netns_cookie;
-	key->ifindex = pkt->ifindex;
-	key->dport = flow->tuple.dport;
-	key->policy_port = flow->policy_port;
-	key->protocol = flow->tuple.protocol;
-	key->family = flow->tuple.family;
-	key->direction = dir;
-	key->pad = 0;
-	key->pad2 = 0;
+	denied_flow_key_fill(key, pkt, flow->tuple.dport, flow->policy_port, flow->tuple.protocol, flow->tuple.family,
+			     dir);
+}
+
+/* The same key for an IPv4 TCP or UDP packet, from its headers: the policy
+ * port is the destination port, the addresses' last 12 bytes zero. */
+static __always_inline void denied_flow_key_ipv4(struct denied_flow_key *key, const struct packet *pkt, __u32 saddr,
+						 __u32 daddr, __u16 dport, __u8 protocol, __u8 dir)
+{
+	__builtin_memset(key->saddr, 0, 32);
+	*(__u32 *)key->saddr = saddr;
+	*(__u32 *)key->daddr = daddr;
+	denied_flow_key_fill(key, pkt, dport, dport, protocol, STOCKADE_AF_INET, dir);
 }
 
 static __always_inline int denied_flow_is_current(const struct denied_flow *e, const struct endpoint_info *ep,

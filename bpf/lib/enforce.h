@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Where a packet is decided. A packet of an established IPv4 flow passes in
- * established.h; every other packet goes the full way: enforce() runs the
- * stages in order and stops at the first drop, and stockade_decide() is the
- * single exit that counts and reports. TC and XDP share both.
+ * established.h, and a repeat of a denied one drops there; every other
+ * packet goes the full way: enforce() runs the stages in order and stops at
+ * the first drop, and stockade_decide() is the single exit that counts and
+ * reports. TC and XDP share both.
  */
 #ifndef STOCKADE_BPF_LIB_ENFORCE_H
 #define STOCKADE_BPF_LIB_ENFORCE_H
@@ -268,6 +269,8 @@ static __always_inline int stockade_tc_decide(struct __sk_buff *skb, enum hook_p
 	fast = established_first(&pkt, &ep);
 	if (likely(fast == ESTABLISHED_PASSED))
 		return TC_ACT_UNSPEC;
+	if (fast == ESTABLISHED_DROPPED)
+		return TC_ACT_SHOT;
 	return stockade_decide_skb(skb, &pkt, ep, fast == ESTABLISHED_NOT_TRACKED) == VERDICT_DROPPED ? TC_ACT_SHOT
 													 : TC_ACT_UNSPEC;
 }
@@ -283,6 +286,8 @@ static __always_inline int stockade_xdp_decide(struct xdp_md *xdp)
 	fast = established_first(&pkt, &ep);
 	if (likely(fast == ESTABLISHED_PASSED))
 		return XDP_PASS;
+	if (fast == ESTABLISHED_DROPPED)
+		return XDP_DROP;
 	return stockade_decide_xdp(xdp, &pkt, ep, fast == ESTABLISHED_NOT_TRACKED) == VERDICT_DROPPED ? XDP_DROP
 													   : XDP_PASS;
 }

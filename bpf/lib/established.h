@@ -9,8 +9,10 @@
  *
  * Only a packet this path can prove established passes here, after the same
  * checks enforce() makes on it (endpoint ready, no VLAN tag, the container's
- * own MAC and address on egress). Anything else, and any check that fails,
- * goes the full way, which decides, counts and reports it.
+ * own MAC and address on egress). After the same checks, a packet of a flow
+ * the policy denied a moment ago drops here too, the packet a flood is made
+ * of. Anything else, and any check that fails, goes the full way, which
+ * decides, counts and reports it.
  */
 #ifndef STOCKADE_BPF_LIB_ESTABLISHED_H
 #define STOCKADE_BPF_LIB_ESTABLISHED_H
@@ -21,11 +23,13 @@
 #include "conntrack.h"
 #include "record.h"
 #include "tls.h"
+#include "denied.h"
 
 enum established_result {
 	ESTABLISHED_PASSED = 0,     /* decided and counted: pass */
 	ESTABLISHED_UNKNOWN = 1,    /* the full way: not a packet this path reads, or its entry needs enforce() */
 	ESTABLISHED_NOT_TRACKED = 2, /* conntrack4 has no entry: the full way, without a second lookup */
+	ESTABLISHED_DROPPED = 3,    /* a remembered deny, counted and aggregated: drop */
 };
 
 /* What the straight-line read finds: the IPv4 header, and for TCP the flags
@@ -89,6 +93,31 @@ static __always_inline int established_sender_is_own(const struct packet *pkt, c
 	return ep->ipv4 != 0 && ip->saddr == ep->ipv4;
 }
 
+/*
+ * A flood's packet: one of a flow the policy denied a moment ago (denied.h),
+ * conntrack4 having missed. Between two of the flow's drop records it is
+ * dropped, counted and aggregated here; when a record is due, or the entry
+ * does not hold, the full way decides and reports it.
+ */
+static __always_inline enum established_result established_ipv4_denied(const struct packet *pkt,
+									const struct endpoint_info *ep,
+									const struct established_headers *h, __u8 dir)
+{
+	struct denied_flow_key key;
+	struct denied_flow *e;
+	__u64 now;
+
+	denied_flow_key_ipv4(&key, pkt, h->ip->saddr, h->ip->daddr, h->ports[1], h->ip->protocol, dir);
+	e = bpf_map_lookup_elem(&denied_flows, &key);
+	if (!e)
+		return ESTABLISHED_NOT_TRACKED;
+	now = bpf_ktime_get_coarse_ns();
+	if (!denied_flow_is_current(e, ep, now) || !event_suppressed(&e->agg, event_interval(), now))
+		return ESTABLISHED_NOT_TRACKED;
+	count(e->reason, dir, VERDICT_DROPPED, pkt->len);
+	return ESTABLISHED_DROPPED;
+}
+
 static __always_inline enum established_result established_ipv4_decide(const struct packet *pkt,
 									const struct endpoint_info *ep)
 {
@@ -109,7 +138,7 @@ static __always_inline enum established_result established_ipv4_decide(const str
 				pkt->netns_cookie, pkt->ifindex);
 	e = bpf_map_lookup_elem(&conntrack4, &key);
 	if (!e)
-		return ESTABLISHED_NOT_TRACKED;
+		return established_ipv4_denied(pkt, ep, &h, dir);
 	now = bpf_ktime_get_coarse_ns();
 	is_reply = src_is_a != !!(e->flags & CT_F_ORIGIN_IS_A);
 	/* Expired, revoked or not yet settled: enforce() knows what to do. */

@@ -35,15 +35,30 @@ static __always_inline void count(int reason, __u8 direction, __u8 verdict, __u3
 	}
 }
 
+static __always_inline __u64 event_interval(void)
+{
+	struct stockade_config *cfg = config_get();
+
+	return cfg ? cfg->event_interval_ns : STOCKADE_DEFAULT_EVENT_INTERVAL_NS;
+}
+
+/* A drop inside its flow's interval: counted into the next record, 1;
+ * or 0, and nothing done, when a record is due (always, for interval 0). */
+static __always_inline int event_suppressed(struct event_agg_value *agg, __u64 interval, __u64 now)
+{
+	if (now - agg->last_emit_ns >= interval)
+		return 0;
+	__sync_fetch_and_add(&agg->suppressed, 1);
+	return 1;
+}
+
 /* Returns how many drops the record should stand for, or 0 to stay silent. */
 static __always_inline __u64 event_aggregate(struct event_agg_value *agg, __u64 interval, __u64 now)
 {
 	__u64 stands_for;
 
-	if (now - agg->last_emit_ns < interval) {
-		__sync_fetch_and_add(&agg->suppressed, 1);
+	if (event_suppressed(agg, interval, now))
 		return 0;
-	}
 	stands_for = __sync_lock_test_and_set(&agg->suppressed, 0) + 1;
 	agg->last_emit_ns = now;
 	return stands_for;
@@ -52,8 +67,7 @@ static __always_inline __u64 event_aggregate(struct event_agg_value *agg, __u64 
 static __always_inline __u64 event_stands_for(const struct packet *pkt, const struct flow *flow,
 					      const struct decision *d, __u64 now)
 {
-	struct stockade_config *cfg = config_get();
-	__u64 interval = cfg ? cfg->event_interval_ns : STOCKADE_DEFAULT_EVENT_INTERVAL_NS;
+	__u64 interval = event_interval();
 	struct event_agg_key key = {
 		.ifindex = pkt->ifindex,
 		.reason = d->reason,
