@@ -231,30 +231,28 @@ static __always_inline __u8 stockade_decide(struct packet *pkt, const struct end
 	return d.verdict;
 }
 
-/* Finds the endpoint of the packet's interface (*ep, NULL: unknown) and
- * tries the established path on the packet. */
-static __always_inline enum established_result established_first(const struct packet *pkt,
-								 struct endpoint_info **ep)
+/*
+ * Both hooks' whole work on a packet that packet_from_skb() or
+ * packet_from_xdp() has read from ctx: the established path, else the full
+ * way. Returns whether the packet drops. is_xdp is a constant at each call,
+ * so each program keeps only its own parser.
+ */
+static __always_inline int stockade_drops(void *ctx, struct packet *pkt, int is_xdp)
 {
-	*ep = endpoint_of(pkt);
-	return *ep ? established_ipv4_decide(pkt, *ep) : ESTABLISHED_UNKNOWN;
-}
+	struct endpoint_info *ep = endpoint_of(pkt);
+	enum established_result fast = ep ? established_ipv4_decide(pkt, ep) : ESTABLISHED_UNKNOWN;
 
-/* The full way, for what established_ipv4_decide() did not pass. */
-static __always_inline __u8 stockade_decide_skb(struct __sk_buff *skb, struct packet *pkt,
-						const struct endpoint_info *ep, int ct_untracked)
-{
-	struct flow flow = {};
+	if (likely(fast == ESTABLISHED_PASSED))
+		return 0;
+	if (fast == ESTABLISHED_DROPPED)
+		return 1;
+	{
+		/* Zeroed only here: the established path never needs it. */
+		struct flow flow = {};
+		int parsed = is_xdp ? parse_xdp(ctx, &flow) : parse_skb(ctx, &flow);
 
-	return stockade_decide(pkt, ep, &flow, parse_skb(skb, &flow), ct_untracked);
-}
-
-static __always_inline __u8 stockade_decide_xdp(struct xdp_md *xdp, struct packet *pkt,
-						const struct endpoint_info *ep, int ct_untracked)
-{
-	struct flow flow = {};
-
-	return stockade_decide(pkt, ep, &flow, parse_xdp(xdp, &flow), ct_untracked);
+		return stockade_decide(pkt, ep, &flow, parsed, fast == ESTABLISHED_NOT_TRACKED) == VERDICT_DROPPED;
+	}
 }
 
 /* A TC program's whole work: pass means 'no objection', so later programs
@@ -262,34 +260,18 @@ static __always_inline __u8 stockade_decide_xdp(struct xdp_md *xdp, struct packe
 static __always_inline int stockade_tc_decide(struct __sk_buff *skb, enum hook_point hook)
 {
 	struct packet pkt;
-	struct endpoint_info *ep;
-	enum established_result fast;
 
 	packet_from_skb(&pkt, skb, hook);
-	fast = established_first(&pkt, &ep);
-	if (likely(fast == ESTABLISHED_PASSED))
-		return TC_ACT_UNSPEC;
-	if (fast == ESTABLISHED_DROPPED)
-		return TC_ACT_SHOT;
-	return stockade_decide_skb(skb, &pkt, ep, fast == ESTABLISHED_NOT_TRACKED) == VERDICT_DROPPED ? TC_ACT_SHOT
-													 : TC_ACT_UNSPEC;
+	return stockade_drops(skb, &pkt, 0) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
 
 /* The same for XDP, in place of TC ingress. */
 static __always_inline int stockade_xdp_decide(struct xdp_md *xdp)
 {
 	struct packet pkt;
-	struct endpoint_info *ep;
-	enum established_result fast;
 
 	packet_from_xdp(&pkt, xdp);
-	fast = established_first(&pkt, &ep);
-	if (likely(fast == ESTABLISHED_PASSED))
-		return XDP_PASS;
-	if (fast == ESTABLISHED_DROPPED)
-		return XDP_DROP;
-	return stockade_decide_xdp(xdp, &pkt, ep, fast == ESTABLISHED_NOT_TRACKED) == VERDICT_DROPPED ? XDP_DROP
-													   : XDP_PASS;
+	return stockade_drops(xdp, &pkt, 1) ? XDP_DROP : XDP_PASS;
 }
 
 #endif /* STOCKADE_BPF_LIB_ENFORCE_H */
