@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * stockade's datapath: the programs attached to container interfaces. Each is
- * a thin shell around lib/enforce.h: an established IPv4 flow is passed by
- * lib/established.h, everything else decided by stockade_decide().
+ * a thin shell around lib/enforce.h: lib/established.h passes an established
+ * IPv4 flow and drops a remembered deny's repeat, stockade_decide() decides
+ * everything else.
  *
  *   stockade_tc_ingress   TC ingress (what the interface receives)
  *   stockade_tc_egress    TC egress (what the interface sends)
