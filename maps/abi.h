@@ -9,6 +9,7 @@
 #include "ipcache.h"
 #include "policy.h"
 #include "conntrack.h"
+#include "flow_cache.h"
 #include "denied_flows.h"
 #include "metrics.h"
 #include "events.h"

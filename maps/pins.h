@@ -19,6 +19,7 @@
 #define STOCKADE_MAP_POLICY_EXACT "policy_exact"
 #define STOCKADE_MAP_CONNTRACK "conntrack"
 #define STOCKADE_MAP_CONNTRACK4 "conntrack4"
+#define STOCKADE_MAP_FLOW_CACHE "flow_cache"
 #define STOCKADE_MAP_DENIED_FLOWS "denied_flows"
 #define STOCKADE_MAP_FRAGMENTS "fragments"
 #define STOCKADE_MAP_METRICS "metrics"

@@ -2,8 +2,9 @@
 /*
  * The packet almost every packet is: IPv4 TCP or UDP of a flow conntrack4
  * already holds, under the endpoint's current policy. It is decided here on
- * a straight-line read of its headers and one lookup, in a few cache lines
- * of code, before the full parser and enforce() run: live, between two
+ * a straight-line read of its headers and one lookup (none, for a repeat
+ * this CPU's flow_cache slot holds), in a few cache lines of code, before
+ * the full parser and enforce() run: live, between two
  * packets the whole network stack runs and evicts the program, so code the
  * packet does not need costs as much as work it does.
  *
@@ -24,6 +25,7 @@
 #include "record.h"
 #include "tls.h"
 #include "denied.h"
+#include "flow_cache.h"
 
 enum established_result {
 	ESTABLISHED_PASSED = 0,     /* decided and counted: pass */
@@ -122,10 +124,11 @@ static __always_inline enum established_result established_ipv4_decide(const str
 									const struct endpoint_info *ep)
 {
 	struct established_headers h;
+	struct flow_cache_slot *slot;
 	struct ct4_key key;
 	struct ct_entry *e;
 	__u8 dir, protocol;
-	__u64 now;
+	__u64 now, jiffies;
 	int src_is_a, is_reply;
 
 	if (established_read(pkt, &h) < 0 || (ep->flags & ENDPOINT_F_NOT_READY))
@@ -136,6 +139,13 @@ static __always_inline enum established_result established_ipv4_decide(const str
 	protocol = h.ip->protocol;
 	src_is_a = ct4_key_fill(&key, h.ip->saddr, h.ip->daddr, h.ports[0], h.ports[1], protocol, 0,
 				pkt->netns_cookie, pkt->ifindex);
+	slot = flow_cache_slot_of(&key);
+	/* Two instructions: the verifier inlines it, where the clock is a call. */
+	jiffies = bpf_jiffies64();
+	if (flow_cache_passes(slot, &key, src_is_a, ep->policy_revision, h.tcp_flags, pkt->len, jiffies)) {
+		count(REASON_NONE, dir, VERDICT_FORWARDED, pkt->len);
+		return ESTABLISHED_PASSED;
+	}
 	e = bpf_map_lookup_elem(&conntrack4, &key);
 	if (!e)
 		return established_ipv4_denied(pkt, ep, &h, dir);
@@ -146,6 +156,7 @@ static __always_inline enum established_result established_ipv4_decide(const str
 	    !tls_tracked_is_settled(e, protocol, is_reply, h.tcp_payload))
 		return ESTABLISHED_UNKNOWN;
 	ct_account(e, protocol, h.tcp_flags, is_reply, pkt->len, now);
+	flow_cache_fill(slot, &key, e, protocol, jiffies);
 	count(REASON_NONE, dir, VERDICT_FORWARDED, pkt->len);
 	return ESTABLISHED_PASSED;
 }

@@ -63,6 +63,14 @@ struct {
 	__type(value, struct ct_entry);
 } conntrack4 SEC(".maps");
 
+/* Established IPv4 flows each CPU passed a moment ago, see maps/flow_cache.h. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STOCKADE_FLOW_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct flow_cache_slot);
+} flow_cache SEC(".maps");
+
 /* Remembered denies, see maps/denied_flows.h. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

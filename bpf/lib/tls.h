@@ -124,6 +124,15 @@ static __always_inline int tls_tracked_is_settled(const struct ct_entry *e, __u8
 	return !(e->flags & CT_F_TLS_REQUIRED);
 }
 
+/* tls_tracked_is_settled() for every later packet of the flow, whichever
+ * way it goes and whatever it carries. */
+static __always_inline int tls_tracked_is_settled_for_good(const struct ct_entry *e, __u8 protocol)
+{
+	if (e->tls_state == CT_TLS_UNSEEN)
+		return protocol != IPPROTO_TCP;
+	return e->tls_state == CT_TLS_CLIENT_HELLO || !(e->flags & CT_F_TLS_REQUIRED);
+}
+
 /*
  * A packet of a tracked flow. The first payload from the client decides; a
  * cut flow's packets drop from then on. Audit reports the violation once (on

@@ -203,6 +203,14 @@ class PerCpuArray {
     return values;
   }
 
+  // Sets index to a zero Value on every CPU.
+  [[nodiscard]] absl::Status Zero(uint32_t index) {
+    std::vector<Value> zeros(cpus_);
+    if (bpf_map_update_elem(fd_.get(), &index, zeros.data(), BPF_ANY) != 0)
+      return ErrnoStatus(errno, absl::StrCat("zero index ", index, " of map ", name_));
+    return absl::OkStatus();
+  }
+
  private:
   PerCpuArray(ScopedFd fd, std::string name, int cpus) : fd_(std::move(fd)), name_(std::move(name)), cpus_(cpus) {}
   ScopedFd fd_;

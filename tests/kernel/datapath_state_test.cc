@@ -4,9 +4,11 @@
 // conntrack, fragments, revocation, related ICMP errors, audit, events and
 // their aggregation, full maps. Same scene as the verdict matrix.
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <time.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <thread>
 
@@ -487,6 +489,132 @@ TEST_P(EstablishedPathTest, ATcpClientsFirstPayloadAfterItsAcksIsStillClassified
 }
 
 INSTANTIATE_TEST_SUITE_P(TcAndXdp, EstablishedPathTest, ::testing::Values(kOut, Hook::kXdp),
+                         [](const auto& info) { return info.param == Hook::kXdp ? "Xdp" : "Tc"; });
+
+// Keeps the calling thread on the CPU it runs on: a test run uses the slots
+// of flow_cache (per CPU) of the CPU that makes it.
+class OnThisCpu {
+ public:
+  OnThisCpu() {
+    sched_getaffinity(0, sizeof(before_), &before_);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    pinned_ = sched_setaffinity(0, sizeof(one), &one) == 0;
+  }
+  ~OnThisCpu() { sched_setaffinity(0, sizeof(before_), &before_); }
+  OnThisCpu(const OnThisCpu&) = delete;
+  OnThisCpu& operator=(const OnThisCpu&) = delete;
+  bool pinned() const { return pinned_; }
+
+ private:
+  cpu_set_t before_{};
+  bool pinned_ = false;
+};
+
+// A flow's repeats pass from this CPU's flow_cache slot (bpf/lib/flow_cache.h)
+// exactly where its conntrack4 entry would pass them, and nowhere else.
+class FlowCacheTest : public EstablishedPathTest {
+ protected:
+  void SetUp() override {
+    EstablishedPathTest::SetUp();
+    ASSERT_TRUE(cpu_.pinned());
+  }
+  static PacketBuilder BackendUdp() { return ToWeb(kBackendIp).Udp({.sport = 53, .dport = 41000}); }
+  // The flow's entry as conntrack4 holds it, without what slots hold.
+  ct_entry EntryInMap() {
+    std::vector<ct_key> keys;
+    EXPECT_TRUE(dp_->conntrack().ForEach([&](const ct_key& k, const ct_entry&) { keys.push_back(k); }).ok());
+    EXPECT_EQ(keys.size(), 1u);
+    if (keys.empty()) return {};
+    auto e = dp_->conntrack().ipv4_map().Lookup(NarrowConntrackKey(keys[0]));
+    EXPECT_TRUE(e.ok() && e->has_value());
+    return e.ok() && e->has_value() ? **e : ct_entry{};
+  }
+  // The entry as a reader sees it: with what slots hold.
+  ct_entry EntryRead() {
+    ct_entry entry{};
+    EXPECT_TRUE(dp_->conntrack().ForEach([&](const ct_key&, const ct_entry& e) { entry = e; }).ok());
+    return entry;
+  }
+
+  OnThisCpu cpu_;
+};
+
+TEST_P(FlowCacheTest, RepeatsPassFromTheSlotAndReadersSeeEveryPacket) {
+  Establish();
+  std::vector<uint8_t> datagram = WebUdp().Build();
+  for (int i = 0; i < 9; i++) ASSERT_TRUE(Passes(GetParam(), datagram)) << "datagram " << i;
+  EXPECT_LT(EntryInMap().packets, 10u) << "the repeats passed without the entry";
+  ct_entry read = EntryRead();
+  EXPECT_EQ(read.packets, 10u);
+  EXPECT_EQ(read.bytes, 10 * datagram.size());
+  EXPECT_EQ(Count(REASON_NONE, DIR_EGRESS, VERDICT_FORWARDED), 10u) << "every packet is counted";
+}
+
+TEST_P(FlowCacheTest, TheFirstReplyGoesToTheEntry) {
+  Establish();
+  for (int i = 0; i < 3; i++) ASSERT_TRUE(Passes(GetParam(), WebUdp().Build()));
+  EXPECT_FALSE(EntryInMap().flags & CT_F_SEEN_REPLY);
+  ASSERT_TRUE(Passes(kIn, BackendUdp().Build()));
+  EXPECT_TRUE(EntryInMap().flags & CT_F_SEEN_REPLY);
+}
+
+TEST_P(FlowCacheTest, APolicyChangeCutsACachedFlowAtOnce) {
+  Establish();
+  for (int i = 0; i < 3; i++) ASSERT_TRUE(Passes(GetParam(), WebUdp().Build()));
+  std::vector<DatapathRule> rules = WebRules();
+  rules.erase(rules.begin() + 2);  // rule 3: web -> backend udp/53
+  SetRules(rules);
+  SetWeb(ENDPOINT_F_ENFORCE_INGRESS | ENDPOINT_F_ENFORCE_EGRESS, 2);
+  EXPECT_FALSE(Passes(GetParam(), WebUdp().Build()));
+}
+
+TEST_P(FlowCacheTest, SynFinAndRstGoToTheEntry) {
+  auto web = [](uint8_t flags) { return FromWeb().Tcp({.sport = 40000, .dport = 5432, .flags = flags}).Build(); };
+  constexpr uint8_t kTcpCwr = 0x80;
+  ASSERT_TRUE(Passes(GetParam(), WebSyn()));
+  ASSERT_TRUE(Passes(kIn, BackendReply(kTcpSyn | kTcpAck)));
+  ASSERT_TRUE(Passes(GetParam(), FromWeb()
+                                     .Tcp({.sport = 40000, .dport = 5432, .flags = kTcpAck | kTcpPsh})
+                                     .Payload(std::vector<uint8_t>{'G', 'E', 'T', ' ', '/'})
+                                     .Build()))
+      << "the client's first payload, which the TLS check sees before a slot may hold the flow";
+  for (int i = 0; i < 3; i++) ASSERT_TRUE(Passes(GetParam(), web(kTcpAck)));
+  ASSERT_TRUE(Passes(GetParam(), web(kTcpAck | kTcpCwr)));
+  EXPECT_FALSE(EntryInMap().tcp_flags_seen & kTcpCwr) << "passed from the slot";
+  EXPECT_TRUE(EntryRead().tcp_flags_seen & kTcpCwr);
+  ASSERT_TRUE(Passes(GetParam(), web(kTcpFin | kTcpAck)));
+  EXPECT_EQ(EntryInMap().tcp_state, CT_TCP_CLOSING);
+  EXPECT_TRUE(EntryInMap().tcp_flags_seen & kTcpCwr) << "moved into the entry";
+  ASSERT_TRUE(Passes(GetParam(), web(kTcpAck))) << "a closing flow's ACKs still pass";
+  ASSERT_TRUE(Passes(kIn, BackendReply(kTcpRst | kTcpAck)));
+  EXPECT_EQ(EntryInMap().tcp_state, CT_TCP_CLOSED);
+  EXPECT_EQ(EntryRead().packets, 10u);
+}
+
+TEST_P(FlowCacheTest, ASlotHoldsAtMostASecondAfterItsEntryIsGone) {
+  Establish();
+  ASSERT_TRUE(Passes(kIn, BackendUdp().Build())) << "the reply, which the slot may then pass too";
+  for (int i = 0; i < 3; i++) ASSERT_TRUE(Passes(kIn, BackendUdp().Build()));
+  ct_key key{};
+  ASSERT_TRUE(dp_->conntrack().ForEach([&](const ct_key& k, const ct_entry&) { key = k; }).ok());
+  ct4_key narrow = NarrowConntrackKey(key);
+  ASSERT_EQ(bpf_map_delete_elem(dp_->conntrack().ipv4_map().fd(), &narrow), 0);
+  EXPECT_TRUE(Passes(kIn, BackendUdp().Build())) << "the slot cannot see the entry go (an LRU eviction, say)";
+  // STOCKADE_FLOW_CACHE_TICKS: a second at the lowest HZ.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1050));
+  EXPECT_FALSE(Passes(kIn, BackendUdp().Build())) << "without an entry, the backend's datagram is no reply";
+}
+
+TEST_P(FlowCacheTest, ClearingConntrackEmptiesTheSlots) {
+  Establish();
+  for (int i = 0; i < 3; i++) ASSERT_TRUE(Passes(kIn, BackendUdp().Build()));
+  ASSERT_TRUE(dp_->conntrack().Clear().ok());
+  EXPECT_FALSE(Passes(kIn, BackendUdp().Build()));
+}
+
+INSTANTIATE_TEST_SUITE_P(TcAndXdp, FlowCacheTest, ::testing::Values(kOut, Hook::kXdp),
                          [](const auto& info) { return info.param == Hook::kXdp ? "Xdp" : "Tc"; });
 
 using AuditTest = WebEndpointTest;

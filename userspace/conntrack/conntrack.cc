@@ -33,9 +33,43 @@ ct_key WidenConntrackKey(const ct4_key& key) {
   return wide;
 }
 
+namespace {
+
+std::string BytesOf(const ct4_key& key) { return std::string(reinterpret_cast<const char*>(&key), sizeof(key)); }
+
+}  // namespace
+
+void Conntrack::AddPending(const Pending& pending, ct_entry& entry) {
+  entry.packets += pending.packets;
+  entry.bytes += pending.bytes;
+  entry.tcp_flags_seen |= pending.tcp_flags_seen;
+}
+
+absl::StatusOr<absl::flat_hash_map<std::string, Conntrack::Pending>> Conntrack::PendingInFlowCache() const {
+  absl::flat_hash_map<std::string, Pending> pending;
+  for (uint32_t index = 0; index < STOCKADE_FLOW_CACHE_SLOTS; ++index) {
+    auto slots = flow_cache_.LookupAllCpus(index);
+    if (!slots.ok()) return slots.status();
+    for (const flow_cache_slot& slot : *slots) {
+      if (slot.packets == 0) continue;
+      Pending& p = pending[BytesOf(slot.key)];
+      p.packets += slot.packets;
+      p.bytes += slot.bytes;
+      p.tcp_flags_seen |= slot.tcp_flags_seen;
+    }
+  }
+  return pending;
+}
+
 absl::StatusOr<std::optional<ct_entry>> Conntrack::Lookup(const ct_key& key) const {
-  if (key.family == STOCKADE_AF_INET) return ipv4_.Lookup(NarrowConntrackKey(key));
-  return wide_.Lookup(key);
+  if (key.family != STOCKADE_AF_INET) return wide_.Lookup(key);
+  ct4_key narrow = NarrowConntrackKey(key);
+  auto entry = ipv4_.Lookup(narrow);
+  if (!entry.ok() || !entry->has_value()) return entry;
+  auto pending = PendingInFlowCache();
+  if (!pending.ok()) return pending.status();
+  if (auto it = pending->find(BytesOf(narrow)); it != pending->end()) AddPending(it->second, **entry);
+  return entry;
 }
 
 absl::Status Conntrack::Update(const ct_key& key, const ct_entry& entry) {
@@ -44,9 +78,16 @@ absl::Status Conntrack::Update(const ct_key& key, const ct_entry& entry) {
 }
 
 absl::Status Conntrack::ForEach(const std::function<void(const ct_key&, const ct_entry&)>& fn) const {
-  if (absl::Status s = ipv4_.ForEach([&](const ct4_key& k, const ct_entry& e) { fn(WidenConntrackKey(k), e); });
-      !s.ok())
-    return s;
+  auto pending = PendingInFlowCache();
+  if (!pending.ok()) return pending.status();
+  absl::Status s = ipv4_.ForEach([&](const ct4_key& k, const ct_entry& e) {
+    auto it = pending->find(BytesOf(k));
+    if (it == pending->end()) return fn(WidenConntrackKey(k), e);
+    ct_entry with_pending = e;
+    AddPending(it->second, with_pending);
+    fn(WidenConntrackKey(k), with_pending);
+  });
+  if (!s.ok()) return s;
   return wide_.ForEach(fn);
 }
 
@@ -60,7 +101,12 @@ absl::StatusOr<size_t> Conntrack::Count() const {
 
 absl::Status Conntrack::Clear() {
   if (absl::Status s = ipv4_.Clear(); !s.ok()) return s;
-  return wide_.Clear();
+  if (absl::Status s = wide_.Clear(); !s.ok()) return s;
+  // A slot would pass its flow for the rest of its second without the entry.
+  for (uint32_t index = 0; index < STOCKADE_FLOW_CACHE_SLOTS; ++index) {
+    if (absl::Status s = flow_cache_.Zero(index); !s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<size_t> Conntrack::MoveIpv4FlowsFromWideMap() {

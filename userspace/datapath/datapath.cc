@@ -117,6 +117,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
   auto policy_exact = Wrap<PolicyMap>(skel->maps.policy_exact);
   auto conntrack = Wrap<ConntrackMap>(skel->maps.conntrack);
   auto conntrack4 = Wrap<Conntrack4Map>(skel->maps.conntrack4);
+  auto flow_cache = FlowCacheMap::FromFd(bpf_map__fd(skel->maps.flow_cache));
   auto fragments = Wrap<FragmentMap>(skel->maps.fragments);
   auto denied_flows = Wrap<DeniedFlowMap>(skel->maps.denied_flows);
   auto event_agg = Wrap<EventAggMap>(skel->maps.event_agg);
@@ -124,7 +125,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
   auto metrics = MetricsMap::FromFd(bpf_map__fd(skel->maps.metrics));
   for (const absl::Status& s : {endpoints.status(), ipcache.status(), prefilter.status(), policy.status(),
                                 policy_exact.status(),
-                                conntrack.status(), conntrack4.status(), fragments.status(), denied_flows.status(), event_agg.status(), config.status(),
+                                conntrack.status(), conntrack4.status(), flow_cache.status(), fragments.status(), denied_flows.status(), event_agg.status(), config.status(),
                                 metrics.status()}) {
     if (!s.ok()) {
       destroy();
@@ -133,7 +134,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
   }
   std::unique_ptr<Datapath> dp(new Datapath(skel, pin_dir, std::move(*endpoints), std::move(*ipcache),
                                             std::move(*prefilter), std::move(*policy), std::move(*policy_exact),
-                                            Conntrack(std::move(*conntrack), std::move(*conntrack4)),
+                                            Conntrack(std::move(*conntrack), std::move(*conntrack4), std::move(*flow_cache)),
                                             std::move(*fragments), std::move(*denied_flows), std::move(*event_agg), std::move(*config),
                                             std::move(*metrics)));
 
@@ -221,10 +222,8 @@ absl::StatusOr<std::optional<policy_value>> Datapath::LookupPolicy(const policy_
 }
 
 absl::Status Datapath::ZeroCounters() {
-  std::vector<metrics_value> zeros(libbpf_num_possible_cpus());
   for (uint32_t index = 0; index < STOCKADE_METRICS_MAX; ++index) {
-    if (bpf_map_update_elem(metrics_.fd(), &index, zeros.data(), BPF_ANY) != 0)
-      return ErrnoStatus(errno, absl::StrCat("zero counter ", index, " of map metrics"));
+    if (absl::Status s = metrics_.Zero(index); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
