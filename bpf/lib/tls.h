@@ -107,6 +107,15 @@ static __always_inline int tls_report(const struct flow *flow, struct decision *
 	return reason;
 }
 
+/* tls_tracked_is_settled() for every later packet of the flow, whichever
+ * way it goes and whatever it carries. */
+static __always_inline int tls_tracked_is_settled_for_good(const struct ct_entry *e, __u8 protocol)
+{
+	if (e->tls_state == CT_TLS_UNSEEN)
+		return protocol != IPPROTO_TCP;
+	return e->tls_state == CT_TLS_CLIENT_HELLO || !(e->flags & CT_F_TLS_REQUIRED);
+}
+
 /*
  * Whether tls_check_tracked() has nothing to do for this packet: it would
  * neither change the entry nor object. The steady state of every flow, TLS
@@ -117,20 +126,8 @@ static __always_inline int tls_report(const struct flow *flow, struct decision *
 static __always_inline int tls_tracked_is_settled(const struct ct_entry *e, __u8 protocol, int is_reply,
 						  int carries_payload)
 {
-	if (e->tls_state == CT_TLS_CLIENT_HELLO)
-		return 1;
-	if (e->tls_state == CT_TLS_UNSEEN)
-		return protocol != IPPROTO_TCP || is_reply || !carries_payload;
-	return !(e->flags & CT_F_TLS_REQUIRED);
-}
-
-/* tls_tracked_is_settled() for every later packet of the flow, whichever
- * way it goes and whatever it carries. */
-static __always_inline int tls_tracked_is_settled_for_good(const struct ct_entry *e, __u8 protocol)
-{
-	if (e->tls_state == CT_TLS_UNSEEN)
-		return protocol != IPPROTO_TCP;
-	return e->tls_state == CT_TLS_CLIENT_HELLO || !(e->flags & CT_F_TLS_REQUIRED);
+	return tls_tracked_is_settled_for_good(e, protocol) ||
+	       (e->tls_state == CT_TLS_UNSEEN && (is_reply || !carries_payload));
 }
 
 /*

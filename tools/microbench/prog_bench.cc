@@ -308,8 +308,9 @@ absl::StatusOr<uint64_t> ConntrackPackets(const Conntrack& conntrack) {
   return packets;
 }
 
-// Shows that the established path hits conntrack (its one entry per flow
-// counts every run), that the new-flow path inserts a flow every run, and
+// Shows that the established path hits conntrack (its one entry per flow,
+// with what the flow's flow_cache slot holds, counts every run), that the
+// new-flow path inserts a flow every run, and
 // that the denied path drops every run from one remembered deny per flow.
 absl::Status CheckPaths(uint32_t policy_size, Datapath& dp, BenchMaps& bench, std::vector<Measurement>& list) {
   auto denied_before = dp.Counter(DROP_POLICY_DENIED, DIR_EGRESS, VERDICT_DROPPED);
