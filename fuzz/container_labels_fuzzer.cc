@@ -3,8 +3,8 @@
 // A container's labels as Docker reports them, {"container": {...},
 // "image": {...}} (Config.Labels of the container and of its image), through
 // ReadContainerLabels and, when the container carries one, the label policy
-// parser. Beyond "no crash": an image never chooses an identity label or a
-// policy, and every identity label is one the container really has.
+// parser. Beyond "no crash": an image never chooses an identity label (compose's
+// included) or a policy, and every identity label is one the container really has.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -51,11 +51,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto found = container.find(label);
     FUZZ_CHECK(found != container.end() && found->second == value, "identity label " + key + " is the container's");
     const bool compose = label == stockade::kComposeProjectLabel || label == stockade::kComposeServiceLabel;
-    if (!compose) {
-      FUZZ_CHECK(!key.empty() && !absl::StartsWith(key, "compose."), "identity key " + key);
-      auto by_image = image.find(label);
-      FUZZ_CHECK(by_image == image.end() || by_image->second != value, "the image set " + label);
-    }
+    if (!compose) FUZZ_CHECK(!key.empty() && !absl::StartsWith(key, "compose."), "identity key " + key);
+    // No exemption: compose's labels grant an identity too, so the image cannot set them either.
+    auto by_image = image.find(label);
+    FUZZ_CHECK(by_image == image.end() || by_image->second != value, "the image set " + label);
   }
   for (size_t i = 1; i < labels.ignored.size(); ++i)
     FUZZ_CHECK(labels.ignored[i - 1].key <= labels.ignored[i].key, "ignored labels are ordered by key");

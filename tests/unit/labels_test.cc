@@ -71,6 +71,26 @@ TEST(ContainerLabelsTest, ComposeProjectAndServiceJoinTheIdentity) {
             (LabelSet{{"compose.project", "shop"}, {"compose.service", "web"}, {"tier", "frontend"}}));
 }
 
+// An image built with compose's labels, run with a plain `docker run`, must
+// not become the compose service it names.
+TEST(ContainerLabelsTest, ComposeLabelsTheImageSetAreIgnoredWithAReason) {
+  const LabelMap image = {{"com.docker.compose.project", "shop"}, {"com.docker.compose.service", "db"}};
+  StockadeLabels labels = ReadContainerLabels(image, image);
+  EXPECT_THAT(labels.identity, IsEmpty());
+  EXPECT_THAT(labels.ignored, ElementsAre(Field(&IgnoredLabel::key, "com.docker.compose.project"),
+                                          Field(&IgnoredLabel::key, "com.docker.compose.service")));
+  for (const IgnoredLabel& l : labels.ignored) EXPECT_THAT(l.reason, HasSubstr("set by the image"));
+}
+
+TEST(ContainerLabelsTest, ComposeLabelsSetAtRunTimeCountOverTheImages) {
+  const LabelMap image = {{"com.docker.compose.project", "shop"}, {"com.docker.compose.service", "db"}};
+  // compose (or `docker run --label`) gave another service; the project is still the image's.
+  const LabelMap container = {{"com.docker.compose.project", "shop"}, {"com.docker.compose.service", "web"}};
+  StockadeLabels labels = ReadContainerLabels(container, image);
+  EXPECT_EQ(labels.identity, (LabelSet{{"compose.service", "web"}}));
+  EXPECT_THAT(labels.ignored, ElementsAre(Field(&IgnoredLabel::key, "com.docker.compose.project")));
+}
+
 TEST(ContainerLabelsTest, StockadeLabelCannotPoseAsComposeOrBeNameless) {
   const LabelMap container = {{"stockade.compose.service", "db"}, {"stockade.", "x"}, {"stockade.tier", "web"}};
   StockadeLabels labels = ReadContainerLabels(container, {});

@@ -23,35 +23,38 @@ std::string WhyNotIdentity(absl::string_view name) {
   return "";
 }
 
+// The identity key a container label joins the identity under; nullopt for
+// labels that say nothing to stockade (and for the policy label).
+std::optional<std::string> IdentityKeyOf(const std::string& label) {
+  if (label == kComposeProjectLabel) return std::string(kComposeProjectKey);
+  if (label == kComposeServiceLabel) return std::string(kComposeServiceKey);
+  if (label == kPolicyLabel || !absl::StartsWith(label, kStockadeLabelPrefix)) return std::nullopt;
+  return label.substr(kStockadeLabelPrefix.size());
+}
+
 }  // namespace
 
 StockadeLabels ReadContainerLabels(const LabelMap& container, const LabelMap& image) {
   StockadeLabels out;
   for (const auto& [key, value] : container) {
-    if (key == kComposeProjectLabel) {
-      out.identity[std::string(kComposeProjectKey)] = value;
-      continue;
-    }
-    if (key == kComposeServiceLabel) {
-      out.identity[std::string(kComposeServiceKey)] = value;
-      continue;
-    }
-    if (!absl::StartsWith(key, kStockadeLabelPrefix)) continue;
-
-    std::string reason;
     const bool is_policy = key == kPolicyLabel;
+    const std::optional<std::string> identity_key = IdentityKeyOf(key);
+    if (!is_policy && !identity_key) continue;
+
+    // One rule for every label that grants something: the image cannot set it.
+    std::string reason;
     if (SetByImage(image, key, value)) {
       reason = is_policy ? "set by the image: an image cannot carry its own policy"
                          : "set by the image: an image cannot give its containers an identity";
-    } else if (!is_policy) {
-      reason = WhyNotIdentity(absl::string_view(key).substr(kStockadeLabelPrefix.size()));
+    } else if (identity_key && key != kComposeProjectLabel && key != kComposeServiceLabel) {
+      reason = WhyNotIdentity(*identity_key);
     }
     if (!reason.empty()) {
       out.ignored.push_back({key, value, std::move(reason)});
     } else if (is_policy) {
       out.policy_text = value;
     } else {
-      out.identity[key.substr(kStockadeLabelPrefix.size())] = value;
+      out.identity[*identity_key] = value;
     }
   }
   std::sort(out.ignored.begin(), out.ignored.end(),

@@ -4,8 +4,9 @@
 // labels are its `stockade.<name>` labels, named `<name>` in policy, plus
 // compose's project and service labels, named `compose.project` and
 // `compose.service`. Labels the image set (Docker copies an image's LABELs
-// into every container's labels) give no identity and carry no policy: a
-// pulled image must not be able to choose its own access. Pure logic.
+// into every container's labels) give no identity and carry no policy, the
+// compose labels included: a pulled image must not be able to choose its own
+// access. Pure logic.
 #ifndef STOCKADE_INCLUDE_STOCKADE_IDENTITY_LABELS_H_
 #define STOCKADE_INCLUDE_STOCKADE_IDENTITY_LABELS_H_
 
@@ -33,7 +34,8 @@ inline constexpr absl::string_view kComposeServiceLabel = "com.docker.compose.se
 inline constexpr absl::string_view kComposeProjectKey = "compose.project";
 inline constexpr absl::string_view kComposeServiceKey = "compose.service";
 
-// A `stockade.*` label that was not used, and why: shown in the endpoint's status.
+// A label that would join the identity or carry policy but was not used, and
+// why: shown in the endpoint's status.
 struct IgnoredLabel {
   std::string key;  // the container label's key, e.g. "stockade.tier"
   std::string value;
@@ -49,8 +51,10 @@ struct StockadeLabels {
 };
 
 // `container` is the container's Config.Labels, `image` its image's. A
-// `stockade.*` label whose key and value both equal the image's was set by
-// the image and is ignored; a value overridden at run time counts.
+// `stockade.*` or compose label whose key and value both equal the image's
+// was set by the image and is ignored; a value overridden at run time counts.
+// (Docker merges the two, so a run that repeats the image's own value cannot
+// be told apart from the image: it is ignored too.)
 StockadeLabels ReadContainerLabels(const LabelMap& container, const LabelMap& image);
 
 // "{compose.service=web, tier=db}".
