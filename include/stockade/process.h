@@ -25,6 +25,9 @@ struct SpawnOptions {
   // which then stops the child in order.
   bool own_process_group = false;
   bool search_path = false;  // argv[0] looked up in PATH
+  // A network namespace to run in (a /run/netns/NAME or /proc/PID/ns/net
+  // path); empty: the caller's. Only the network namespace changes.
+  std::string netns_path;
 };
 
 // fork/exec of `argv`; stdin is /dev/null. Returns the child's pid; the caller waits for it.

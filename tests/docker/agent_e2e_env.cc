@@ -135,7 +135,9 @@ AgentInstance::~AgentInstance() {
       waitpid(pid, nullptr, 0);
     }
   }
-  absl::StatusOr<std::string> uninstalled = RunCommand({STOCKADED_PATH, "--uninstall", "--instance", name_});
+  absl::StatusOr<std::string> uninstalled =
+      RunCommand({STOCKADED_PATH, "--uninstall", "--instance", name_},
+                 netns_path_.empty() ? std::nullopt : std::optional<std::string_view>(netns_path_));
   if (!uninstalled.ok()) ADD_FAILURE() << "uninstall " << name_ << ": " << uninstalled.status();
   std::error_code ignored;
   std::filesystem::remove_all(dir_, ignored);
@@ -162,7 +164,7 @@ absl::StatusOr<pid_t> AgentInstance::StartAgent(const std::vector<std::string>& 
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   ScopedFd log(open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   if (!log.valid()) return ErrnoStatus(errno, absl::StrCat("open ", log_path_));
-  absl::StatusOr<pid_t> pid = SpawnProcess(args, {.stdout_fd = log.get(), .stderr_fd = log.get()});
+  absl::StatusOr<pid_t> pid = SpawnProcess(args, {.stdout_fd = log.get(), .stderr_fd = log.get(), .netns_path = netns_path_});
   if (!pid.ok()) return pid.status();
   running_.insert(*pid);
   return *pid;

@@ -90,6 +90,11 @@ class AgentInstance {
   // A directory of the instance's own for the test's files; removed with it.
   const std::string& dir() const { return dir_; }
 
+  // Agents started from now on, and the uninstall at the end, run in the
+  // network namespace at `path` (a private dockerd's, which then stands in
+  // for the host's); it must outlive the instance.
+  void RunIn(std::string netns_path) { netns_path_ = std::move(netns_path); }
+
   // fork/exec of stockaded for this instance with `extra_args` (e.g.
   // --no-docker), output appended to the log.
   [[nodiscard]] absl::StatusOr<pid_t> StartAgent(const std::vector<std::string>& extra_args = {});
@@ -107,6 +112,7 @@ class AgentInstance {
   std::string dir_;  // holds policy/, state/, the log and scratch files
   std::string policy_dir_;
   std::string log_path_;
+  std::string netns_path_;  // empty: the test's own
   std::set<pid_t> running_;  // started and not yet reaped
 };
 

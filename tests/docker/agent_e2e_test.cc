@@ -30,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -108,10 +109,10 @@ class AgentE2eTest : public ::testing::Test {
     instance_.reset();
   }
 
-  // A macvlan network on a veth of the test's own, with no address on either
-  // end; returns its name.
+  // A macvlan network on a veth of the test's own in the daemon's namespace,
+  // with no address on either end; returns its name.
   absl::StatusOr<std::string> CreateMacvlanNetwork() {
-    auto parent = host_links_.AddVethPair(host_links_.host(), "mv0", host_links_.host(), "mv1");
+    auto parent = host_links_.AddVethPair(daemon_netns_, "mv0", daemon_netns_, "mv1");
     if (!parent.ok()) return parent.status();
     for (const lab::TopologyLink& end : {parent->first, parent->second})
       if (absl::Status s = host_links_.SetUp(end); !s.ok()) return s;
@@ -175,8 +176,17 @@ class AgentE2eTest : public ::testing::Test {
   // when it is not empty, made from `image`.
   absl::StatusOr<TestContainer> RunContainer(const std::string& what, const std::string& network,
                                              const std::string& tier, const std::string& image = kTestImage) {
+    std::vector<std::string> labels;
+    if (!tier.empty()) labels.push_back(absl::StrCat("stockade.tier=", tier));
+    return RunLabelledContainer(what, network, labels, image);
+  }
+
+  // The same with run-time labels ("key=value") of the test's choice.
+  absl::StatusOr<TestContainer> RunLabelledContainer(const std::string& what, const std::string& network,
+                                                     const std::vector<std::string>& labels,
+                                                     const std::string& image = kTestImage) {
     std::vector<std::string> options = {"--network", network};
-    if (!tier.empty()) options.insert(options.end(), {"--label", absl::StrCat("stockade.tier=", tier)});
+    for (const std::string& label : labels) options.insert(options.end(), {"--label", label});
     if (absl::StatusOr<std::string> id = scratch_.RunContainer(what, options, image); !id.ok()) return id.status();
     if (absl::Status s = StartEchoServers(scratch_.Name(what), kPorts); !s.ok()) return s;
     return InspectContainer(scratch_.Name(what), network);
@@ -271,7 +281,7 @@ class AgentE2eTest : public ::testing::Test {
       client_id = scratch_.RunContainer("client", {"--network", network, "--label", "stockade.tier=client"},
                                         kTestImage, {"sh", "-c", first_probe});
     });
-    absl::StatusOr<uint64_t> host_cookie = NetnsCookie("/proc/self/ns/net");
+    absl::StatusOr<uint64_t> host_cookie = NetnsCookie(daemon_netns_.path);
     bool frozen = false;
     absl::StatusOr<absl::Duration> hooked = WaitUntil(
         [&] {
@@ -308,7 +318,20 @@ class AgentE2eTest : public ::testing::Test {
     ExpectOneTcxPair(*client, "the programs attached in the host namespace moved in with the interface");
   }
 
+  // A network namespace of the test's own for a private dockerd and the
+  // agent that watches it, which then stand in for the host's.
+  absl::StatusOr<std::string> UsePrivateDaemonNamespace() {
+    absl::StatusOr<lab::TopologyNetns> netns = host_links_.AddNamespace("dockerd");
+    if (!netns.ok()) return netns.status();
+    daemon_netns_ = *netns;
+    instance_->RunIn(netns->path);
+    return netns->path;
+  }
+
   lab::Topology host_links_;  // outlives the containers that use its links
+  // Where the Docker daemon under test, and so the agent, run: the host's
+  // unless the test has a private dockerd.
+  lab::TopologyNetns daemon_netns_ = host_links_.host();
   DockerScratch scratch_;
   std::unique_ptr<AgentInstance> instance_;
 };
@@ -606,14 +629,62 @@ TEST_F(AgentE2eTest, AnImageCannotClaimAnIdentityLabel) {
   ExpectDropped(*impostor, *backend, 8080);
 }
 
+// compose's labels join the identity, so an image must not set them either:
+// an image built with compose's project and service labels, run with a plain
+// `docker run`, gets nothing from them; a container labelled so at run time
+// (as compose labels its containers) gets the identity.
+TEST_F(AgentE2eTest, AnImageCannotClaimAComposeService) {
+  absl::StatusOr<std::string> network = CreateBridge();
+  ASSERT_TRUE(network.ok()) << network.status();
+  const std::vector<std::string> compose_db = {"com.docker.compose.project=shop", "com.docker.compose.service=db"};
+  absl::StatusOr<std::string> image = scratch_.ImportLabelledImage("claims-compose-db", compose_db);
+  ASSERT_TRUE(image.ok()) << image.status();
+  absl::StatusOr<TestContainer> impostor = RunContainer("impostor", *network, "", scratch_.Name("claims-compose-db"));
+  ASSERT_TRUE(impostor.ok()) << impostor.status();
+  absl::StatusOr<TestContainer> db = RunLabelledContainer("db", *network, compose_db);
+  ASSERT_TRUE(db.ok()) << db.status();
+  absl::StatusOr<TestContainer> backend = RunContainer("backend", *network, "backend");
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  ASSERT_TRUE(instance_
+                  ->WritePolicy("apiVersion: stockade/v1\nkind: Policy\nmetadata: {name: backend-ingress}\n"
+                                "spec:\n  endpointSelector: {matchLabels: {tier: backend}}\n  ingress:\n"
+                                "    - fromEndpoints: [{matchLabels: {compose.project: shop, compose.service: db}}]\n"
+                                "      toPorts: [{ports: [{port: \"8080\", protocol: TCP}]}]\n")
+                  .ok());
+  absl::StatusOr<pid_t> agent =
+      StartAgent({{impostor->name, "allow-all"}, {db->name, "allow-all"}, {backend->name, "enforcing"}});
+  ASSERT_TRUE(agent.ok()) << agent.status();
+
+  absl::StatusOr<nlohmann::json> e = Endpoint(impostor->name);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ((*e)["identity"], IDENTITY_UNMANAGED) << e->dump();
+  EXPECT_EQ((*e)["labels"], nlohmann::json::object()) << e->dump();
+  std::set<std::string> ignored;
+  for (const nlohmann::json& l : (*e)["ignored_labels"])
+    if (l.value("reason", "").find("set by the image") != std::string::npos) ignored.insert(l["label"]);
+  for (const std::string& label : compose_db)
+    EXPECT_TRUE(ignored.contains(label)) << label << " must be listed as set by the image: " << e->dump();
+  absl::StatusOr<nlohmann::json> real_db = Endpoint(db->name);
+  ASSERT_TRUE(real_db.ok()) << real_db.status();
+  EXPECT_EQ((*real_db)["labels"].value("compose.project", ""), "shop") << real_db->dump();
+  EXPECT_EQ((*real_db)["labels"].value("compose.service", ""), "db") << real_db->dump();
+  EXPECT_THAT((*real_db)["policies"], ::testing::IsEmpty()) << "backend-ingress selects backend only";
+
+  ExpectAnsweredOnceListening(*db, *backend, 8080);
+  ExpectDropped(*impostor, *backend, 8080);
+}
+
 // A dockerd of the test's own (the host's is shared with other tests and is
-// never stopped or put in swarm mode), with the test image, to which every
+// never stopped or put in swarm mode), in a network namespace of the test's
+// own where the agent runs too (UsePrivateDaemonNamespace: nothing it makes
+// or deletes touches the host's links), with the test image, to which every
 // docker command of the test goes while this lives: the test's own, its
 // helpers' and the agent's (DOCKER_HOST). Declared after the fixture's
 // members, it ends first: the fixture then cleans up on the host's daemon.
 class PrivateDockerdScope {
  public:
-  explicit PrivateDockerdScope(const std::string& name) : dockerd_(name) {
+  PrivateDockerdScope(const std::string& name, absl::StatusOr<std::string> netns_path)
+      : netns_status_(netns_path.status()), dockerd_(name, netns_path.value_or("")) {
     if (const char* host = getenv("DOCKER_HOST")) saved_ = host;
   }
   ~PrivateDockerdScope() {
@@ -624,6 +695,7 @@ class PrivateDockerdScope {
     }
   }
   absl::Status Start() {
+    if (!netns_status_.ok()) return netns_status_;
     if (absl::Status s = dockerd_.Start(absl::Seconds(60)); !s.ok()) return s;
     if (absl::Status s = dockerd_.CopyImage(kTestImage); !s.ok()) return s;
     setenv("DOCKER_HOST", dockerd_.host().c_str(), 1);
@@ -633,6 +705,7 @@ class PrivateDockerdScope {
 
  private:
   std::optional<std::string> saved_;
+  absl::Status netns_status_;
   PrivateDockerd dockerd_;
 };
 
@@ -644,7 +717,7 @@ class PrivateDockerdScope {
 // resyncs, and containers started since are enforced.
 
 TEST_F(AgentE2eTest, DockerGoingDownAndComingBack) {
-  PrivateDockerdScope dockerd(scratch_.Name("d"));
+  PrivateDockerdScope dockerd(scratch_.Name("d"), UsePrivateDaemonNamespace());
   ASSERT_TRUE(dockerd.Start().ok());
 
   absl::StatusOr<std::string> network = CreateMacvlanNetwork();
@@ -697,13 +770,13 @@ TEST_F(AgentE2eTest, DockerGoingDownAndComingBack) {
 // fail closed from its first packet.
 
 TEST_F(AgentE2eTest, OverlayContainersAreEnforcedInsideTheirNamespace) {
-  PrivateDockerdScope dockerd(scratch_.Name("d"));
+  PrivateDockerdScope dockerd(scratch_.Name("d"), UsePrivateDaemonNamespace());
   ASSERT_TRUE(dockerd.Start().ok());
   const std::string listen = absl::StrCat("127.0.0.1:", 20000 + getpid() % 20000);
   absl::StatusOr<std::string> swarm =
       Docker({"swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", listen});
   ASSERT_TRUE(swarm.ok()) << swarm.status();
-  // Swarm made docker_gwbridge, a host bridge it keeps after leaving: removed
+  // Swarm made docker_gwbridge, a bridge (in the daemon's namespace) it keeps after leaving: removed
   // while the daemon still runs (the scope stops it after this).
   absl::Cleanup leave = [&] {
     (void)Docker({"rm", "-f", scratch_.Name("backend"), scratch_.Name("db"), scratch_.Name("client")});
@@ -761,7 +834,7 @@ TEST_F(AgentE2eTest, OverlayContainersAreEnforcedInsideTheirNamespace) {
   ASSERT_NE(gateway, (*list)["endpoints"].end()) << list->dump();
   EXPECT_EQ((*gateway)["state"], "enforcing") << gateway->dump();
   EXPECT_EQ((*gateway)["identity"], (*e)["identity"]) << gateway->dump();
-  absl::StatusOr<std::vector<std::string>> gateway_kinds = TcPrograms("/proc/self/ns/net", (*gateway)["interface"]);
+  absl::StatusOr<std::vector<std::string>> gateway_kinds = TcPrograms(daemon_netns_.path, (*gateway)["interface"]);
   ASSERT_TRUE(gateway_kinds.ok()) << gateway_kinds.status();
   EXPECT_THAT(*gateway_kinds, ::testing::UnorderedElementsAre(HasSubstr("ingress stockade_tc_ing"),
                                                               HasSubstr("egress stockade_tc_egr")))

@@ -37,15 +37,17 @@ bool Reap(pid_t pid, absl::Duration timeout) {
 
 }  // namespace
 
-PrivateDockerd::PrivateDockerd(const std::string& name)
+PrivateDockerd::PrivateDockerd(const std::string& name, std::string netns_path)
     : root_("/tmp/" + name + "-dockerd"),
       exec_("/run/" + name + "-x"),
       socket_("/run/" + name + "-docker.sock"),
       pidfile_("/run/" + name + "-docker.pid"),
-      log_(root_ + ".log") {}
+      log_(root_ + ".log"),
+      netns_path_(std::move(netns_path)) {}
 
 absl::Status PrivateDockerd::Start(absl::Duration timeout) {
   if (pid_ > 0) return absl::FailedPreconditionError("private dockerd already runs");
+  if (netns_path_.empty()) return absl::InvalidArgumentError("a private dockerd needs a network namespace of its own");
   std::filesystem::create_directories(root_);
   std::vector<std::string> args = {"dockerd",           "--data-root",        root_,
                                    "--exec-root",       exec_,                "--pidfile",
@@ -55,7 +57,8 @@ absl::Status PrivateDockerd::Start(absl::Duration timeout) {
                                    "--ip-masq=false",   "--userland-proxy=false"};
   ScopedFd log(open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   if (!log.valid()) return ErrnoStatus(errno, absl::StrCat("open ", log_));
-  absl::StatusOr<pid_t> pid = SpawnProcess(args, {.stdout_fd = log.get(), .stderr_fd = log.get(), .search_path = true});
+  absl::StatusOr<pid_t> pid = SpawnProcess(
+      args, {.stdout_fd = log.get(), .stderr_fd = log.get(), .search_path = true, .netns_path = netns_path_});
   if (!pid.ok()) return pid.status();
   pid_ = *pid;
   for (absl::Time until = absl::Now() + timeout; absl::Now() < until; absl::SleepFor(absl::Milliseconds(200))) {

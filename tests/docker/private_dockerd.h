@@ -3,8 +3,11 @@
 // A dockerd of the test's own, for tests that stop and restart Docker: the
 // host's daemon, which other tests use, is never touched. Its own data root
 // (vfs storage: no mounts to leave behind), exec root (and so its own
-// managed containerd), pidfile and socket; no default bridge, no iptables
-// rules and no ip_forward change, so nothing of the host's networking moves.
+// managed containerd), pidfile and socket, and a network namespace of its
+// own, so its bridges, links and rules can never touch the host's. (It must:
+// a dockerd started with --bridge none deletes whatever docker0 its
+// namespace has, and in the host namespace that was the host's default
+// bridge.) No default bridge, no iptables rules, no ip_forward change.
 // The destructor removes its containers, stops it and its containerd (by
 // the pids they wrote) and removes its directories.
 #ifndef STOCKADE_TESTS_DOCKER_PRIVATE_DOCKERD_H_
@@ -24,7 +27,9 @@ namespace stockade::testing {
 class PrivateDockerd {
  public:
   // `name`: unique for the run; the daemon's directories are named after it.
-  explicit PrivateDockerd(const std::string& name);
+  // `netns_path`: the network namespace it runs in, made by the test (never
+  // the host's); it must outlive the daemon.
+  PrivateDockerd(const std::string& name, std::string netns_path);
   PrivateDockerd(const PrivateDockerd&) = delete;
   PrivateDockerd& operator=(const PrivateDockerd&) = delete;
   ~PrivateDockerd();
@@ -53,6 +58,7 @@ class PrivateDockerd {
   std::string socket_;
   std::string pidfile_;
   std::string log_;
+  std::string netns_path_;
   pid_t pid_ = -1;  // our dockerd, while it runs
 };
 

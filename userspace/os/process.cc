@@ -2,6 +2,7 @@
 #include "stockade/process.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -23,6 +24,11 @@ absl::StatusOr<pid_t> SpawnProcess(const std::vector<std::string>& argv, const S
   if (!null_fd.valid()) return ErrnoStatus(errno, "open /dev/null");
   const int out = options.stdout_fd >= 0 ? options.stdout_fd : null_fd.get();
   const int err = options.stderr_fd >= 0 ? options.stderr_fd : null_fd.get();
+  ScopedFd netns_fd;
+  if (!options.netns_path.empty()) {
+    netns_fd = ScopedFd(open(options.netns_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!netns_fd.valid()) return ErrnoStatus(errno, absl::StrCat("open ", options.netns_path, " for ", argv[0]));
+  }
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) return ErrnoStatus(errno, absl::StrCat("fork for ", argv[0]));
@@ -32,6 +38,7 @@ absl::StatusOr<pid_t> SpawnProcess(const std::vector<std::string>& argv, const S
       if (getppid() != parent) _exit(126);  // the parent died before prctl took
     }
     if (options.own_process_group) setpgid(0, 0);
+    if (netns_fd.valid() && setns(netns_fd.get(), CLONE_NEWNET) != 0) _exit(125);
     dup2(null_fd.get(), STDIN_FILENO);
     dup2(out, STDOUT_FILENO);
     dup2(err, STDERR_FILENO);
