@@ -26,7 +26,7 @@ packages_main=(
   libcurl4-openssl-dev nlohmann-json3-dev libyaml-dev libyaml-cpp-dev libmicrohttpd-dev
   linux-libc-dev iproute2 iputils-ping netcat-openbsd ethtool
   iptables nftables ipset iperf3 netsniff-ng gnuplot-nox
-  docker.io busybox-static procps psmisc openssl
+  docker.io docker-compose busybox-static procps psmisc openssl
   libcap-dev systemd
 )
 packages_backports=(libbpf-dev bpftool)

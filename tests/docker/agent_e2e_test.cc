@@ -24,8 +24,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -36,6 +38,7 @@
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
@@ -672,6 +675,92 @@ TEST_F(AgentE2eTest, AnImageCannotClaimAComposeService) {
 
   ExpectAnsweredOnceListening(*db, *backend, 8080);
   ExpectDropped(*impostor, *backend, 8080);
+}
+
+// ---------------------------------------------------------------------------
+// Compose as a real client: examples/compose/ (the chain as a compose project,
+// db's policy in its stockade.policy label) with Debian's docker-compose,
+// under a project name of the test's own, across up, restart, scale and down.
+
+absl::StatusOr<std::string> Compose(const std::string& project, std::vector<std::string> args) {
+  args.insert(args.begin(), {"docker-compose", "--no-ansi", "-p", project, "-f",
+                             STOCKADE_SOURCE_DIR "/examples/compose/docker-compose.yml"});
+  return RunCommand(args, std::nullopt, std::chrono::seconds(120));
+}
+
+TEST_F(AgentE2eTest, ComposeChainThroughUpRestartScaleAndDown) {
+  // compose 1.x keeps [a-z0-9_-] of a project name; the run id makes it unique.
+  const std::string project = absl::StrCat("stk", scratch_.run_id());
+  const std::string network = project + "_default";
+  auto name = [&](const std::string& service, int n = 1) { return absl::StrCat(project, "_", service, "_", n); };
+  absl::Cleanup down = [&] { (void)Compose(project, {"down", "--timeout", "1"}); };
+  absl::StatusOr<std::string> up = Compose(project, {"up", "-d"});
+  ASSERT_TRUE(up.ok()) << up.status();
+  std::ifstream policies(STOCKADE_SOURCE_DIR "/examples/compose/policies/chain.yaml");
+  ASSERT_TRUE(instance_->WritePolicy(std::string(std::istreambuf_iterator<char>(policies), {})).ok());
+  const std::map<std::string, std::string> states = {{name("frontend"), "allow-all"},
+                                                     {name("web"), "enforcing"},
+                                                     {name("backend"), "enforcing"},
+                                                     {name("db"), "enforcing"}};
+  absl::StatusOr<pid_t> agent = StartAgent(states);
+  ASSERT_TRUE(agent.ok()) << agent.status();
+
+  auto inspect = [&](const std::string& container) {
+    absl::StatusOr<TestContainer> c = InspectContainer(container, network);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.value_or(TestContainer{});
+  };
+  // Each hop answers; each skip, lateral move and wrong port drops.
+  auto expect_chain = [&](const std::string& when) {
+    SCOPED_TRACE(when);
+    const TestContainer frontend = inspect(name("frontend")), web = inspect(name("web")),
+                        backend = inspect(name("backend")), db = inspect(name("db"));
+    ExpectAnsweredOnceListening(frontend, web, 80);
+    ExpectAnsweredOnceListening(web, backend, 8080);
+    ExpectAnsweredOnceListening(backend, db, 5432);
+    ExpectDropped(frontend, backend, 8080);
+    ExpectDropped(frontend, db, 5432);
+    ExpectDropped(web, db, 5432);
+    ExpectDropped(backend, web, 80);
+    ExpectDropped(db, backend, 8080);
+    ExpectDropped(web, backend, 5432);
+    ExpectDropped(backend, db, 80);
+  };
+  expect_chain("after up");
+  absl::StatusOr<nlohmann::json> db = Endpoint(name("db"));
+  ASSERT_TRUE(db.ok()) << db.status();
+  EXPECT_THAT((*db)["policies"], ::testing::Contains(absl::StrCat("container/", name("db")))) << db->dump();
+  EXPECT_EQ((*db)["labels"].value("compose.service", ""), "db") << db->dump();
+
+  const std::string backend_netns = inspect(name("backend")).netns;
+  absl::StatusOr<std::string> restarted = Compose(project, {"restart", "--timeout", "1", "backend"});
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  ASSERT_NE(inspect(name("backend")).netns, backend_netns) << "a restart gives the container a new namespace";
+  ASSERT_TRUE(WaitForEndpoints(states).ok());
+  expect_chain("after restart of backend");
+
+  absl::StatusOr<std::string> scaled = Compose(project, {"up", "-d", "--no-recreate", "--scale", "web=2"});
+  ASSERT_TRUE(scaled.ok()) << scaled.status();
+  ASSERT_TRUE(WaitForEndpoints({{name("web", 2), "enforcing"}}).ok());
+  const TestContainer web2 = inspect(name("web", 2));
+  ExpectAnsweredOnceListening(inspect(name("frontend")), web2, 80);
+  ExpectAnsweredOnceListening(web2, inspect(name("backend")), 8080);
+  ExpectDropped(web2, inspect(name("db")), 5432);
+  ExpectDropped(inspect(name("backend")), web2, 80);
+
+  absl::StatusOr<std::string> downed = Compose(project, {"down", "--timeout", "1"});
+  ASSERT_TRUE(downed.ok()) << downed.status();
+  absl::StatusOr<absl::Duration> gone = WaitUntil(
+      [&] {
+        absl::StatusOr<nlohmann::json> list = instance_->Ctl({"endpoint", "list"});
+        if (!list.ok()) return false;
+        for (const nlohmann::json& e : (*list)["endpoints"])
+          if (absl::StartsWith(e.value("name", ""), project)) return false;
+        return true;
+      },
+      kEnforcementBound, "the project's endpoints gone after down");
+  EXPECT_TRUE(gone.ok()) << gone.status();
+  EXPECT_FALSE(Docker({"network", "inspect", network}).ok()) << "down removes the project's network";
 }
 
 // A dockerd of the test's own (the host's is shared with other tests and is
