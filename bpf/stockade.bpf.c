@@ -8,10 +8,8 @@
  *   stockade_tc_ingress   TC ingress (what the interface receives)
  *   stockade_tc_egress    TC egress (what the interface sends)
  *   stockade_xdp          XDP in place of TC ingress, where it is faster
- *   stockade_xdp_prefilter  CIDR deny list on an uplink or macvlan parent
  */
 #include "lib/enforce.h"
-#include "lib/prefilter.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -31,13 +29,4 @@ SEC("xdp")
 int stockade_xdp(struct xdp_md *xdp)
 {
 	return stockade_xdp_decide(xdp);
-}
-
-SEC("xdp")
-int stockade_xdp_prefilter(struct xdp_md *xdp)
-{
-	struct packet pkt;
-
-	packet_from_xdp(&pkt, xdp);
-	return prefilter_decide(&pkt) == VERDICT_DROPPED ? XDP_DROP : XDP_PASS;
 }

@@ -29,7 +29,7 @@
 	X(DROP_UNSUPPORTED_L3, 142, "UNSUPPORTED_L3")                              \
 	X(DROP_CT_MAP_FULL, 143, "CT_MAP_FULL")                                    \
 	X(DROP_FRAG_MAP_FULL, 144, "FRAG_MAP_FULL")                                \
-	X(DROP_PREFILTER_DENIED, 145, "PREFILTER_DENIED")                          \
+	/* 145 is retired: older agents' metrics and events may still carry it. */ \
 	X(DROP_IPV6_ROUTING_TYPE0, 146, "IPV6_ROUTING_TYPE0")                      \
 	/* Not a packet drop: a ring buffer reservation that failed. */            \
 	X(EVENT_LOST, 147, "EVENT_LOST")                                          \

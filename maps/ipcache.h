@@ -2,7 +2,6 @@
 /*
  * ipcache: address prefix -> identity, one LPM trie for both families, so a
  * container's /32 or /128 and a CIDR identity (world prefixes) share a lookup.
- * The same key serves the XDP CIDR deny prefilter map.
  */
 #ifndef STOCKADE_MAPS_IPCACHE_H
 #define STOCKADE_MAPS_IPCACHE_H
@@ -10,7 +9,6 @@
 #include "abi_common.h"
 
 #define STOCKADE_IPCACHE_MAX 262144
-#define STOCKADE_PREFILTER_MAX 65536
 
 /*
  * The family is part of the matched prefix, so an IPv4 prefix never matches
@@ -32,11 +30,5 @@ struct ipcache_value {
 	__u32 flags;    /* reserved, zero */
 };
 STOCKADE_ABI_SIZE(struct ipcache_value, 8);
-
-struct prefilter_value {
-	__u32 rule_id; /* host order; reported in the drop event */
-	__u32 pad;
-};
-STOCKADE_ABI_SIZE(struct prefilter_value, 8);
 
 #endif /* STOCKADE_MAPS_IPCACHE_H */

@@ -26,6 +26,5 @@
 #define STOCKADE_MAP_EVENTS "events"
 #define STOCKADE_MAP_EVENT_AGG "event_agg"
 #define STOCKADE_MAP_CONFIG "config"
-#define STOCKADE_MAP_PREFILTER "prefilter"
 
 #endif /* STOCKADE_MAPS_PINS_H */

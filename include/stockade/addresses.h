@@ -31,7 +31,7 @@ struct IpPrefix {
 
   bool operator==(const IpPrefix&) const = default;
   std::string ToString() const;
-  // The LPM key of the ipcache and prefilter maps.
+  // The LPM key of the ipcache map.
   ipcache_key ToIpcacheKey() const;
   bool Contains(const IpAddress& addr) const;
 };

@@ -36,7 +36,6 @@ struct DatapathOptions {
 
 using EndpointMap = TypedMap<endpoint_key, endpoint_info>;
 using IpcacheMap = TypedMap<ipcache_key, ipcache_value>;
-using PrefilterMap = TypedMap<ipcache_key, prefilter_value>;
 using PolicyMap = TypedMap<policy_key, policy_value>;
 using FragmentMap = TypedMap<frag_key, frag_value>;
 using DeniedFlowMap = TypedMap<denied_flow_key, denied_flow>;
@@ -54,12 +53,10 @@ class Datapath {
   int tc_ingress_fd() const;
   int tc_egress_fd() const;
   int xdp_fd() const;
-  int xdp_prefilter_fd() const;
   int events_fd() const;
 
   EndpointMap& endpoints() { return endpoints_; }
   IpcacheMap& ipcache() { return ipcache_; }
-  PrefilterMap& prefilter() { return prefilter_; }
   // The policy is two maps (maps/policy.h); these keep them one.
   [[nodiscard]] absl::Status WritePolicy(const policy_key& key, const policy_value& value);
   [[nodiscard]] absl::Status DeletePolicy(const policy_key& key);
@@ -94,7 +91,7 @@ class Datapath {
 
  private:
   Datapath(stockade_bpf* skel, std::string pin_dir, EndpointMap endpoints, IpcacheMap ipcache,
-           PrefilterMap prefilter, PolicyMap policy, PolicyMap policy_exact, Conntrack conntrack, FragmentMap fragments,
+           PolicyMap policy, PolicyMap policy_exact, Conntrack conntrack, FragmentMap fragments,
            DeniedFlowMap denied_flows, EventAggMap event_agg, ConfigMap config, MetricsMap metrics);
 
   stockade_bpf* skel_;
@@ -102,7 +99,6 @@ class Datapath {
   bool adopted_conntrack_without_ipv4_map_ = false;
   EndpointMap endpoints_;
   IpcacheMap ipcache_;
-  PrefilterMap prefilter_;
   PolicyMap policy_;
   PolicyMap policy_exact_;
   Conntrack conntrack_;

@@ -268,6 +268,23 @@ TEST_F(AttachTest, UninstallRemovesClassicFiltersOfItsEndpoints) {
   EXPECT_EQ(ClassicProgram(ifindex_, BPF_TC_INGRESS), 0u);
 }
 
+// An older version pinned an XDP prefilter map this one no longer has: the
+// next load adopts the rest and removes that pin.
+TEST_F(AttachTest, LoadRemovesThePinOfTheRetiredPrefilterMap) {
+  auto first = Load(instance_);
+  ASSERT_NE(first, nullptr);
+  first.reset();
+  const std::string retired = absl::StrCat(STOCKADE_PIN_DIR, "/", instance_, "/prefilter");
+  int map = bpf_map_create(BPF_MAP_TYPE_ARRAY, "prefilter", 4, 8, 1, nullptr);
+  ASSERT_GE(map, 0);
+  ASSERT_EQ(bpf_obj_pin(map, retired.c_str()), 0) << retired;
+  close(map);
+  auto dp = Load(instance_);
+  ASSERT_NE(dp, nullptr);
+  EXPECT_FALSE(std::filesystem::exists(retired));
+  EXPECT_TRUE(std::filesystem::exists(absl::StrCat(STOCKADE_PIN_DIR, "/", instance_, "/", STOCKADE_MAP_IPCACHE)));
+}
+
 TEST_F(AttachTest, BadInstanceNameIsRefused) {
   auto dp = Datapath::Load({.instance = "../escape"});
   ASSERT_FALSE(dp.ok());

@@ -763,35 +763,3 @@ TEST_F(FullMapTest, FullConntrackNeverBecomesAnAllow) {
 
 }  // namespace
 }  // namespace stockade::testing
-
-namespace stockade::testing {
-namespace {
-
-using PrefilterTest = DatapathTest;
-
-TEST_F(PrefilterTest, DeniedSourcePrefixesDropBeforeAnythingElse) {
-  ipcache_key v4 = ParseIpPrefix("203.0.113.0/24").value().ToIpcacheKey();
-  ipcache_key v6 = ParseIpPrefix("2001:db8:bad::/48").value().ToIpcacheKey();
-  ASSERT_TRUE(dp_->prefilter().Update(v4, prefilter_value{.rule_id = 77}).ok());
-  ASSERT_TRUE(dp_->prefilter().Update(v6, prefilter_value{.rule_id = 78}).ok());
-  auto run = [&](const std::vector<uint8_t>& frame) {
-    auto result = RunProgram(dp_->xdp_prefilter_fd(), frame);
-    EXPECT_TRUE(result.ok()) << result.status();
-    return result.ok() ? result->retval : -1;
-  };
-  EXPECT_EQ(run(ToWeb("203.0.113.5").Udp().Build()), XDP_DROP);
-  EXPECT_EQ(run(ToWeb6("2001:db8:bad::1").Udp().Build()), XDP_DROP);
-  EXPECT_EQ(run(ToWeb("203.0.114.5").Udp().Build()), XDP_PASS);
-  EXPECT_EQ(run(ToWeb6("2001:db8:bae::1").Udp().Build()), XDP_PASS);
-  EXPECT_EQ(run(PacketBuilder().Ethernet().Arp({.sender_ip = Ipv4("203.0.113.5")}).Build()), XDP_PASS)
-      << "not IP: the endpoint hooks judge it";
-  std::vector<drop_event> events = DrainEvents();
-  ASSERT_EQ(events.size(), 2u);
-  EXPECT_EQ(events[0].reason, DROP_PREFILTER_DENIED);
-  EXPECT_EQ(events[0].rule_id, 77u);
-  EXPECT_EQ(events[1].rule_id, 78u);
-  EXPECT_EQ(Count(DROP_PREFILTER_DENIED, DIR_INGRESS, VERDICT_DROPPED), 2u);
-}
-
-}  // namespace
-}  // namespace stockade::testing

@@ -83,7 +83,6 @@ void DatapathTest::TearDownTestSuite() { shared_.reset(); }
 void DatapathTest::ResetSharedState() {
   ASSERT_TRUE(dp_->endpoints().Clear().ok());
   ASSERT_TRUE(dp_->ipcache().Clear().ok());
-  ASSERT_TRUE(dp_->prefilter().Clear().ok());
   ASSERT_TRUE(dp_->ClearPolicy().ok());
   ASSERT_TRUE(dp_->conntrack().Clear().ok());
   ASSERT_TRUE(dp_->fragments().Clear().ok());

@@ -102,6 +102,9 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
       destroy();
       return s;
     }
+    // A map an older version pinned and this one no longer has (the XDP
+    // prefilter's, never attached): nothing reads it any more.
+    std::filesystem::remove(absl::StrCat(pin_dir, "/prefilter"), ec);
   }
 
   if (int err = stockade_bpf__load(skel); err) {
@@ -112,7 +115,6 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
 
   auto endpoints = Wrap<EndpointMap>(skel->maps.endpoints);
   auto ipcache = Wrap<IpcacheMap>(skel->maps.ipcache);
-  auto prefilter = Wrap<PrefilterMap>(skel->maps.prefilter);
   auto policy = Wrap<PolicyMap>(skel->maps.policy);
   auto policy_exact = Wrap<PolicyMap>(skel->maps.policy_exact);
   auto conntrack = Wrap<ConntrackMap>(skel->maps.conntrack);
@@ -123,7 +125,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
   auto event_agg = Wrap<EventAggMap>(skel->maps.event_agg);
   auto config = Wrap<ConfigMap>(skel->maps.config);
   auto metrics = MetricsMap::FromFd(bpf_map__fd(skel->maps.metrics));
-  for (const absl::Status& s : {endpoints.status(), ipcache.status(), prefilter.status(), policy.status(),
+  for (const absl::Status& s : {endpoints.status(), ipcache.status(), policy.status(),
                                 policy_exact.status(),
                                 conntrack.status(), conntrack4.status(), flow_cache.status(), fragments.status(), denied_flows.status(), event_agg.status(), config.status(),
                                 metrics.status()}) {
@@ -133,7 +135,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
     }
   }
   std::unique_ptr<Datapath> dp(new Datapath(skel, pin_dir, std::move(*endpoints), std::move(*ipcache),
-                                            std::move(*prefilter), std::move(*policy), std::move(*policy_exact),
+                                            std::move(*policy), std::move(*policy_exact),
                                             Conntrack(std::move(*conntrack), std::move(*conntrack4), std::move(*flow_cache)),
                                             std::move(*fragments), std::move(*denied_flows), std::move(*event_agg), std::move(*config),
                                             std::move(*metrics)));
@@ -156,14 +158,13 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
 }
 
 Datapath::Datapath(stockade_bpf* skel, std::string pin_dir, EndpointMap endpoints, IpcacheMap ipcache,
-                   PrefilterMap prefilter, PolicyMap policy, PolicyMap policy_exact, Conntrack conntrack,
+                   PolicyMap policy, PolicyMap policy_exact, Conntrack conntrack,
                    FragmentMap fragments, DeniedFlowMap denied_flows,
                    EventAggMap event_agg, ConfigMap config, MetricsMap metrics)
     : skel_(skel),
       pin_dir_(std::move(pin_dir)),
       endpoints_(std::move(endpoints)),
       ipcache_(std::move(ipcache)),
-      prefilter_(std::move(prefilter)),
       policy_(std::move(policy)),
       policy_exact_(std::move(policy_exact)),
       conntrack_(std::move(conntrack)),
@@ -178,7 +179,6 @@ Datapath::~Datapath() { stockade_bpf__destroy(skel_); }
 int Datapath::tc_ingress_fd() const { return bpf_program__fd(skel_->progs.stockade_tc_ingress); }
 int Datapath::tc_egress_fd() const { return bpf_program__fd(skel_->progs.stockade_tc_egress); }
 int Datapath::xdp_fd() const { return bpf_program__fd(skel_->progs.stockade_xdp); }
-int Datapath::xdp_prefilter_fd() const { return bpf_program__fd(skel_->progs.stockade_xdp_prefilter); }
 int Datapath::events_fd() const { return bpf_map__fd(skel_->maps.events); }
 
 absl::StatusOr<stockade_config> Datapath::ReadConfig() const {
