@@ -48,6 +48,7 @@
 #include "stockade/datapath.h"
 #include "stockade/lab/topology.h"
 #include "stockade/netns.h"
+#include "stockade/process.h"
 #include "tests/docker/agent_e2e_env.h"
 #include "tests/docker/docker_test_env.h"
 #include "tests/docker/private_dockerd.h"
@@ -265,14 +266,39 @@ class AgentE2eTest : public ::testing::Test {
         << c.name << ": " << why;
   }
 
+  // A server tier=server on `network` and an agent whose policy lets clients
+  // (tier=client) reach it on tcp/80 only; the server takes anything.
+  struct ServerUnderClientEgress {
+    TestContainer server;
+    pid_t agent = -1;
+  };
+  absl::StatusOr<ServerUnderClientEgress> ServerAndAgentForClients(const std::string& network) {
+    ServerUnderClientEgress out;
+    absl::StatusOr<TestContainer> server = RunContainer("server", network, "server");
+    if (!server.ok()) return server.status();
+    out.server = *server;
+    if (absl::Status s = instance_->WritePolicy(
+            "apiVersion: stockade/v1\nkind: Policy\nmetadata: {name: client-egress}\n"
+            "spec:\n  endpointSelector: {matchLabels: {tier: client}}\n  egress:\n"
+            "    - toEndpoints: [{matchLabels: {tier: server}}]\n"
+            "      toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n");
+        !s.ok())
+      return s;
+    absl::StatusOr<pid_t> agent = StartAgent({{server->name, "allow-all"}});
+    if (!agent.ok()) return agent.status();
+    out.agent = *agent;
+    return out;
+  }
+
   // Runs a container labelled tier=client on `network` whose first act is one
   // echo to `server` on port 80, and freezes the agent (SIGSTOP) the moment
   // the client's interface is hooked on sight, in the host namespace (two new
   // pins that carry the host's namespace cookie). With the agent frozen no
   // endpoint record can be written: the first probe, made before anything
-  // else, must be dropped (ENDPOINT_UNKNOWN), by the programs that moved into
-  // the container with the interface. Without the early hook it would be
-  // answered. Thaws the agent before returning.
+  // else, must be dropped (ENDPOINT_UNKNOWN), by the programs on the host-side
+  // veth (bridge) or that moved into the container with the interface
+  // (macvlan, overlay). Without the early hook it would be answered. Thaws
+  // the agent before returning; the caller checks where the programs are.
   void RunClientHookedOnSight(const std::string& network, const TestContainer& server, pid_t agent,
                               std::optional<TestContainer>& client) {
     const std::map<std::string, ino_t> pins_before = LinkPins(instance_->name());
@@ -318,7 +344,6 @@ class AgentE2eTest : public ::testing::Test {
     // Unanswered either way: silence, or no route once the dropped ARP times out.
     absl::Status later = Probe(*client, server, 80, kSilenceTimeout);
     EXPECT_FALSE(later.ok()) << Describe(*client, server, 80) << " must not be answered";
-    ExpectOneTcxPair(*client, "the programs attached in the host namespace moved in with the interface");
   }
 
   // A network namespace of the test's own for a private dockerd and the
@@ -459,31 +484,79 @@ TEST_F(AgentE2eTest, MacvlanContainersAreEnforcedInsideTheirNamespace) {
 TEST_F(AgentE2eTest, MacvlanContainerIsFailClosedFromItsFirstPacket) {
   absl::StatusOr<std::string> network = CreateMacvlanNetwork();
   ASSERT_TRUE(network.ok()) << network.status();
-  absl::StatusOr<TestContainer> server = RunContainer("server", *network, "server");
-  ASSERT_TRUE(server.ok()) << server.status();
-  ASSERT_TRUE(instance_
-                  ->WritePolicy(absl::StrCat("apiVersion: stockade/v1\nkind: Policy\nmetadata: {name: client-egress}\n"
-                                             "spec:\n  endpointSelector: {matchLabels: {tier: client}}\n  egress:\n"
-                                             "    - toEndpoints: [{matchLabels: {tier: server}}]\n"
-                                             "      toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n"))
-                  .ok());
-  absl::StatusOr<pid_t> agent = StartAgent({{server->name, "allow-all"}});
-  ASSERT_TRUE(agent.ok()) << agent.status();
+  absl::StatusOr<ServerUnderClientEgress> setup = ServerAndAgentForClients(*network);
+  ASSERT_TRUE(setup.ok()) << setup.status();
+  auto& [server, agent] = *setup;
 
   const size_t pins_before = LinkPins(instance_->name()).size();
   std::optional<TestContainer> client;
-  ASSERT_NO_FATAL_FAILURE(RunClientHookedOnSight(*network, *server, *agent, client));
+  ASSERT_NO_FATAL_FAILURE(RunClientHookedOnSight(*network, server, agent, client));
+  ExpectOneTcxPair(*client, "the programs attached in the host namespace moved in with the interface");
   ASSERT_TRUE(WaitForEndpoints({{client->name, "enforcing"}}).ok());
   // The client's ARP went unanswered while frozen: its neighbour entry for
   // the server fails connects until the kernel resolves it again.
-  ExpectAnsweredOnceListening(*client, *server, 80);
-  ExpectDropped(*client, *server, 8080);
+  ExpectAnsweredOnceListening(*client, server, 80);
+  ExpectDropped(*client, server, 8080);
   ExpectOneTcxPair(*client, "the early links are the ones enforcing, not a second pair");
   EXPECT_EQ(LinkPins(instance_->name()).size(), pins_before + 2) << "the early pins were renamed, not left beside new ones";
   EXPECT_THAT(instance_->Log(), HasSubstr("hooked on sight before Docker moved it"));
   absl::StatusOr<nlohmann::json> status = instance_->Ctl({"status"});
   ASSERT_TRUE(status.ok()) << status.status();
   EXPECT_GT((*status)["drops"].value("ENDPOINT_UNKNOWN", uint64_t{0}), 0u) << status->dump();
+}
+
+// A bridge container is hooked on its host-side veth the moment Docker
+// enslaves it to the bridge, before the container runs: fail closed from its
+// first packet, like macvlan.
+TEST_F(AgentE2eTest, BridgeContainerIsFailClosedFromItsFirstPacket) {
+  absl::StatusOr<std::string> network = CreateBridge();
+  ASSERT_TRUE(network.ok()) << network.status();
+  absl::StatusOr<ServerUnderClientEgress> setup = ServerAndAgentForClients(*network);
+  ASSERT_TRUE(setup.ok()) << setup.status();
+  auto& [server, agent] = *setup;
+
+  std::optional<TestContainer> client;
+  ASSERT_NO_FATAL_FAILURE(RunClientHookedOnSight(*network, server, agent, client));
+  ASSERT_TRUE(WaitForEndpoints({{client->name, "enforcing"}}).ok());
+  ExpectAnsweredOnceListening(*client, server, 80);
+  ExpectDropped(*client, server, 8080);
+  absl::StatusOr<nlohmann::json> e = Endpoint(client->name);
+  ASSERT_TRUE(e.ok()) << e.status();
+  absl::StatusOr<std::vector<std::string>> kinds = TcPrograms(daemon_netns_.path, (*e)["interface"]);
+  ASSERT_TRUE(kinds.ok()) << kinds.status();
+  EXPECT_THAT(*kinds, ::testing::UnorderedElementsAre(HasSubstr("tcx/ingress stockade_tc_ing"),
+                                                      HasSubstr("tcx/egress stockade_tc_egr")))
+      << "one pair on the host-side veth, the early one: " << e->dump();
+  absl::StatusOr<nlohmann::json> status = instance_->Ctl({"status"});
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_GT((*status)["drops"].value("ENDPOINT_UNKNOWN", uint64_t{0}), 0u) << status->dump();
+}
+
+// ---------------------------------------------------------------------------
+// Network modes without an interface of their own.
+
+// `--network host` shares the host's stack: shown as host, with the host's
+// identity whatever its labels say, and nothing changes for the others.
+TEST_F(AgentE2eTest, HostNetworkContainerIsShownAsHostAndChangesNothing) {
+  absl::StatusOr<Tiers> tiers = BackendWebDb();
+  ASSERT_TRUE(tiers.ok()) << tiers.status();
+  const uint64_t drops_before = PolicyDrops();
+  // It claims backend's tier: on the host's stack that must grant nothing.
+  absl::StatusOr<std::string> id =
+      scratch_.RunContainer("hostnet", {"--network", "host", "--label", "stockade.tier=backend"});
+  ASSERT_TRUE(id.ok()) << id.status();
+  absl::StatusOr<nlohmann::json> shown;
+  ASSERT_TRUE(WaitUntil([&] { return (shown = Endpoint(scratch_.Name("hostnet"))).ok(); }, kEnforcementBound,
+                        "the host-network container in endpoint list")
+                  .ok());
+  EXPECT_EQ((*shown)["state"], "host") << shown->dump();
+  EXPECT_EQ((*shown)["mode"], "host") << shown->dump();
+  EXPECT_EQ((*shown)["identity"], IDENTITY_HOST) << shown->dump();
+  EXPECT_EQ((*shown)["policies"], nlohmann::json::array()) << shown->dump();
+  ASSERT_TRUE(WaitForEndpoints(tiers->states()).ok());
+  ExpectAnswered(tiers->backend, tiers->db, 5432);
+  ExpectDropped(tiers->web, tiers->db, 5432);
+  EXPECT_EQ(PolicyDrops(), drops_before + 1) << "the host-network container changed what the others get";
 }
 
 // ---------------------------------------------------------------------------
@@ -772,8 +845,9 @@ TEST_F(AgentE2eTest, ComposeChainThroughUpRestartScaleAndDown) {
 // members, it ends first: the fixture then cleans up on the host's daemon.
 class PrivateDockerdScope {
  public:
-  PrivateDockerdScope(const std::string& name, absl::StatusOr<std::string> netns_path)
-      : netns_status_(netns_path.status()), dockerd_(name, netns_path.value_or("")) {
+  PrivateDockerdScope(const std::string& name, absl::StatusOr<std::string> netns_path,
+                      PrivateDockerd::Networking networking = PrivateDockerd::Networking::kNone)
+      : netns_status_(netns_path.status()), dockerd_(name, netns_path.value_or(""), networking) {
     if (const char* host = getenv("DOCKER_HOST")) saved_ = host;
   }
   ~PrivateDockerdScope() {
@@ -797,6 +871,118 @@ class PrivateDockerdScope {
   absl::Status netns_status_;
   PrivateDockerd dockerd_;
 };
+
+// ---------------------------------------------------------------------------
+// Docker as it runs out of the box (iptables NAT, docker-proxy), in a namespace
+// of the test's own that stands in for the host, with two clients outside it
+// (namespaces routed to it over veths: an "internet" of test addresses). A
+// published port is reached only as the container's ingress policy allows for
+// the source each path presents (docs/policy.md, "Published ports"):
+//   from outside            the client's own address (DNAT keeps the source)
+//   from the host           its own address (DNAT in OUTPUT): host, since
+//                           the agent knows the host's addresses; at
+//                           127.0.0.1, the gateway through docker-proxy: host
+//   from another container  the same: docker-proxy answers for the host
+// Egress to the world is decided before the masquerade, on the real
+// destination; a name lookup through Docker's embedded resolver needs no rule.
+
+TEST_F(AgentE2eTest, PublishedPortsAndTheWorldUnderDockersDefaults) {
+  PrivateDockerdScope dockerd(scratch_.Name("d"), UsePrivateDaemonNamespace(),
+                              PrivateDockerd::Networking::kDockerDefaults);
+  ASSERT_TRUE(dockerd.Start().ok());
+  const int n = 1 + getpid() % 250;
+  struct Outside {
+    TestContainer client;   // the namespace outside, as a probe's source
+    TestContainer gateway;  // the "host" address it reaches the published port at
+  };
+  std::vector<Outside> outside;
+  for (int i : {1, 2}) {
+    const std::string subnet = absl::StrCat("10.", 215 + i, ".", n, ".");
+    absl::StatusOr<lab::TopologyNetns> world = host_links_.AddNamespace(absl::StrCat("world", i));
+    ASSERT_TRUE(world.ok()) << world.status();
+    auto link = host_links_.AddVethPair(daemon_netns_, absl::StrCat("up", i), *world, "eth0");
+    ASSERT_TRUE(link.ok()) << link.status();
+    ASSERT_TRUE(host_links_.AddAddress(link->first, subnet + "1/24").ok());
+    ASSERT_TRUE(host_links_.AddAddress(link->second, subnet + "2/24").ok());
+    ASSERT_TRUE(host_links_.SetUp(link->first).ok() && host_links_.SetUp(link->second).ok());
+    ASSERT_TRUE(host_links_.Run(*world, {"ip", "route", "add", "default", "via", subnet + "1"}).ok());
+    outside.push_back({{absl::StrCat("world", i), world->path, subnet + "2"},
+                       {absl::StrCat("published port via up", i), daemon_netns_.path, subnet + "1"}});
+  }
+  // A server on tcp/9000 in each outside namespace, for egress.
+  std::vector<pid_t> servers;
+  absl::Cleanup stop_servers = [&] {
+    for (pid_t pid : servers) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  };
+  for (const Outside& o : outside) {
+    absl::StatusOr<pid_t> pid = SpawnProcess({"busybox", "nc", "-ll", "-p", "9000", "-e", "cat"},
+                                             {.search_path = true, .netns_path = o.client.netns});
+    ASSERT_TRUE(pid.ok()) << pid.status();
+    servers.push_back(*pid);
+  }
+
+  absl::StatusOr<std::string> network = CreateBridge();
+  ASSERT_TRUE(network.ok()) << network.status();
+  absl::StatusOr<std::string> web_id =
+      scratch_.RunContainer("web", {"--network", *network, "--label", "stockade.tier=web", "-p", "8080:80"});
+  ASSERT_TRUE(web_id.ok()) << web_id.status();
+  ASSERT_TRUE(StartEchoServers(scratch_.Name("web"), kPorts).ok());
+  absl::StatusOr<TestContainer> web = InspectContainer(scratch_.Name("web"), *network);
+  ASSERT_TRUE(web.ok()) << web.status();
+  absl::StatusOr<TestContainer> client = RunContainer("client", *network, "client");
+  ASSERT_TRUE(client.ok()) << client.status();
+  const TestContainer host{"the host", daemon_netns_.path, outside[0].gateway.ip};
+  const TestContainer client_via_published_port{client->name, client->netns, outside[0].gateway.ip};
+  // Without the agent every path carries the probe.
+  ExpectAnsweredOnceListening(outside[1].client, outside[1].gateway, 8080);
+  ExpectAnsweredOnceListening(*web, outside[1].client, 9000);
+  ASSERT_FALSE(HasFailure()) << "without the agent, the published port and the way out must work";
+
+  ASSERT_TRUE(instance_
+                  ->WritePolicy(absl::StrCat(
+                      "apiVersion: stockade/v1\nkind: Policy\nmetadata: {name: web-published}\nspec:\n"
+                      "  endpointSelector: {matchLabels: {tier: web}}\n  ingress:\n"
+                      "    - fromCIDR: [", outside[0].client.ip, "/32]\n"
+                      "      toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n"
+                      "    - fromEntities: [host]\n"
+                      "      toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n  egress:\n"
+                      "    - toCIDR: [", outside[0].client.ip, "/32]\n"
+                      "      toPorts: [{ports: [{port: \"9000\", protocol: TCP}]}]\n"))
+                  .ok());
+  absl::StatusOr<pid_t> agent = StartAgent({{web->name, "enforcing"}, {client->name, "allow-all"}});
+  ASSERT_TRUE(agent.ok()) << agent.status();
+
+  // The published port (8080 on the host, 80 in the container: policy names the container's).
+  ExpectAnsweredOnceListening(outside[0].client, outside[0].gateway, 8080);
+  ExpectDropped(outside[1].client, outside[1].gateway, 8080);
+  ExpectAnswered(host, outside[0].gateway, 8080);
+  ExpectAnswered(host, TestContainer{"the host's loopback", daemon_netns_.path, "127.0.0.1"}, 8080);
+  ExpectAnswered(client_via_published_port, outside[0].gateway, 8080);
+  ExpectDropped(*client, *web, 80);  // directly, with its own identity
+  // The world, past the masquerade, and back.
+  ExpectAnswered(*web, outside[0].client, 9000);
+  ExpectDropped(*web, outside[1].client, 9000);
+  // Docker's embedded resolver answers inside the container's namespace.
+  absl::StatusOr<std::string> lookup = Docker({"exec", web->name, "nslookup", client->name});
+  EXPECT_TRUE(lookup.ok() && absl::StrContains(*lookup, client->ip)) << lookup.status() << " " << lookup.value_or("");
+
+  // stockade-tail names the outside client that was dropped, by its address.
+  absl::StatusOr<std::string> tail =
+      RunCommand({STOCKADE_TAIL_PATH, "--instance", instance_->name(), "--no-follow", "--since", "5m", "-o", "json",
+                  "--to", web->name, "--reason", "POLICY_DENIED"});
+  ASSERT_TRUE(tail.ok()) << tail.status();
+  bool named = false;
+  for (absl::string_view line : absl::StrSplit(*tail, '\n', absl::SkipEmpty())) {
+    nlohmann::json event = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (event.is_object() && event["source"].value("ip", "") == outside[1].client.ip &&
+        event["destination"].value("port", 0) == 80)
+      named = true;
+  }
+  EXPECT_TRUE(named) << "stockade-tail must show the drop of " << outside[1].client.ip << ":\n" << *tail;
+}
 
 // ---------------------------------------------------------------------------
 // Docker crashes and comes back. A dockerd of the test's own (the host's is
@@ -908,6 +1094,7 @@ TEST_F(AgentE2eTest, OverlayContainersAreEnforcedInsideTheirNamespace) {
   // into the container seconds later: it is hooked on sight there.
   std::optional<TestContainer> client;
   ASSERT_NO_FATAL_FAILURE(RunClientHookedOnSight(network, *backend, *agent, client));
+  ExpectOneTcxPair(*client, "the programs attached in the host namespace moved in with the interface");
   ASSERT_TRUE(WaitForEndpoints({{client->name, "allow-all"}}).ok());
   ExpectAnsweredOnceListening(*client, *backend, 80);
   ExpectOneTcxPair(*client, "the early links are the ones enforcing, not a second pair");

@@ -37,24 +37,25 @@ bool Reap(pid_t pid, absl::Duration timeout) {
 
 }  // namespace
 
-PrivateDockerd::PrivateDockerd(const std::string& name, std::string netns_path)
+PrivateDockerd::PrivateDockerd(const std::string& name, std::string netns_path, Networking networking)
     : root_("/tmp/" + name + "-dockerd"),
       exec_("/run/" + name + "-x"),
       socket_("/run/" + name + "-docker.sock"),
       pidfile_("/run/" + name + "-docker.pid"),
       log_(root_ + ".log"),
-      netns_path_(std::move(netns_path)) {}
+      netns_path_(std::move(netns_path)),
+      networking_(networking) {}
 
 absl::Status PrivateDockerd::Start(absl::Duration timeout) {
   if (pid_ > 0) return absl::FailedPreconditionError("private dockerd already runs");
   if (netns_path_.empty()) return absl::InvalidArgumentError("a private dockerd needs a network namespace of its own");
   std::filesystem::create_directories(root_);
-  std::vector<std::string> args = {"dockerd",           "--data-root",        root_,
-                                   "--exec-root",       exec_,                "--pidfile",
-                                   pidfile_,            "-H",                 host(),
-                                   "--storage-driver",  "vfs",                "--bridge",
-                                   "none",              "--iptables=false",   "--ip-forward=false",
-                                   "--ip-masq=false",   "--userland-proxy=false"};
+  std::vector<std::string> args = {"dockerd",   "--data-root", root_,     "--exec-root",      exec_,
+                                   "--pidfile", pidfile_,      "-H",      host(),             "--storage-driver",
+                                   "vfs"};
+  if (networking_ == Networking::kNone)
+    args.insert(args.end(), {"--bridge", "none", "--iptables=false", "--ip-forward=false", "--ip-masq=false",
+                             "--userland-proxy=false"});
   ScopedFd log(open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   if (!log.valid()) return ErrnoStatus(errno, absl::StrCat("open ", log_));
   absl::StatusOr<pid_t> pid = SpawnProcess(

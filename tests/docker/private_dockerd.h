@@ -7,7 +7,10 @@
 // own, so its bridges, links and rules can never touch the host's. (It must:
 // a dockerd started with --bridge none deletes whatever docker0 its
 // namespace has, and in the host namespace that was the host's default
-// bridge.) No default bridge, no iptables rules, no ip_forward change.
+// bridge.) By default it has no default bridge, no iptables rules and no
+// ip_forward change; with Networking::kDockerDefaults it runs as Docker runs
+// out of the box (docker0, iptables NAT and filter rules, docker-proxy), all
+// of it inside its namespace.
 // The destructor removes its containers, stops it and its containerd (by
 // the pids they wrote) and removes its directories.
 #ifndef STOCKADE_TESTS_DOCKER_PRIVATE_DOCKERD_H_
@@ -26,10 +29,12 @@ namespace stockade::testing {
 
 class PrivateDockerd {
  public:
+  enum class Networking { kNone, kDockerDefaults };
+
   // `name`: unique for the run; the daemon's directories are named after it.
   // `netns_path`: the network namespace it runs in, made by the test (never
   // the host's); it must outlive the daemon.
-  PrivateDockerd(const std::string& name, std::string netns_path);
+  PrivateDockerd(const std::string& name, std::string netns_path, Networking networking = Networking::kNone);
   PrivateDockerd(const PrivateDockerd&) = delete;
   PrivateDockerd& operator=(const PrivateDockerd&) = delete;
   ~PrivateDockerd();
@@ -59,6 +64,7 @@ class PrivateDockerd {
   std::string pidfile_;
   std::string log_;
   std::string netns_path_;
+  Networking networking_;
   pid_t pid_ = -1;  // our dockerd, while it runs
 };
 

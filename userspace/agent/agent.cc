@@ -71,6 +71,10 @@ std::string FormatMs(absl::Duration d) { return absl::FormatDuration(absl::Trunc
 std::string HookKeyName(const endpoint_key& key) { return absl::StrCat(key.netns_cookie, "-", key.ifindex); }
 
 // The interface of a static endpoint, named rather than known by MAC: its MAC and addresses.
+IpAddress AddressOf(const LinkAddress& a) {
+  return {a.family == AF_INET ? uint8_t{STOCKADE_AF_INET} : uint8_t{STOCKADE_AF_INET6}, a.bytes};
+}
+
 absl::Status FillFromInterface(WorkloadInterface& iface) {
   auto guard = NetnsGuard::Enter(iface.netns_path);
   if (!guard.ok()) return guard.status();
@@ -84,7 +88,7 @@ absl::Status FillFromInterface(WorkloadInterface& iface) {
   if (!addresses.ok()) return addresses.status();
   for (const LinkAddress& a : *addresses) {
     if (a.ifindex != link->ifindex || a.link_local) continue;
-    IpAddress addr{a.family == AF_INET ? uint8_t{STOCKADE_AF_INET} : uint8_t{STOCKADE_AF_INET6}, a.bytes};
+    const IpAddress addr = AddressOf(a);
     if (a.family == AF_INET && !iface.ipv4) iface.ipv4 = addr;
     if (a.family == AF_INET6 && !iface.ipv6) iface.ipv6 = addr;
   }
@@ -691,6 +695,18 @@ absl::Status Agent::Reconcile() {
   }
   if (docker_)
     for (const IpAddress& gw : docker_->HostAddresses()) add_ip(gw, IDENTITY_HOST);
+  // The host's own addresses are the host too: the host reaching a published
+  // port at its own address comes to the container from that address, since
+  // Docker's DNAT keeps the source. An endpoint keeps its own address.
+  if (auto local = ListAddresses(); local.ok()) {
+    for (const LinkAddress& a : *local) {
+      if (a.link_local) continue;
+      addresses.try_emplace(IpPrefix{AddressOf(a), static_cast<uint8_t>(a.family == AF_INET ? 32 : 128)},
+                            IDENTITY_HOST);
+    }
+  } else {
+    Log(absl::StrCat("the host's addresses are not known as host: ", local.status().message()));
+  }
   // The CIDR identities come sorted: merged in, not inserted one by one into
   // a tree (at 100k, most of a reconcile). A policy's prefix equal to an
   // address takes it, as the policy names it.
