@@ -750,6 +750,40 @@ TEST_F(AgentE2eTest, AnImageCannotClaimAComposeService) {
   ExpectDropped(*impostor, *backend, 8080);
 }
 
+// `--network none` has nothing to enforce and says so. `--network
+// container:<owner>` has no interface of its own: it sends and receives on
+// the owner's, so the owner's record decides its traffic, whatever its own
+// labels claim, and endpoint list shows it with the owner's identity.
+TEST_F(AgentE2eTest, NoneAndSharedNetworkModesAreShownAndDecidedAsTheyRun) {
+  absl::StatusOr<Tiers> tiers = BackendWebDb();
+  ASSERT_TRUE(tiers.ok()) << tiers.status();
+  const std::string backend_label = "stockade.tier=backend";  // what db lets in: must grant neither
+  ASSERT_TRUE(scratch_.RunContainer("isolated", {"--network", "none", "--label", backend_label}).ok());
+  ASSERT_TRUE(
+      scratch_.RunContainer("sidecar", {"--network", "container:" + tiers->web.name, "--label", backend_label}).ok());
+  absl::StatusOr<nlohmann::json> isolated, sidecar, web;
+  ASSERT_TRUE(WaitUntil(
+                  [&] {
+                    return (isolated = Endpoint(scratch_.Name("isolated"))).ok() &&
+                           (sidecar = Endpoint(scratch_.Name("sidecar"))).ok() && (web = Endpoint(tiers->web.name)).ok();
+                  },
+                  kEnforcementBound, "the none and container-mode containers in endpoint list")
+                  .ok());
+  EXPECT_EQ((*isolated)["state"], "none") << isolated->dump();
+  EXPECT_EQ((*isolated)["mode"], "none") << isolated->dump();
+  EXPECT_EQ((*sidecar)["shares_network_of"], tiers->web.name) << sidecar->dump();
+  EXPECT_EQ((*sidecar)["identity"], (*web)["identity"]) << sidecar->dump();
+  EXPECT_EQ((*sidecar)["interface"], (*web)["interface"]) << sidecar->dump();
+  EXPECT_EQ((*sidecar)["state"], (*web)["state"]) << sidecar->dump();
+  EXPECT_EQ((*sidecar)["labels"], (*web)["labels"]) << "decided as web: " << sidecar->dump();
+
+  absl::StatusOr<std::string> pid = Docker({"inspect", "--format", "{{.State.Pid}}", scratch_.Name("sidecar")});
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  const TestContainer from_sidecar{scratch_.Name("sidecar"), absl::StrCat("/proc/", *pid, "/ns/net"), tiers->web.ip};
+  ExpectDropped(from_sidecar, tiers->db, 5432);
+  ExpectAnswered(tiers->backend, tiers->db, 5432);
+}
+
 // ---------------------------------------------------------------------------
 // Compose as a real client: examples/compose/ (the chain as a compose project,
 // db's policy in its stockade.policy label) with Debian's docker-compose,

@@ -76,6 +76,10 @@ IpAddress AddressOf(const LinkAddress& a) {
 }
 
 absl::Status FillFromInterface(WorkloadInterface& iface) {
+  if (iface.ifname.empty())  // a Docker attachment without a MAC address
+    return absl::FailedPreconditionError(absl::StrCat(
+        "Docker reports no MAC address on network ", iface.network, " (driver ", iface.driver,
+        "), so its interface cannot be found: not enforced"));
   auto guard = NetnsGuard::Enter(iface.netns_path);
   if (!guard.ok()) return guard.status();
   auto links = ListLinks();
@@ -104,6 +108,7 @@ std::string ReadFile(const std::string& path) {
 
 // As `stockadectl endpoint list` and the metrics name it.
 const char* EndpointStateName(const EndpointState& e) {
+  if (e.driver == "none") return "none";
   if (!e.error.empty()) return e.driver == "host" ? "host" : "error";
   return e.policy.enforce_ingress || e.policy.enforce_egress ? "enforcing" : "allow-all";
 }
@@ -578,6 +583,11 @@ absl::Status Agent::Reconcile() {
   std::map<std::string, ResolvedHook> resolved;  // this pass's hooks: the cache for the next
   PolicyInputs inputs;
   inputs.policies_held = policy_files_.policies();
+  // Containers in another's network namespace: shown with the owner's interface once it is known.
+  struct SharedNetwork {
+    std::string id, name, source, owner;
+  };
+  std::vector<SharedNetwork> shared;
   for (Workload& w : workloads) {
     StockadeLabels labels = ReadContainerLabels(w.labels, w.image_labels);
     uint32_t identity = IDENTITY_HOST;
@@ -596,16 +606,21 @@ absl::Status Agent::Reconcile() {
         label_policy_error = absl::StrCat("stockade.policy label rejected: ", parsed.status().message());
       }
     }
-    if (w.host_network) {
+    if (w.host_network || w.no_network) {
       EndpointState e;
       e.workload_id = w.id;
       e.workload_name = w.name;
       e.source = w.source;
-      e.network = "host";
-      e.driver = "host";
-      e.identity = IDENTITY_HOST;
-      e.error = "host network: shares the host's stack and identity; not enforced per container";
+      e.network = e.driver = w.host_network ? "host" : "none";
+      e.identity = w.host_network ? uint32_t{IDENTITY_HOST} : identity;
+      e.labels = labels.identity;
+      e.error = w.host_network ? "host network: shares the host's stack and identity; not enforced per container"
+                               : "network none: no interface, nothing to enforce";
       endpoints.push_back(std::move(e));
+      continue;
+    }
+    if (!w.shares_network_of.empty()) {
+      shared.push_back({w.id, w.name, w.source, w.shares_network_of});
       continue;
     }
     for (WorkloadInterface& iface : w.interfaces) {
@@ -692,6 +707,25 @@ absl::Status Agent::Reconcile() {
     std::memcpy(info.ipv6_link_local, e.hook.ipv6_link_local.data(), 16);
     wanted.endpoints.push_back({e.hook.key, info});
     for (const std::string& pin : HookPinPaths(e.hook)) wanted_pins.insert(pin);
+  }
+  // Shown as their owner is enforced, since their traffic is the owner's.
+  for (const SharedNetwork& s : shared) {
+    EndpointState shown{.workload_id = s.id, .workload_name = s.name, .source = s.source, .shares_network_of = s.owner};
+    shown.error = absl::StrCat("shares the network namespace of container ", s.owner.substr(0, 12),
+                               ", which stockade does not see");
+    bool found = false;
+    for (size_t i = 0, n = endpoints.size(); i < n; ++i) {
+      if (endpoints[i].workload_id != s.owner || !endpoints[i].shares_network_of.empty()) continue;
+      EndpointState e = endpoints[i];
+      e.shares_network_of = endpoints[i].workload_name;
+      e.workload_id = s.id;
+      e.workload_name = s.name;
+      e.source = s.source;
+      e.ignored_labels.clear();
+      endpoints.push_back(std::move(e));
+      found = true;
+    }
+    if (!found) endpoints.push_back(std::move(shown));
   }
   if (docker_)
     for (const IpAddress& gw : docker_->HostAddresses()) add_ip(gw, IDENTITY_HOST);
@@ -973,6 +1007,7 @@ nlohmann::json Agent::EndpointList() {
                     {"policies", e.policy.policies},
                     {"state", EndpointStateName(e)},
                     {"enforced_at_ns", e.enforced_at == absl::InfinitePast() ? 0 : absl::ToUnixNanos(e.enforced_at)},
+                    {"shares_network_of", e.shares_network_of},
                     {"error", e.error}});
   }
   return {{"endpoints", list}};
@@ -1012,7 +1047,8 @@ nlohmann::json Agent::TlsReport() {
   {
     std::lock_guard<std::recursive_mutex> hold(mu_);
     for (const EndpointState& e : endpoints_)
-      endpoints.push_back({.key = e.hook.key, .name = e.workload_name, .ipv4 = e.ipv4, .ipv6 = e.ipv6});
+      if (e.shares_network_of.empty())  // its flows are the owner's
+        endpoints.push_back({.key = e.hook.key, .name = e.workload_name, .ipv4 = e.ipv4, .ipv6 = e.ipv6});
   }
   // The conntrack dump runs without the lock: a full table takes a while.
   std::vector<ConntrackFlow> flows;
@@ -1098,6 +1134,7 @@ bool Agent::PublishEventContext() {
   event_rules_changed_.clear();
   auto context = std::make_shared<EventContext>(event_names_);
   for (const EndpointState& e : endpoints_) {
+    if (!e.shares_network_of.empty()) continue;  // its events are named by the interface's owner
     EventWorkload w{.container = e.workload_name,
                     .container_id = e.workload_id,
                     .network = e.network,

@@ -3,9 +3,16 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace stockade {
+namespace {
+
+// HostConfig.NetworkMode of a container that joined another's namespace: "container:<id>".
+constexpr absl::string_view kSharedNetworkMode = "container:";
+
+}  // namespace
 
 absl::Status DockerSource::Resync() {
   if (!stream_) {
@@ -86,11 +93,16 @@ absl::StatusOr<Workload> DockerSource::ToWorkload(const ContainerInfo& info) {
   }
   w.image_labels = image->second.labels;
   w.host_network = info.network_mode == "host";
+  w.no_network = info.network_mode == "none";
+  if (absl::StartsWith(info.network_mode, kSharedNetworkMode))
+    w.shares_network_of = info.network_mode.substr(kSharedNetworkMode.size());
   std::string netns = absl::StrCat("/proc/", info.pid, "/ns/net");
   for (const NetworkAttachment& a : info.networks) {
-    if (!a.mac) continue;  // host and none networks have no interface of their own
+    if (w.host_network || w.no_network || !w.shares_network_of.empty()) break;  // no interface of its own
     auto network = Network(a.network_id);
     if (!network.ok()) return network.status();
+    // No MAC names the interface (ipvlan): kept, so that it shows as not
+    // enforced with the reason instead of going unenforced silently.
     WorkloadInterface iface;
     iface.network = a.network_name;
     iface.driver = network->driver;

@@ -89,6 +89,8 @@ struct EndpointState {
   std::vector<IgnoredLabel> ignored_labels;
   EndpointPolicy policy;
   std::string error;  // why it is not enforced as wanted, if it is not
+  // Shown only: a container that shares this owner's interface (its record is the owner's).
+  std::string shares_network_of;
   // When the map sync that wrote its record, with this identity and policy,
   // returned: the end of its start-up window (scripts/enforcement-latency.sh).
   absl::Time enforced_at = absl::InfinitePast();

@@ -39,6 +39,10 @@ struct Workload {
   Labels labels;       // as the container has them (image labels merged in)
   Labels image_labels; // what the image set: these grant no identity
   bool host_network = false;  // shares the host's stack: carries the host identity
+  bool no_network = false;    // --network none: no interface, nothing to enforce
+  // --network container:<id>: it has no interface of its own but shares the
+  // owner's, so the owner's record, identity and policy decide its traffic.
+  std::string shares_network_of;
   std::vector<WorkloadInterface> interfaces;
 };
 
