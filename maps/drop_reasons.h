@@ -21,7 +21,8 @@
 	X(DROP_ENDPOINT_UNKNOWN, 134, "ENDPOINT_UNKNOWN")                          \
 	X(DROP_VLAN_TAGGED, 135, "VLAN_TAGGED")                                    \
 	X(DROP_TUNNEL_DENIED, 136, "TUNNEL_DENIED")                                \
-	X(DROP_IPV6_EXT_TOO_MANY, 137, "IPV6_EXT_TOO_MANY")                        \
+	/* 137 is retired (IPV6_EXT_TOO_MANY): a chain longer than RFC 8200's  \
+	 * order allows now repeats a header, IPV6_EXT_ORDER. */                 \
 	X(DROP_IPV6_EXT_UNKNOWN, 138, "IPV6_EXT_UNKNOWN")                          \
 	X(DROP_FRAG_TOO_SMALL, 139, "FRAG_TOO_SMALL")                              \
 	X(DROP_FRAG_NO_FIRST, 140, "FRAG_NO_FIRST")                                \
@@ -35,7 +36,21 @@
 	X(EVENT_LOST, 147, "EVENT_LOST")                                          \
 	/* A flow on a requireTLS port whose client spoke first in anything but a \
 	 * TLS ClientHello. */                                                     \
-	X(DROP_TLS_REQUIRED, 148, "TLS_REQUIRED")
+	X(DROP_TLS_REQUIRED, 148, "TLS_REQUIRED")                                  \
+	/* IPv4 loose or strict source route, or an IPv6 routing header with      \
+	 * segments left: the packet names hops past its destination. */         \
+	X(DROP_SOURCE_ROUTE, 149, "SOURCE_ROUTE")                                  \
+	/* An IPv4 option refused (record route, timestamp, obsolete or unknown)  \
+	 * or an option list that does not parse. */                              \
+	X(DROP_IPV4_OPTION, 150, "IPV4_OPTION")                                    \
+	/* A neighbour discovery link-layer option naming another MAC, or ND      \
+	 * options that do not parse. */                                          \
+	X(DROP_ND_OPTION, 151, "ND_OPTION")                                        \
+	/* Neighbour discovery that RFC 4861 makes invalid (hop limit, code,      \
+	 * length) or that comes in a fragment (RFC 6980). */                     \
+	X(DROP_ND_INVALID, 152, "ND_INVALID")                                      \
+	/* IPv6 extension headers out of RFC 8200's order or repeated. */         \
+	X(DROP_IPV6_EXT_ORDER, 153, "IPV6_EXT_ORDER")
 
 enum stockade_drop_reason {
 	REASON_NONE = 0, /* forwarded */
@@ -44,7 +59,7 @@ enum stockade_drop_reason {
 #undef STOCKADE_REASON_ENUM
 };
 
-#define STOCKADE_REASON_LAST 148
+#define STOCKADE_REASON_LAST 153
 /* Metrics slot of a reason: 0 for REASON_NONE, 1.. for the drops. */
 #define STOCKADE_REASON_SLOTS (STOCKADE_REASON_LAST - STOCKADE_REASON_BASE + 2)
 

@@ -187,7 +187,9 @@ int bench_new_flow(struct __sk_buff *skb)
 	counter = bpf_map_lookup_elem(&new_flow_counter, &zero);
 	if (!counter || !HAS_BYTES(ip, sizeof(*ip), end))
 		return TC_ACT_SHOT;
-	ports = PTR_ADD(ip, sizeof(*ip));
+	/* Past the options, if any (ihl is 4 bits: at most 60 bytes). On IPv6
+	 * the same offset lies inside the source address (see prog_bench.cc). */
+	ports = PTR_ADD(ip, ip->version == 4 ? ip->ihl * 4 : sizeof(*ip));
 	if (!HAS_BYTES(ports, 4, end))
 		return TC_ACT_SHOT;
 	/* A new source address and port every run: 2^32 flows before a repeat. */
@@ -214,7 +216,7 @@ static __always_inline struct endpoint_info *stage_find_endpoint(struct __sk_buf
 	ep = endpoint_of(pkt);
 	if (established_read(pkt, h) < 0) {
 		h->ip = NULL;
-		if (parse_skb(skb, flow) < 0)
+		if (parse_packet(skb, flow, 0) < 0)
 			return NULL;
 	}
 	return ep;
@@ -248,7 +250,7 @@ int stage_conntrack(struct __sk_buff *skb)
 		if (bpf_map_lookup_elem(&conntrack4, &key.v4))
 			return TC_ACT_UNSPEC;
 		/* The first run: the flow is added from the full parse. */
-		if (parse_skb(skb, &flow) < 0)
+		if (parse_packet(skb, &flow, 0) < 0)
 			return TC_ACT_SHOT;
 	}
 	src_is_a = ct_key_for(&key, &flow.tuple, pkt.netns_cookie, pkt.ifindex);

@@ -205,7 +205,7 @@ static __always_inline struct endpoint_info *endpoint_of(const struct packet *pk
 }
 
 /*
- * Decides, counts and reports one packet that parse_skb() or parse_xdp() has
+ * Decides, counts and reports one packet that parse_packet() has
  * read into *flow (parsed: its result), on the interface of endpoint ep
  * (NULL: unknown); returns its enum stockade_verdict.
  */
@@ -249,7 +249,7 @@ static __always_inline int stockade_drops(void *ctx, struct packet *pkt, int is_
 	{
 		/* Zeroed only here: the established path never needs it. */
 		struct flow flow = {};
-		int parsed = is_xdp ? parse_xdp(ctx, &flow) : parse_skb(ctx, &flow);
+		int parsed = parse_packet(ctx, &flow, is_xdp);
 
 		return stockade_decide(pkt, ep, &flow, parsed, fast == ESTABLISHED_NOT_TRACKED) == VERDICT_DROPPED;
 	}

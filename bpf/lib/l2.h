@@ -44,8 +44,9 @@ static __always_inline int ipv6_is_own(const __u8 addr[16], const struct endpoin
 /*
  * What a container sends must carry its own source address. Neighbour
  * discovery follows the same rule: an advertisement names only the
- * endpoint's own addresses, duplicate address detection may use ::, and
- * router messages from a container are dropped outright.
+ * endpoint's own addresses, a link-layer address option only its own MAC,
+ * duplicate address detection may use ::, and router messages from a
+ * container are dropped outright.
  */
 static __always_inline int check_source(const struct flow *flow, const struct endpoint_info *ep)
 {
@@ -61,6 +62,10 @@ static __always_inline int check_source(const struct flow *flow, const struct en
 			return DROP_ND_ROUTER_MSG;
 		if (flow->icmp_type == NDISC_NEIGHBOUR_ADVERTISEMENT && !ipv6_is_own(flow->nd_target, ep))
 			return DROP_SPOOFED_SOURCE;
+		/* The MAC its link-layer options name is the endpoint's, or (not
+		 * known) the one it sends from. */
+		if (flow->nd_lla_seen && !mac_equal(flow->nd_lla, mac_is_zero(ep->mac) ? flow->eth_src : ep->mac))
+			return DROP_ND_OPTION;
 		if (addr_is_zero(t->saddr) && flow->icmp_type != NDISC_NEIGHBOUR_ADVERTISEMENT)
 			return 0;
 	}

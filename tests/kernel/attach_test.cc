@@ -285,6 +285,31 @@ TEST_F(AttachTest, LoadRemovesThePinOfTheRetiredPrefilterMap) {
   EXPECT_TRUE(std::filesystem::exists(absl::StrCat(STOCKADE_PIN_DIR, "/", instance_, "/", STOCKADE_MAP_IPCACHE)));
 }
 
+// An older version's metrics array had fewer drop reasons: a new version
+// replaces it rather than failing to load over it.
+TEST_F(AttachTest, LoadReplacesAMetricsPinOfAnotherSize) {
+  auto first = Load(instance_);
+  ASSERT_NE(first, nullptr);
+  first.reset();
+  const std::string pin = absl::StrCat(STOCKADE_PIN_DIR, "/", instance_, "/", STOCKADE_MAP_METRICS);
+  ASSERT_EQ(unlink(pin.c_str()), 0) << pin;
+  LIBBPF_OPTS(bpf_map_create_opts, opts);
+  int older = bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, STOCKADE_MAP_METRICS, 4, sizeof(metrics_value),
+                             STOCKADE_METRICS_MAX - 5 * DIR_MAX * VERDICT_MAX, &opts);
+  ASSERT_GE(older, 0);
+  ASSERT_EQ(bpf_obj_pin(older, pin.c_str()), 0) << pin;
+  close(older);
+  auto dp = Load(instance_);
+  ASSERT_NE(dp, nullptr);
+  int now = bpf_obj_get(pin.c_str());
+  ASSERT_GE(now, 0);
+  bpf_map_info info{};
+  uint32_t info_len = sizeof(info);
+  ASSERT_EQ(bpf_map_get_info_by_fd(now, &info, &info_len), 0);
+  close(now);
+  EXPECT_EQ(info.max_entries, uint32_t{STOCKADE_METRICS_MAX});
+}
+
 TEST_F(AttachTest, BadInstanceNameIsRefused) {
   auto dp = Datapath::Load({.instance = "../escape"});
   ASSERT_FALSE(dp.ok());

@@ -214,6 +214,27 @@ class FrameGenerator {
     return {b.Build(), from_client == f.web_is_client, std::move(what)};
   }
 
+  // A list of options, each well formed or nearly: the kinds that pass,
+  // those refused, lengths a little off, and bytes after the end of the list.
+  std::vector<uint8_t> RandomIpv4Options() {
+    std::vector<uint8_t> options;
+    size_t n = 1 + Below(4);
+    for (size_t i = 0; i < n && options.size() < 36; ++i) {
+      uint8_t type = Pick<uint8_t>({0, 1, 7, 68, 130, 131, 133, 134, 136, 137, 148, 148, 30, Byte()});
+      if (type <= 1) {
+        options.push_back(type);
+        continue;
+      }
+      uint8_t length = type == 148 ? 4 : uint8_t(3 + Below(6));
+      if (Chance(0.15)) length = uint8_t(Below(3) + (Chance(0.5) ? 0 : 8));
+      options.push_back(type);
+      options.push_back(length);
+      for (size_t b = 2; b < length && options.size() < 40; ++b) options.push_back(Chance(0.8) ? 0 : Byte());
+    }
+    if (options.size() > 40) options.resize(40);
+    return options;
+  }
+
   std::vector<Ipv6ExtensionHeader> RandomExtensionChain() {
     std::vector<Ipv6ExtensionHeader> chain;
     size_t n = Below(11);
@@ -344,10 +365,39 @@ class FrameGenerator {
                 .hop_limit = 255})
             .NeighborAdvertisement({.target = Ipv6(Pick<const char*>({kWebIp6, kWebLinkLocal, kBackendIp6}))});
         return {b.Build(), from_web, "neighbour advertisement"};
-      case 3:
-        b.Ipv6({.src = Ipv6(from_web ? own6 : "fe80::1"), .dst = Ipv6("ff02::1:ff00:3"), .hop_limit = 255})
-            .NeighborSolicitation({.target = Ipv6(kBackendIp6)});
-        return {b.Build(), from_web, "neighbour solicitation"};
+      case 3: {
+        // Solicitations and advertisements with link-layer options naming
+        // web's MAC or another, malformed options, the wrong hop limit or
+        // code, or behind a fragment header.
+        std::optional<MacAddress> link_layer;
+        if (Chance(0.6)) link_layer = Mac(Chance(0.7) ? kWebMac : kOtherMac);
+        std::vector<uint8_t> more;
+        switch (Below(5)) {
+          case 0: more = LinkLayerOption(uint8_t(1 + Below(2)), Mac(Chance(0.5) ? kWebMac : kOtherMac)); break;
+          case 1: more = {14, uint8_t(Below(3)), 0, 0, 0, 0, 0, 0}; break;  // a nonce, or a bad length
+          case 2: more = {1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}; break;  // a 16-byte link-layer option
+          default: break;
+        }
+        std::vector<Ipv6ExtensionHeader> chain;
+        if (Chance(0.1)) chain.push_back(Ipv6Fragment{.more_fragments = Chance(0.5)});
+        if (Chance(0.1)) chain.insert(chain.begin(), Ipv6HopByHop{});
+        uint8_t hop_limit = Chance(0.9) ? 255 : Pick<uint8_t>({1, 64, 254});
+        b.Ipv6({.src = Ipv6(from_web ? own6 : "fe80::1"), .dst = Ipv6("ff02::1:ff00:3"), .hop_limit = hop_limit,
+                .extension_headers = chain});
+        switch (Below(3)) {
+          case 0:
+            b.NeighborSolicitation({.target = Ipv6(kBackendIp6), .source_link_layer = link_layer, .options = more,
+                                    .code = uint8_t(Chance(0.95) ? 0 : 1)});
+            return {b.Build(), from_web, "neighbour solicitation"};
+          case 1:
+            b.NeighborAdvertisement({.target = Ipv6(Chance(0.8) ? kWebIp6 : kBackendIp6),
+                                     .target_link_layer = link_layer, .options = more});
+            return {b.Build(), from_web, "neighbour advertisement with options"};
+          default:
+            b.RouterSolicitation({.source_link_layer = link_layer, .options = more});
+            return {b.Build(), from_web, "router solicitation"};
+        }
+      }
       case 4: {
         // IGMP to a group, and to a unicast peer (no membership message).
         const char* dst = Pick<const char*>({"224.0.0.22", "224.0.0.1", kBackendIp, kWorldIp});
@@ -371,8 +421,8 @@ class FrameGenerator {
     uint8_t flags = Pick<uint8_t>({kTcpSyn, kTcpAck, kTcpSyn | kTcpAck});
     switch (Below(9)) {
       case 0: {  // IPv4 options (or an IPv6 extension chain)
-        std::vector<uint8_t> options;
-        size_t n = Below(41);
+        std::vector<uint8_t> options = Chance(0.5) ? RandomIpv4Options() : std::vector<uint8_t>{};
+        size_t n = options.empty() ? Below(41) : 0;
         for (size_t i = 0; i < n; ++i) options.push_back(Chance(0.5) ? Byte() : 1);
         std::vector<Ipv6ExtensionHeader> chain = RandomExtensionChain();
         std::string what = f.v6 ? absl::StrCat("extension chain of ", chain.size()) : "ipv4 options";

@@ -39,6 +39,24 @@ inline std::vector<uint8_t> Ipv6WithExtensions(std::vector<Ipv6ExtensionHeader> 
       .Build();
 }
 
+// Neighbour discovery as a host sends it: hop limit 255 (RFC 4861).
+inline PacketBuilder NdFromWeb(const char* dst, const char* src = kWebLinkLocal,
+                               std::vector<Ipv6ExtensionHeader> ext = {}, uint8_t hop_limit = 255) {
+  PacketBuilder b;
+  b.Ethernet({.src = Mac(kWebMac), .dst = Mac("33:33:00:00:00:01")})
+      .Ipv6({.src = Ipv6(src), .dst = Ipv6(dst), .hop_limit = hop_limit, .extension_headers = std::move(ext)});
+  return b;
+}
+
+inline std::vector<uint8_t> Ipv4WithOptions(std::vector<uint8_t> options, bool to_web = false) {
+  return PacketBuilder()
+      .Ethernet({.src = Mac(to_web ? "02:00:00:00:00:ff" : kWebMac)})
+      .Ipv4({.src = Ipv4(to_web ? kFrontendIp : kWebIp), .dst = Ipv4(to_web ? kWebIp : kBackendIp),
+             .options = std::move(options)})
+      .Tcp({.dport = uint16_t(to_web ? 80 : 5432), .flags = kSyn})
+      .Build();
+}
+
 inline std::vector<uint8_t> Igmp(const char* mac, const char* src, const char* group, uint8_t type) {
   return PacketBuilder()
       .Ethernet({.src = Mac(mac)})
@@ -144,20 +162,94 @@ inline std::vector<VerdictRow> VerdictRows() {
        PacketBuilder().Ethernet().Arp({.sender_ip = Ipv4(kBackendIp), .target_ip = Ipv4(kWebIp)}).Build(), true,
        REASON_NONE},
       {"neighbour solicitation from web's link-local", out,
-       FromWeb6("ff02::1:ff00:3", kWebLinkLocal).NeighborSolicitation({.target = Ipv6(kBackendIp6)}).Build(), true,
+       NdFromWeb("ff02::1:ff00:3").NeighborSolicitation({.target = Ipv6(kBackendIp6)}).Build(), true,
        REASON_NONE},
       {"neighbour solicitation for DAD from ::", out,
-       FromWeb6("ff02::1:ff00:2", "::").NeighborSolicitation({.target = Ipv6(kWebIp6)}).Build(), true, REASON_NONE},
+       NdFromWeb("ff02::1:ff00:2", "::").NeighborSolicitation({.target = Ipv6(kWebIp6)}).Build(), true, REASON_NONE},
       {"neighbour advertisement for web's own address", out,
-       FromWeb6(kBackendIp6, kWebLinkLocal).NeighborAdvertisement({.target = Ipv6(kWebIp6)}).Build(), true,
+       NdFromWeb(kBackendIp6).NeighborAdvertisement({.target = Ipv6(kWebIp6)}).Build(), true,
        REASON_NONE},
       {"neighbour advertisement for another's address", out,
-       FromWeb6(kBackendIp6, kWebLinkLocal).NeighborAdvertisement({.target = Ipv6(kBackendIp6)}).Build(), false,
+       NdFromWeb(kBackendIp6).NeighborAdvertisement({.target = Ipv6(kBackendIp6)}).Build(), false,
        DROP_SPOOFED_SOURCE},
       {"router advertisement from a container", out,
-       FromWeb6("ff02::1", kWebLinkLocal).RouterAdvertisement({}).Build(), false, DROP_ND_ROUTER_MSG},
+       NdFromWeb("ff02::1").RouterAdvertisement({}).Build(), false, DROP_ND_ROUTER_MSG},
+      // Neighbour discovery's options and validity (RFC 4861, 6980, 7113).
+      {"neighbour solicitation naming web's own mac", out,
+       NdFromWeb("ff02::1:ff00:3").NeighborSolicitation({.target = Ipv6(kBackendIp6), .source_link_layer = Mac(kWebMac)}).Build(),
+       true, REASON_NONE},
+      {"neighbour solicitation naming another mac", out,
+       NdFromWeb("ff02::1:ff00:3", kWebIp6)
+           .NeighborSolicitation({.target = Ipv6(kBackendIp6), .source_link_layer = Mac("02:00:00:00:00:66")})
+           .Build(),
+       false, DROP_ND_OPTION},
+      {"neighbour solicitation naming its own mac, then another", out,
+       NdFromWeb("ff02::1:ff00:3")
+           .NeighborSolicitation({.target = Ipv6(kBackendIp6), .source_link_layer = Mac(kWebMac),
+                                  .options = LinkLayerOption(1, Mac("02:00:00:00:00:66"))})
+           .Build(),
+       false, DROP_ND_OPTION},
+      {"neighbour advertisement naming another mac", out,
+       NdFromWeb(kBackendIp6).NeighborAdvertisement({.target = Ipv6(kWebIp6), .target_link_layer = Mac("02:00:00:00:00:66")}).Build(),
+       false, DROP_ND_OPTION},
+      {"neighbour advertisement naming web's own mac", out,
+       NdFromWeb(kBackendIp6).NeighborAdvertisement({.target = Ipv6(kWebIp6), .target_link_layer = Mac(kWebMac)}).Build(),
+       true, REASON_NONE},
+      {"router solicitation naming web's own mac", out,
+       NdFromWeb("ff02::2").RouterSolicitation({.source_link_layer = Mac(kWebMac)}).Build(), true, REASON_NONE},
+      {"router solicitation naming another mac", out,
+       NdFromWeb("ff02::2").RouterSolicitation({.source_link_layer = Mac("02:00:00:00:00:66")}).Build(), false, DROP_ND_OPTION},
+      {"neighbour solicitation with an option of length 0", out,
+       NdFromWeb("ff02::1:ff00:3").NeighborSolicitation({.target = Ipv6(kBackendIp6), .options = {14, 0, 0, 0, 0, 0, 0, 0}}).Build(),
+       false, DROP_ND_OPTION},
+      {"neighbour solicitation with an option past the message", out,
+       NdFromWeb("ff02::1:ff00:3").NeighborSolicitation({.target = Ipv6(kBackendIp6), .options = {14, 2, 0, 0, 0, 0, 0, 0}}).Build(),
+       false, DROP_ND_OPTION},
+      {"neighbour solicitation with a link-layer option of 16 bytes", out,
+       NdFromWeb("ff02::1:ff00:3")
+           .NeighborSolicitation({.target = Ipv6(kBackendIp6), .options = {1, 2, 2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0}})
+           .Build(),
+       false, DROP_ND_OPTION},
+      {"duplicate address detection with a source link-layer address", out,
+       NdFromWeb("ff02::1:ff00:2", "::").NeighborSolicitation({.target = Ipv6(kWebIp6), .source_link_layer = Mac(kWebMac)}).Build(),
+       false, DROP_ND_OPTION},
+      {"neighbour solicitation with hop limit 64", out,
+       NdFromWeb("ff02::1:ff00:3", kWebLinkLocal, {}, 64).NeighborSolicitation({.target = Ipv6(kBackendIp6)}).Build(),
+       false, DROP_ND_INVALID},
+      {"neighbour solicitation with code 1", out,
+       NdFromWeb("ff02::1:ff00:3").NeighborSolicitation({.target = Ipv6(kBackendIp6), .code = 1}).Build(), false,
+       DROP_ND_INVALID},
+      {"neighbour solicitation shorter than its target", out,
+       NdFromWeb("ff02::1:ff00:3").Icmpv6({.type = 135, .body = std::vector<uint8_t>(8, 0)}).Build(), false,
+       DROP_ND_INVALID},
+      {"neighbour solicitation in an atomic fragment", out,
+       NdFromWeb("ff02::1:ff00:3", kWebLinkLocal, {Ipv6Fragment{}}).NeighborSolicitation({.target = Ipv6(kBackendIp6)}).Build(),
+       false, DROP_ND_INVALID},
+      {"router advertisement behind hop-by-hop and destination options", out,
+       NdFromWeb("ff02::1", kWebLinkLocal, {Ipv6HopByHop{}, Ipv6DestinationOptions{}}).RouterAdvertisement({}).Build(),
+       false, DROP_ND_ROUTER_MSG},
+      {"router advertisement in an atomic fragment", out,
+       NdFromWeb("ff02::1", kWebLinkLocal, {Ipv6DestinationOptions{}, Ipv6Fragment{}}).RouterAdvertisement({}).Build(),
+       false, DROP_ND_INVALID},
+      {"router advertisement in a first fragment", out,
+       NdFromWeb("ff02::1", kWebLinkLocal, {Ipv6Fragment{.more_fragments = true}}).RouterAdvertisement({}).Build(),
+       false, DROP_ND_INVALID},
+      {"neighbour solicitation to web naming the gateway's mac", in,
+       PacketBuilder()
+           .Ethernet({.src = Mac("02:00:00:00:00:ff"), .dst = Mac(kWebMac)})
+           .Ipv6({.src = Ipv6("fe80::1"), .dst = Ipv6(kWebIp6), .hop_limit = 255})
+           .NeighborSolicitation({.target = Ipv6(kWebIp6), .source_link_layer = Mac("02:00:00:00:00:ff")})
+           .Build(),
+       true, REASON_NONE},
+      {"neighbour advertisement to web with hop limit 64", in,
+       PacketBuilder()
+           .Ethernet({.src = Mac("02:00:00:00:00:ff"), .dst = Mac(kWebMac)})
+           .Ipv6({.src = Ipv6("fe80::1"), .dst = Ipv6(kWebIp6), .hop_limit = 64})
+           .NeighborAdvertisement({.target = Ipv6("fe80::1")})
+           .Build(),
+       false, DROP_ND_INVALID},
       {"ndp with a spoofed source", out,
-       FromWeb6("ff02::1:ff00:3", "fe80::66").NeighborSolicitation({.target = Ipv6(kBackendIp6)}).Build(), false,
+       NdFromWeb("ff02::1:ff00:3", "fe80::66").NeighborSolicitation({.target = Ipv6(kBackendIp6)}).Build(), false,
        DROP_SPOOFED_SOURCE},
 
       {"igmp membership report from web's own address", out, Igmp(kWebMac, kWebIp, "224.0.0.22", 0x22), true,
@@ -226,6 +318,26 @@ inline std::vector<VerdictRow> VerdictRows() {
            .Tcp({.dport = 5432, .flags = kSyn})
            .Build(),
        true, REASON_NONE},
+      // IPv4 options (RFC 7126; docs/security.md).
+      {"ipv4 nops and router alert", out, Ipv4WithOptions({1, 1, 0x94, 4, 0, 0}), true, REASON_NONE},
+      {"ipv4 security label", out, Ipv4WithOptions({130, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0}), true, REASON_NONE},
+      {"ipv4 loose source route", out, Ipv4WithOptions({131, 7, 4, 10, 0, 0, 3}), false, DROP_SOURCE_ROUTE},
+      {"ipv4 strict source route", out, Ipv4WithOptions({137, 7, 4, 10, 0, 0, 3}), false, DROP_SOURCE_ROUTE},
+      {"ipv4 source route to web", in, Ipv4WithOptions({1, 131, 7, 4, 10, 0, 0, 3}, true), false,
+       DROP_SOURCE_ROUTE},
+      {"ipv4 record route", out, Ipv4WithOptions({7, 7, 4, 0, 0, 0, 0}), false, DROP_IPV4_OPTION},
+      {"ipv4 timestamp", out, Ipv4WithOptions({68, 4, 5, 0}), false, DROP_IPV4_OPTION},
+      {"ipv4 stream id (obsolete)", out, Ipv4WithOptions({136, 4, 0, 1}), false, DROP_IPV4_OPTION},
+      {"ipv4 unknown option", out, Ipv4WithOptions({30, 4, 0, 0}), false, DROP_IPV4_OPTION},
+      {"ipv4 option of length 0", out, Ipv4WithOptions({0x94, 0, 0, 0}), false, DROP_IPV4_OPTION},
+      {"ipv4 option of length 1", out, Ipv4WithOptions({7, 1, 0, 0}), false, DROP_IPV4_OPTION},
+      {"ipv4 option past the header", out, Ipv4WithOptions({0x94, 8, 0, 0}), false, DROP_IPV4_OPTION},
+      {"ipv4 option cut at its length byte", out, Ipv4WithOptions({1, 1, 1, 0x94}), false, DROP_IPV4_OPTION},
+      {"ipv4 router alert of the wrong length", out, Ipv4WithOptions({0x94, 6, 0, 0, 0, 0}), false,
+       DROP_IPV4_OPTION},
+      {"ipv4 source route hidden after the end of the list", out, Ipv4WithOptions({0, 131, 3, 4}), false,
+       DROP_IPV4_OPTION},
+      {"ipv4 end of list and zero padding", out, Ipv4WithOptions({1, 0, 0, 0}), true, REASON_NONE},
       {"ipv4 ihl below 5", out,
        PacketBuilder()
            .Ethernet({.src = Mac(kWebMac)})
@@ -270,11 +382,38 @@ inline std::vector<VerdictRow> VerdictRows() {
       {"ipv6 routing header type 2", out, Ipv6WithExtensions({Ipv6Routing{.routing_type = 2}}), true, REASON_NONE},
       {"ipv6 routing header type 0", out, Ipv6WithExtensions({Ipv6Routing{.routing_type = 0}}), false,
        DROP_IPV6_ROUTING_TYPE0},
-      {"ipv6 extension chain of 8 passes", out, Ipv6WithExtensions(std::vector<Ipv6ExtensionHeader>(8, Ipv6DestinationOptions{})),
+      // IPv6 extension header order and repetition (RFC 8200 4.1).
+      {"ipv6 longest chain the order allows", out,
+       Ipv6WithExtensions({Ipv6HopByHop{}, Ipv6DestinationOptions{}, Ipv6Routing{.routing_type = 2}, Ipv6Fragment{},
+                           Ipv6Authentication{}, Ipv6DestinationOptions{}}),
        true, REASON_NONE},
-      {"ipv6 extension chain of 9 is too long", out,
-       Ipv6WithExtensions(std::vector<Ipv6ExtensionHeader>(9, Ipv6DestinationOptions{})), false,
-       DROP_IPV6_EXT_TOO_MANY},
+      {"ipv6 hop-by-hop after destination options", out,
+       Ipv6WithExtensions({Ipv6DestinationOptions{}, Ipv6HopByHop{}}), false, DROP_IPV6_EXT_ORDER},
+      {"ipv6 hop-by-hop twice", out, Ipv6WithExtensions({Ipv6HopByHop{}, Ipv6HopByHop{}}), false,
+       DROP_IPV6_EXT_ORDER},
+      {"ipv6 destination options twice without routing between", out,
+       Ipv6WithExtensions({Ipv6DestinationOptions{}, Ipv6DestinationOptions{}}), false, DROP_IPV6_EXT_ORDER},
+      {"ipv6 destination options three times", out,
+       Ipv6WithExtensions({Ipv6DestinationOptions{}, Ipv6Routing{.routing_type = 2}, Ipv6DestinationOptions{},
+                           Ipv6DestinationOptions{}}),
+       false, DROP_IPV6_EXT_ORDER},
+      {"ipv6 routing twice", out,
+       Ipv6WithExtensions({Ipv6Routing{.routing_type = 2}, Ipv6Routing{.routing_type = 2}}), false,
+       DROP_IPV6_EXT_ORDER},
+      {"ipv6 fragment header twice", out, Ipv6WithExtensions({Ipv6Fragment{}, Ipv6Fragment{}}), false,
+       DROP_IPV6_EXT_ORDER},
+      {"ipv6 AH twice", out, Ipv6WithExtensions({Ipv6Authentication{}, Ipv6Authentication{}}), false,
+       DROP_IPV6_EXT_ORDER},
+      {"ipv6 chain of 8 destination options", out,
+       Ipv6WithExtensions(std::vector<Ipv6ExtensionHeader>(8, Ipv6DestinationOptions{})), false, DROP_IPV6_EXT_ORDER},
+      {"ipv6 routing type 2 with a segment left", out,
+       Ipv6WithExtensions({Ipv6Routing{.routing_type = 2, .segments_left = 1, .addresses = {Ipv6("fd00::4")}}}),
+       false, DROP_SOURCE_ROUTE},
+      {"ipv6 segment routing header with segments left", out,
+       Ipv6WithExtensions({Ipv6Routing{.routing_type = 4, .segments_left = 1, .addresses = {Ipv6("fd00::4")}}}),
+       false, DROP_SOURCE_ROUTE},
+      {"ipv6 segment routing header, no segment left", out,
+       Ipv6WithExtensions({Ipv6Routing{.routing_type = 4, .segments_left = 0}}), true, REASON_NONE},
       {"ipv6 mobility header is unknown", out, Ipv6WithExtensions({Ipv6RawExtension{.type = 135}}), false,
        DROP_IPV6_EXT_UNKNOWN},
       {"ipv6 extension header cut short", out,

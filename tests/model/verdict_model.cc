@@ -24,6 +24,12 @@ std::span<const uint8_t> From(std::span<const uint8_t> b, size_t at) {
   return at >= b.size() ? std::span<const uint8_t>() : b.subspan(at);
 }
 
+bool IsZero(const uint8_t* bytes, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (bytes[i] != 0) return false;
+  return true;
+}
+
 template <typename T>
 std::string KeyBytes(const T& key) {
   return std::string(reinterpret_cast<const char*>(&key), sizeof(key));
@@ -117,6 +123,12 @@ struct VerdictModel::Flow {
   uint8_t frag_protocol = 0;
   std::array<uint8_t, 6> arp_sender_mac{};
   Address nd_target{};
+  uint8_t hop_limit = 0;  // IPv6
+  bool fragment_header = false;  // IPv6: one was in the chain, if only an atomic fragment's
+  // The IPv4 options, or an RS, NS or NA's, walked once the rest of the
+  // frame parsed; and the MAC ND's link-layer address options name.
+  std::vector<uint8_t> options;
+  std::optional<std::array<uint8_t, 6>> nd_link_layer;
   std::optional<Quoted> quoted;
 };
 
@@ -168,6 +180,67 @@ std::optional<Flow::Quoted> ParseQuoted(std::span<const uint8_t> q, uint8_t fami
   return quoted;
 }
 
+bool IsNeighbourDiscovery(uint8_t type) { return type >= 133 && type <= 137; }
+
+// RFC 4861: each message's length before its options (section 4), which is
+// also its minimum.
+size_t NeighbourDiscoveryFixedPart(uint8_t type) {
+  switch (type) {
+    case 133: return 8;   // router solicitation
+    case 134: return 16;  // router advertisement
+    case 137: return 40;  // redirect
+    default: return 24;   // neighbour solicitation, advertisement
+  }
+}
+
+// RS, NS, NA: the messages a container sends. Their options: at most 8
+// (RFC 3971's four, a nonce, a link-layer address), none of length 0 or past
+// the message; link-layer address options (types 1 and 2) 8 bytes long and
+// all naming one MAC, which CheckSource() holds to the endpoint's.
+int WalkNeighbourDiscoveryOptions(std::span<const uint8_t> options, Flow& f) {
+  constexpr int kMaxOptions = 8;
+  size_t at = 0;
+  for (int count = 0; at < options.size(); ++count) {
+    if (count == kMaxOptions) return DROP_ND_OPTION;
+    if (at + 2 > options.size()) return DROP_ND_OPTION;
+    size_t length = options[at + 1] * 8u;
+    if (length == 0 || at + length > options.size()) return DROP_ND_OPTION;
+    uint8_t type = options[at];
+    if (type == 1 || type == 2) {
+      if (length != 8) return DROP_ND_OPTION;
+      std::array<uint8_t, 6> mac;
+      std::memcpy(mac.data(), &options[at + 2], 6);
+      if (f.nd_link_layer && *f.nd_link_layer != mac) return DROP_ND_OPTION;
+      f.nd_link_layer = mac;
+    }
+    at += length;
+  }
+  return REASON_NONE;
+}
+
+int ParseNeighbourDiscoveryOptions(std::span<const uint8_t> options, Flow& f) {
+  int reason = WalkNeighbourDiscoveryOptions(options, f);
+  if (reason != REASON_NONE) return reason;
+  // From the unspecified address (duplicate address detection) a
+  // solicitation carries no source link-layer address (RFC 4861 4.1, 4.3).
+  if (f.nd_link_layer && f.icmp_type != 136 && IsZero(f.saddr.data(), 16)) return DROP_ND_OPTION;
+  return REASON_NONE;
+}
+
+// RFC 4861's validity checks, then (for what a container may send) the options.
+int ParseNeighbourDiscovery(std::span<const uint8_t> message, Flow& f) {
+  uint8_t type = message[0];
+  size_t fixed = NeighbourDiscoveryFixedPart(type);
+  if (f.hop_limit != 255 || message[1] != 0 || message.size() < fixed) return DROP_ND_INVALID;
+  if (f.fragment_header) return DROP_ND_INVALID;  // never fragmented, not even atomically (RFC 6980)
+  if (type == 136) std::memcpy(f.nd_target.data(), &message[8], 16);  // an advertisement names its target
+  // Router advertisements and redirects: never from a container (CheckSource).
+  if (type == 134 || type == 137) return REASON_NONE;
+  std::span<const uint8_t> options = message.subspan(fixed);
+  f.options.assign(options.begin(), options.end());
+  return REASON_NONE;
+}
+
 // The upper-layer header. `l4` ends where the IP datagram ends.
 void ParseUpperLayer(std::span<const uint8_t> l4, Flow& f) {
   if (l4.size() < L4HeaderNeed(f.protocol, f.family)) {
@@ -192,19 +265,41 @@ void ParseUpperLayer(std::span<const uint8_t> l4, Flow& f) {
       if (f.fragment == Flow::Fragment::kWhole) f.quoted = ParseQuoted(From(l4, 8), f.family);
     } else if (f.family == STOCKADE_AF_INET6 && Icmpv6IsLinkHousekeeping(l4[0])) {
       f.kind = Flow::Kind::kLinkHousekeeping;
-      if (l4[0] == 136) {  // a neighbour advertisement names its target
-        if (l4.size() < 24) {
-          f.parse_error = DROP_INVALID_PACKET;
-          return;
-        }
-        std::memcpy(f.nd_target.data(), &l4[8], 16);
-      }
+      if (IsNeighbourDiscovery(l4[0])) f.parse_error = ParseNeighbourDiscovery(l4, f);
     }
   } else if (f.protocol == kIgmp && f.family == STOCKADE_AF_INET && (f.daddr[0] & 0xf0) == 0xe0) {
     // Multicast membership is the link's business, as MLD is for IPv6. IGMP
     // to a unicast address is no membership message: a flow like any other.
     f.kind = Flow::Kind::kLinkHousekeeping;
   }
+}
+
+// IPv4 options (docs/security.md): source routes drop as such; record route,
+// timestamp and every obsolete or unknown option drop; router alert (length
+// 4) and the security labels (130, 133, 134) pass. An option list that does
+// not parse, or anything but zeros after its end, drops.
+int CheckIpv4Options(std::span<const uint8_t> options) {
+  size_t at = 0;
+  while (at < options.size()) {
+    uint8_t type = options[at];
+    if (type == 0) {  // end of the list: the rest is padding
+      for (size_t i = at; i < options.size(); ++i)
+        if (options[i] != 0) return DROP_IPV4_OPTION;
+      return REASON_NONE;
+    }
+    if (type == 1) {  // no operation
+      ++at;
+      continue;
+    }
+    if (at + 2 > options.size()) return DROP_IPV4_OPTION;
+    size_t length = options[at + 1];
+    if (length < 2 || at + length > options.size()) return DROP_IPV4_OPTION;
+    if (type == 131 || type == 137) return DROP_SOURCE_ROUTE;
+    bool passes = (type == 148 && length == 4) || type == 130 || type == 133 || type == 134;
+    if (!passes) return DROP_IPV4_OPTION;
+    at += length;
+  }
+  return REASON_NONE;
 }
 
 void ParseIpv4(std::span<const uint8_t> l3, Flow& f) {
@@ -223,6 +318,7 @@ void ParseIpv4(std::span<const uint8_t> l3, Flow& f) {
   f.protocol = f.frag_protocol = l3[9];
   std::memcpy(f.saddr.data(), &l3[12], 4);
   std::memcpy(f.daddr.data(), &l3[16], 4);
+  f.options.assign(l3.begin() + 20, l3.begin() + header_length);
   uint16_t offset = Be16(l3, 6) & 0x1fff;
   bool more_fragments = Be16(l3, 6) & 0x2000;
   f.frag_id = Be16(l3, 4);
@@ -239,8 +335,29 @@ void ParseIpv4(std::span<const uint8_t> l3, Flow& f) {
   ParseUpperLayer(datagram.subspan(header_length), f);
 }
 
+// RFC 8200 4.1's order: hop-by-hop only first; routing, fragment and AH at
+// most once each; destination options at most twice, the first before a
+// routing header. False: the chain breaks it.
+struct ExtensionOrder {
+  int headers = 0, routing = 0, fragment = 0, auth = 0, destination = 0;
+  bool routing_after_first_destination = false;
+
+  bool Add(uint8_t next) {
+    bool first = headers++ == 0;
+    switch (next) {
+      case 0: return first;
+      case 43:
+        routing_after_first_destination = destination == 1;
+        return ++routing == 1;
+      case 44: return ++fragment == 1;
+      case 51: return ++auth == 1;
+      case 60: return ++destination == 1 || (destination == 2 && routing_after_first_destination);
+    }
+    return true;
+  }
+};
+
 void ParseIpv6(std::span<const uint8_t> l3, Flow& f) {
-  constexpr int kMaxExtensionHeaders = 8;
   if (l3.size() < 40 || l3[0] >> 4 != 6) {
     f.parse_error = DROP_INVALID_PACKET;
     return;
@@ -253,13 +370,15 @@ void ParseIpv6(std::span<const uint8_t> l3, Flow& f) {
   }
   std::span<const uint8_t> datagram = l3.first(40 + payload_length);
   f.family = STOCKADE_AF_INET6;
+  f.hop_limit = l3[7];
   std::memcpy(f.saddr.data(), &l3[8], 16);
   std::memcpy(f.daddr.data(), &l3[24], 16);
   uint8_t next = l3[6];
   size_t at = 40;
-  for (int seen = 0; IsIpv6ExtensionWeWalk(next); ++seen) {
-    if (seen == kMaxExtensionHeaders) {
-      f.parse_error = DROP_IPV6_EXT_TOO_MANY;
+  ExtensionOrder order;
+  while (IsIpv6ExtensionWeWalk(next)) {
+    if (!order.Add(next)) {
+      f.parse_error = DROP_IPV6_EXT_ORDER;
       return;
     }
     if (at + 8 > datagram.size()) {
@@ -285,10 +404,17 @@ void ParseIpv6(std::span<const uint8_t> l3, Flow& f) {
       }
       // Offset 0 without more fragments is an atomic fragment: a whole datagram.
       if (more_fragments) f.fragment = Flow::Fragment::kFirst;
+      f.fragment_header = true;
     } else {
       // Routing type 0 lets a sender bounce a packet through any list of hops (RFC 5095).
       if (next == 43 && ext[2] == 0) {
         f.parse_error = DROP_IPV6_ROUTING_TYPE0;
+        return;
+      }
+      // Any other type with segments left still to visit sends the packet
+      // past the destination policy decided on.
+      if (next == 43 && ext[3] != 0) {
+        f.parse_error = DROP_SOURCE_ROUTE;
         return;
       }
       // AH counts 4-byte words less 2; the others 8-byte units less 1.
@@ -356,13 +482,10 @@ Flow ParseFrame(std::span<const uint8_t> frame) {
     ParseIpv6(l3, f);
   else
     f.parse_error = DROP_UNSUPPORTED_L3;
+  if (f.parse_error == REASON_NONE && !f.options.empty())
+    f.parse_error = f.family == STOCKADE_AF_INET ? CheckIpv4Options(f.options)
+                                                 : ParseNeighbourDiscoveryOptions(f.options, f);
   return f;
-}
-
-bool IsZero(const uint8_t* bytes, size_t n) {
-  for (size_t i = 0; i < n; ++i)
-    if (bytes[i] != 0) return false;
-  return true;
 }
 
 bool IsOwnIpv6(const Address& a, const endpoint_info& ep) {
@@ -385,13 +508,16 @@ int CheckArp(const Flow& f, const endpoint_info& ep, uint8_t dir) {
 
 // What the endpoint sends carries its own source address. Neighbour
 // discovery: router messages never come from a container, an advertisement
-// names only the endpoint's own address, and :: is the unspecified source of
-// duplicate address detection.
+// names only the endpoint's own address, a link-layer option only its own
+// MAC, and :: is the unspecified source of duplicate address detection.
 int CheckSource(const Flow& f, const endpoint_info& ep) {
   if (f.family == STOCKADE_AF_INET) return IsOwnIpv4(f.saddr, ep) ? REASON_NONE : DROP_SPOOFED_SOURCE;
   if (f.kind == Flow::Kind::kLinkHousekeeping) {
     if (f.icmp_type == 134 || f.icmp_type == 137) return DROP_ND_ROUTER_MSG;
     if (f.icmp_type == 136 && !IsOwnIpv6(f.nd_target, ep)) return DROP_SPOOFED_SOURCE;
+    // Its link-layer options name its own MAC (or, not known, the one it sends from).
+    const uint8_t* own_mac = IsZero(ep.mac, 6) ? f.eth_src.data() : ep.mac;
+    if (f.nd_link_layer && std::memcmp(f.nd_link_layer->data(), own_mac, 6) != 0) return DROP_ND_OPTION;
     if (f.icmp_type != 136 && IsZero(f.saddr.data(), 16)) return REASON_NONE;
   }
   return IsOwnIpv6(f.saddr, ep) ? REASON_NONE : DROP_SPOOFED_SOURCE;

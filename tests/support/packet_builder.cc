@@ -512,6 +512,12 @@ uint16_t OnesComplementSum(std::span<const uint8_t> data, uint16_t initial) {
   return static_cast<uint16_t>(sum);
 }
 
+std::vector<uint8_t> LinkLayerOption(uint8_t type, const MacAddress& mac) {
+  Bytes out;
+  PutLinkLayerOption(out, type, mac);
+  return out;
+}
+
 std::array<uint8_t, 4> IcmpEcho(uint16_t id, uint16_t sequence) {
   return {static_cast<uint8_t>(id >> 8), static_cast<uint8_t>(id),
           static_cast<uint8_t>(sequence >> 8), static_cast<uint8_t>(sequence)};
@@ -563,14 +569,27 @@ PacketBuilder& PacketBuilder::Icmpv6(const Icmpv6Options& options) {
   return Add(options);
 }
 
+PacketBuilder& PacketBuilder::RouterSolicitation(
+    const RouterSolicitationOptions& options) {
+  // The body starts with the options: the reserved word is rest_of_header.
+  Icmpv6Options icmp = {.type = ND_ROUTER_SOLICIT, .code = options.code};
+  if (options.source_link_layer.has_value()) {
+    PutLinkLayerOption(icmp.body, ND_OPT_SOURCE_LINKADDR,
+                       *options.source_link_layer);
+  }
+  PutBytes(icmp.body, options.options);
+  return Icmpv6(icmp);
+}
+
 PacketBuilder& PacketBuilder::NeighborSolicitation(
     const NeighborSolicitationOptions& options) {
-  Icmpv6Options icmp = {.type = ND_NEIGHBOR_SOLICIT};
+  Icmpv6Options icmp = {.type = ND_NEIGHBOR_SOLICIT, .code = options.code};
   PutBytes(icmp.body, options.target);
   if (options.source_link_layer.has_value()) {
     PutLinkLayerOption(icmp.body, ND_OPT_SOURCE_LINKADDR,
                        *options.source_link_layer);
   }
+  PutBytes(icmp.body, options.options);
   return Icmpv6(icmp);
 }
 
@@ -587,6 +606,7 @@ PacketBuilder& PacketBuilder::NeighborAdvertisement(
     PutLinkLayerOption(icmp.body, ND_OPT_TARGET_LINKADDR,
                        *options.target_link_layer);
   }
+  PutBytes(icmp.body, options.options);
   return Icmpv6(icmp);
 }
 

@@ -250,9 +250,19 @@ std::array<uint8_t, 4> IcmpWord(uint32_t value);
 
 // Neighbour Discovery (RFC 4861). Real ND packets need hop limit 255 in the
 // IPv6 header; the builder leaves that to the test.
+// `options`: further raw ND options, appended as given after the link-layer
+// address option (e.g. a second one, or a malformed one).
+struct RouterSolicitationOptions {
+  std::optional<MacAddress> source_link_layer = std::nullopt;
+  std::vector<uint8_t> options = {};
+  uint8_t code = 0;
+};
+
 struct NeighborSolicitationOptions {
   Ipv6Address target = {};
   std::optional<MacAddress> source_link_layer = std::nullopt;
+  std::vector<uint8_t> options = {};
+  uint8_t code = 0;
 };
 
 struct NeighborAdvertisementOptions {
@@ -261,7 +271,12 @@ struct NeighborAdvertisementOptions {
   bool solicited_flag = true;
   bool override_flag = true;
   std::optional<MacAddress> target_link_layer = std::nullopt;
+  std::vector<uint8_t> options = {};
 };
+
+// A link-layer address option (RFC 4861 4.6.1) for Ethernet: type 1 (source)
+// or 2 (target), length 1.
+std::vector<uint8_t> LinkLayerOption(uint8_t type, const MacAddress& mac);
 
 struct RouterAdvertisementOptions {
   uint8_t cur_hop_limit = 64;
@@ -323,6 +338,8 @@ class PacketBuilder {
   PacketBuilder& Udp(const UdpOptions& options = {});
   PacketBuilder& Icmpv4(const Icmpv4Options& options = {});
   PacketBuilder& Icmpv6(const Icmpv6Options& options = {});
+  PacketBuilder& RouterSolicitation(
+      const RouterSolicitationOptions& options = {});
   PacketBuilder& NeighborSolicitation(
       const NeighborSolicitationOptions& options);
   PacketBuilder& NeighborAdvertisement(

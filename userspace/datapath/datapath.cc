@@ -6,6 +6,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <system_error>
@@ -33,6 +34,20 @@ absl::Status PinMaps(bpf_object* obj, const std::string& dir) {
     int err = bpf_map__set_pin_path(map, path.c_str());
     if (err) return LibbpfStatus(err, absl::StrCat("set pin path ", path));
   }
+  return absl::OkStatus();
+}
+
+absl::Status UnpinIfSizeDiffers(bpf_map* map, const std::string& dir) {
+  std::string path = absl::StrCat(dir, "/", bpf_map__name(map));
+  ScopedFd pinned(bpf_obj_get(path.c_str()));
+  if (!pinned.valid()) return absl::OkStatus();  // not pinned yet
+  bpf_map_info info{};
+  uint32_t info_len = sizeof(info);
+  if (bpf_map_get_info_by_fd(pinned.get(), &info, &info_len) != 0)
+    return ErrnoStatus(errno, absl::StrCat("read the pinned map ", path));
+  if (info.max_entries == bpf_map__max_entries(map)) return absl::OkStatus();
+  if (unlink(path.c_str()) != 0)
+    return ErrnoStatus(errno, absl::StrCat("replace the pinned map ", path, " of ", info.max_entries, " entries"));
   return absl::OkStatus();
 }
 
@@ -105,6 +120,13 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
     // A map an older version pinned and this one no longer has (the XDP
     // prefilter's, never attached): nothing reads it any more.
     std::filesystem::remove(absl::StrCat(pin_dir, "/prefilter"), ec);
+    // The metrics array grows with every new drop reason. Its counters are
+    // the only state in it, so a pin of another size is replaced (Prometheus
+    // sees a counter reset) instead of failing the load of a new version.
+    if (absl::Status s = UnpinIfSizeDiffers(skel->maps.metrics, pin_dir); !s.ok()) {
+      destroy();
+      return s;
+    }
   }
 
   if (int err = stockade_bpf__load(skel); err) {
