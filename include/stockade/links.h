@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "stockade/addresses.h"
 #include "stockade/scoped_fd.h"
 
 namespace stockade {
@@ -33,6 +34,8 @@ struct LinkAddress {
   std::array<uint8_t, 16> bytes{};
   uint8_t prefix_length = 0;
   bool link_local = false;  // IPv6 fe80::/10
+
+  IpAddress address() const;
 };
 
 // The links of the calling thread's network namespace (enter another with NetnsGuard).

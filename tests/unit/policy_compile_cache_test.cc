@@ -265,7 +265,7 @@ TEST(PolicyCompileCacheTest, EveryUpdateEqualsACompileFromNothing) {
       world.Step();
       PolicyInputs inputs = world.Inputs(allocator);
       IdentityAllocator from_nothing_allocator = allocator;
-      auto delta = cache.Update(inputs, allocator);
+      auto delta = AllocateThenUpdate(cache, inputs, allocator);
       auto from_nothing = CompilePolicies(inputs, from_nothing_allocator);
       ASSERT_EQ(delta.ok(), from_nothing.ok()) << delta.status() << " / " << from_nothing.status();
       if (!delta.ok()) continue;
@@ -326,13 +326,13 @@ TEST(PolicyCompileCacheTest, AnEditBesideALargePolicyRecompilesOnlyTheEditedOne)
                            "policies/change.yaml")
         .value();
   };
-  auto first = cache.Update(inputs_with(change(6000)), allocator);
+  auto first = AllocateThenUpdate(cache, inputs_with(change(6000)), allocator);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_TRUE(first->full);
   EXPECT_EQ(first->entries.size(), 2001u);
   EXPECT_EQ(cache.recompiled(), 2u);
 
-  auto edited = cache.Update(inputs_with(change(6001)), allocator);
+  auto edited = AllocateThenUpdate(cache, inputs_with(change(6001)), allocator);
   ASSERT_TRUE(edited.ok()) << edited.status();
   EXPECT_FALSE(edited->full);
   EXPECT_EQ(cache.recompiled(), 1u) << "only the edited policy";
@@ -348,7 +348,7 @@ TEST(PolicyCompileCacheTest, AnEditBesideALargePolicyRecompilesOnlyTheEditedOne)
                        .value();
   std::vector<Policy> two = change(6001);
   two.push_back(unrelated[0]);
-  auto added = cache.Update(inputs_with(two), allocator);
+  auto added = AllocateThenUpdate(cache, inputs_with(two), allocator);
   ASSERT_TRUE(added.ok()) << added.status();
   EXPECT_EQ(cache.recompiled(), 1u);
 }
@@ -366,20 +366,59 @@ TEST(PolicyCompileCacheTest, ABadSetChangesNothing) {
       {.id = "db", .identity = allocator.ForLabels({{"tier", "db"}}).value(), .labels = {{"tier", "db"}}});
   inputs.endpoints.push_back(
       {.id = "web", .identity = allocator.ForLabels({{"tier", "web"}}).value(), .labels = {{"tier", "web"}}});
-  ASSERT_TRUE(cache.Update(inputs, allocator).ok());
+  ASSERT_TRUE(AllocateThenUpdate(cache, inputs, allocator).ok());
   const std::string before = cache.compiled().Describe();
 
   PolicyInputs twice = inputs;
   twice.policies.push_back(good[0]);
-  auto refused = cache.Update(twice, allocator);
+  auto refused = AllocateThenUpdate(cache, twice, allocator);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(cache.compiled().Describe(), before);
 
-  auto again = cache.Update(inputs, allocator);
+  auto again = AllocateThenUpdate(cache, inputs, allocator);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_FALSE(again->full);
   EXPECT_TRUE(again->scope.empty()) << "nothing changed since the last good update";
   EXPECT_EQ(cache.recompiled(), 0u);
+}
+
+TEST(PolicyCompileCacheTest, TheCompilerReadsTheAllocatorAndNeverWritesIt) {
+  auto policies = ParsePolicyText(PolicyText("db", "  endpointSelector: {matchLabels: {tier: db}}\n"
+                                                   "  ingress: [{fromCIDR: [198.51.100.0/24, 10.0.0.0/8]}]\n"),
+                                  "policies/db.yaml")
+                      .value();
+  IdentityAllocator allocator;
+  PolicyInputs inputs;
+  inputs.policies = policies;
+  inputs.endpoints.push_back(
+      {.id = "db", .identity = allocator.ForLabels({{"tier", "db"}}).value(), .labels = {{"tier", "db"}}});
+  PolicyCompiler compiler;
+  auto prepared = compiler.Prepare(inputs);
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  ASSERT_EQ(prepared->unnamed_prefixes().size(), 2u);
+  EXPECT_EQ(prepared->unnamed_prefixes()[0].ToString(), "10.0.0.0/8");  // in prefix order
+  // Without their identities, Apply refuses and changes nothing.
+  const IdentityTable before = allocator.table();
+  auto refused = compiler.Apply(std::move(*prepared), allocator);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(allocator.table(), before);
+  EXPECT_TRUE(compiler.compiled().rules.empty());
+
+  auto again = compiler.Prepare(inputs);
+  ASSERT_TRUE(again.ok());
+  for (const IpPrefix& prefix : again->unnamed_prefixes()) ASSERT_TRUE(allocator.ForCidr(prefix).ok());
+  const IdentityTable allocated = allocator.table();
+  const IdentityAllocator& read_only = allocator;
+  auto applied = compiler.Apply(std::move(*again), read_only);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(allocator.table(), allocated);
+  ASSERT_EQ(compiler.compiled().cidr_identities.size(), 2u);
+  EXPECT_EQ(compiler.compiled().cidr_identities[0].identity, allocated.cidrs.begin()->second);
+  // Known now: a second Prepare names nothing.
+  auto known = compiler.Prepare(inputs);
+  ASSERT_TRUE(known.ok());
+  EXPECT_TRUE(known->unnamed_prefixes().empty());
 }
 
 }  // namespace

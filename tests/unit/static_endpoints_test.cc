@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <gtest/gtest.h>
 
-#include "stockade/agent/workload.h"
+#include "stockade/agent/static_endpoints.h"
 
 namespace stockade {
 namespace {

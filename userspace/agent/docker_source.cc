@@ -1,10 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "stockade/agent/docker_source.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
+#include <fstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "stockade/agent/agent_log.h"
+#include "stockade/links.h"
+#include "stockade/scoped_fd.h"
 
 namespace stockade {
 namespace {
@@ -151,6 +159,63 @@ std::vector<IpAddress> DockerSource::HostAddresses() const {
       for (const IpamPool& pool : n.ipam_pools)
         if (pool.gateway) out.push_back(*pool.gateway);
   return out;
+}
+
+std::set<std::string> DockerSource::MacvlanParents() const {
+  std::set<std::string> parents;
+  for (const char* driver : {"macvlan", "ipvlan"}) {
+    auto networks = client_.ListNetworks(driver);
+    if (!networks.ok()) {
+      AgentLog(absl::StrCat("hook on sight: ", networks.status().message()));
+      continue;
+    }
+    for (const NetworkInfo& n : *networks) {
+      auto parent = n.options.find("parent");
+      // No parent given: Docker makes a dummy one, dm-<id> (macvlan) or di-<id> (ipvlan).
+      if (parent != n.options.end() && !parent->second.empty()) {
+        parents.insert(parent->second);
+      } else {
+        parents.insert(absl::StrCat(n.driver == "macvlan" ? "dm-" : "di-", n.id.substr(0, 12)));
+      }
+    }
+  }
+  return parents;
+}
+
+std::set<int32_t> DockerSource::OverlayNetnsIds() const {
+  std::set<int32_t> ids;
+  auto networks = client_.ListNetworks("overlay");
+  if (!networks.ok()) {
+    AgentLog(absl::StrCat("hook on sight: ", networks.status().message()));
+    return ids;
+  }
+  // Docker mounts each overlay network's namespace at <exec-root>/netns/<n>-<the
+  // network id's first 10 characters>; the exec root is the daemon's choice,
+  // so the mount table, not a fixed path, says where.
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  for (std::string line; std::getline(mountinfo, line);) {
+    std::vector<std::string> fields = absl::StrSplit(line, ' ');
+    if (fields.size() < 10 || !fields[3].starts_with("net:[") ||
+        std::find(fields.begin(), fields.end(), "nsfs") == fields.end())
+      continue;
+    const std::string& path = fields[4];
+    const size_t slash = path.rfind('/');
+    std::string_view dir = std::string_view(path).substr(0, slash == path.npos ? 0 : slash);
+    std::string_view name = std::string_view(path).substr(slash + 1);
+    size_t dash = name.find('-');
+    if (!dir.ends_with("/netns") || dash == 0 || dash == name.npos ||
+        name.size() - dash - 1 < 10 ||
+        !std::all_of(name.begin(), name.begin() + dash, [](char c) { return absl::ascii_isdigit(c); }))
+      continue;
+    std::string_view prefix = name.substr(dash + 1);
+    if (std::none_of(networks->begin(), networks->end(),
+                     [&](const NetworkInfo& n) { return std::string_view(n.id).starts_with(prefix); }))
+      continue;
+    ScopedFd netns(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!netns.valid()) continue;  // the network went away meanwhile
+    if (auto id = NetnsIdOf(netns.get()); id.ok() && *id >= 0) ids.insert(*id);
+  }
+  return ids;
 }
 
 }  // namespace stockade

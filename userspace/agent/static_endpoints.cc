@@ -7,7 +7,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "stockade/agent/workload.h"
+#include "stockade/agent/static_endpoints.h"
 
 namespace stockade {
 namespace {
@@ -132,6 +132,14 @@ absl::StatusOr<std::vector<Workload>> LoadStaticEndpoints(const std::string& pat
   std::stringstream text;
   text << in.rdbuf();
   return ParseStaticEndpoints(text.str(), path);
+}
+
+absl::Status StaticEndpointsSource::Resync() {
+  auto workloads = LoadStaticEndpoints(path_);
+  if (!workloads.ok()) return workloads.status();
+  workloads_ = std::move(*workloads);
+  listed_ = true;
+  return absl::OkStatus();
 }
 
 }  // namespace stockade

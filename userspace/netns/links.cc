@@ -107,6 +107,10 @@ LinkAddress ParseAddress(const nlmsghdr* msg) {
 
 }  // namespace
 
+IpAddress LinkAddress::address() const {
+  return {family == AF_INET ? uint8_t{STOCKADE_AF_INET} : uint8_t{STOCKADE_AF_INET6}, bytes};
+}
+
 absl::StatusOr<std::vector<LinkInfo>> ListLinks() {
   std::vector<LinkInfo> links;
   absl::Status s = Dump<ifinfomsg>(RTM_GETLINK, RTM_NEWLINK, AF_UNSPEC, "RTM_GETLINK dump",

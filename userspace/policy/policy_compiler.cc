@@ -205,13 +205,16 @@ using State = PolicyCompiler::State;
 // One update's work on the state, in the steps of Run.
 class Updater {
  public:
-  Updater(State& state, CompiledPolicy& out, const PolicyInputs& inputs, IdentityAllocator& allocator)
-      : state_(state), out_(out), inputs_(inputs), allocator_(allocator) {}
+  Updater(State& state, CompiledPolicy& out, const PolicyInputs& inputs)
+      : state_(state), out_(out), inputs_(inputs) {}
 
-  absl::StatusOr<PolicyEntryDelta> Run(size_t& recompiled, std::vector<uint32_t>& origins_changed);
+  // Everything that can fail but the allocator's answers, before anything changes.
+  absl::Status Prepare();
+  const std::vector<IpPrefix>& unnamed() const { return unnamed_; }
+  absl::StatusOr<PolicyEntryDelta> Run(const IdentityAllocator& allocator, size_t& recompiled,
+                                       std::vector<uint32_t>& origins_changed);
 
  private:
-  absl::Status Prepare();
   void DropReplaced();
   void AddCidrUses();
   void DiffLabelled();
@@ -225,12 +228,12 @@ class Updater {
   State& state_;
   CompiledPolicy& out_;
   const PolicyInputs& inputs_;
-  IdentityAllocator& allocator_;
 
   std::vector<AppliedPolicy> applied_;
   std::map<std::string, const AppliedPolicy*> by_name_;
   std::map<uint32_t, LabelSet> labelled_;
   std::map<std::string, State::Unit> fresh_;  // new or edited policies, not built yet
+  std::vector<IpPrefix> unnamed_;             // sorted: prefixes no policy named before
   std::vector<std::pair<IpPrefix, uint32_t>> new_cidrs_;  // prefixes no policy named before, their ids
   std::set<std::string> build_;                // units whose templates are made again
   std::vector<IpPrefix> cidrs_changed_;        // sorted: CIDR identities added or gone
@@ -241,7 +244,6 @@ class Updater {
   std::vector<uint32_t> origins_erased_;
 };
 
-// Everything that can fail, before anything changes.
 absl::Status Updater::Prepare() {
   auto applied = CollectPolicies(inputs_);
   if (!applied.ok()) return applied.status();
@@ -251,7 +253,6 @@ absl::Status Updater::Prepare() {
   labelled_ = std::move(*labelled);
   for (const AppliedPolicy& a : applied_) by_name_[a.policy->name] = &a;
 
-  std::vector<IpPrefix> unnamed;
   for (const auto& [name, a] : by_name_) {
     const uint32_t carrier = a->carrier != nullptr ? a->carrier->identity : 0;
     auto known = state_.units.find(name);
@@ -279,18 +280,13 @@ absl::Status Updater::Prepare() {
             return absl::InvalidArgumentError(absl::StrCat("policy '", name, "' (", rule.location, "): ", s.message()));
     }
     for (const IpPrefix& prefix : unit.prefixes)
-      if (!state_.cidrs.contains(prefix)) unnamed.push_back(prefix);
+      if (!state_.cidrs.contains(prefix)) unnamed_.push_back(prefix);
     fresh_.emplace(name, std::move(unit));
   }
   // In prefix order, as a compile from nothing takes them: new prefixes get
   // the same ids either way.
-  std::sort(unnamed.begin(), unnamed.end(), IpPrefixLess());
-  unnamed.erase(std::unique(unnamed.begin(), unnamed.end()), unnamed.end());
-  for (const IpPrefix& prefix : unnamed) {
-    absl::StatusOr<uint32_t> id = allocator_.ForCidr(prefix);
-    if (!id.ok()) return id.status();
-    new_cidrs_.push_back({prefix, *id});
-  }
+  std::sort(unnamed_.begin(), unnamed_.end(), IpPrefixLess());
+  unnamed_.erase(std::unique(unnamed_.begin(), unnamed_.end()), unnamed_.end());
   return absl::OkStatus();
 }
 
@@ -518,10 +514,17 @@ void Updater::Decide() {
   }
 }
 
-absl::StatusOr<PolicyEntryDelta> Updater::Run(size_t& recompiled, std::vector<uint32_t>& origins_changed) {
+absl::StatusOr<PolicyEntryDelta> Updater::Run(const IdentityAllocator& allocator, size_t& recompiled,
+                                              std::vector<uint32_t>& origins_changed) {
   recompiled = 0;
   origins_changed.clear();
-  if (absl::Status s = Prepare(); !s.ok()) return s;
+  for (const IpPrefix& prefix : unnamed_) {
+    auto id = allocator.table().cidrs.find(prefix);
+    if (id == allocator.table().cidrs.end())
+      return absl::FailedPreconditionError(
+          absl::StrCat("policy compile: CIDR ", prefix.ToString(), " has no identity; allocate it before Apply"));
+    new_cidrs_.push_back({prefix, id->second});
+  }
   // Nothing below fails.
   PolicyEntryDelta delta{.full = state_.empty};
   DropReplaced();
@@ -620,13 +623,40 @@ absl::StatusOr<PolicyEntryDelta> Updater::Run(size_t& recompiled, std::vector<ui
 PolicyCompiler::PolicyCompiler() : state_(std::make_unique<State>()) {}
 PolicyCompiler::~PolicyCompiler() = default;
 
-absl::StatusOr<PolicyEntryDelta> PolicyCompiler::Update(const PolicyInputs& inputs, IdentityAllocator& allocator) {
-  return Updater(*state_, compiled_, inputs, allocator).Run(recompiled_, origins_changed_);
+struct PolicyCompiler::PreparedUpdate::Work {
+  Updater updater;
+};
+
+PolicyCompiler::PreparedUpdate::PreparedUpdate(std::unique_ptr<Work> work) : work_(std::move(work)) {}
+PolicyCompiler::PreparedUpdate::PreparedUpdate(PreparedUpdate&&) noexcept = default;
+PolicyCompiler::PreparedUpdate& PolicyCompiler::PreparedUpdate::operator=(PreparedUpdate&&) noexcept = default;
+PolicyCompiler::PreparedUpdate::~PreparedUpdate() = default;
+const std::vector<IpPrefix>& PolicyCompiler::PreparedUpdate::unnamed_prefixes() const {
+  return work_->updater.unnamed();
+}
+
+absl::StatusOr<PolicyCompiler::PreparedUpdate> PolicyCompiler::Prepare(const PolicyInputs& inputs) {
+  auto work = std::make_unique<PreparedUpdate::Work>(Updater(*state_, compiled_, inputs));
+  if (absl::Status s = work->updater.Prepare(); !s.ok()) return s;
+  return PreparedUpdate(std::move(work));
+}
+
+absl::StatusOr<PolicyEntryDelta> PolicyCompiler::Apply(PreparedUpdate update, const IdentityAllocator& allocator) {
+  return update.work_->updater.Run(allocator, recompiled_, origins_changed_);
+}
+
+absl::StatusOr<PolicyEntryDelta> AllocateThenUpdate(PolicyCompiler& compiler, const PolicyInputs& inputs,
+                                                    IdentityAllocator& allocator) {
+  auto update = compiler.Prepare(inputs);
+  if (!update.ok()) return update.status();
+  for (const IpPrefix& prefix : update->unnamed_prefixes())
+    if (absl::StatusOr<uint32_t> id = allocator.ForCidr(prefix); !id.ok()) return id.status();
+  return compiler.Apply(std::move(*update), allocator);
 }
 
 absl::StatusOr<CompiledPolicy> CompilePolicies(const PolicyInputs& inputs, IdentityAllocator& allocator) {
   PolicyCompiler compiler;
-  if (absl::StatusOr<PolicyEntryDelta> delta = compiler.Update(inputs, allocator); !delta.ok()) return delta.status();
+  if (auto delta = AllocateThenUpdate(compiler, inputs, allocator); !delta.ok()) return delta.status();
   return compiler.compiled();
 }
 

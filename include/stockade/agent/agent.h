@@ -30,11 +30,15 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "stockade/agent/endpoint_state.h"
 #include "stockade/agent/event_hub.h"
 #include "stockade/agent/hook_resolver.h"
+#include "stockade/agent/hooker.h"
 #include "stockade/agent/map_sync.h"
 #include "stockade/agent/metrics_server.h"
+#include "stockade/agent/reconciler.h"
 #include "stockade/agent/workload.h"
+#include "stockade/agent/workload_source.h"
 #include "stockade/attach.h"
 #include "stockade/datapath.h"
 #include "stockade/identity/identity_allocator.h"
@@ -74,28 +78,6 @@ struct AgentOptions {
   bool least_privilege = false;
 };
 
-// One interface the agent hooks, and what it knows of it.
-struct EndpointState {
-  std::string workload_id;
-  std::string workload_name;
-  std::string source;  // docker, static
-  std::string network;
-  std::string driver;
-  ResolvedHook hook;
-  std::optional<IpAddress> ipv4, ipv6;
-  std::array<uint8_t, 6> mac{};
-  uint32_t identity = IDENTITY_UNMANAGED;
-  LabelSet labels;
-  std::vector<IgnoredLabel> ignored_labels;
-  EndpointPolicy policy;
-  std::string error;  // why it is not enforced as wanted, if it is not
-  // Shown only: a container that shares this owner's interface (its record is the owner's).
-  std::string shares_network_of;
-  // When the map sync that wrote its record, with this identity and policy,
-  // returned: the end of its start-up window (scripts/enforcement-latency.sh).
-  absl::Time enforced_at = absl::InfinitePast();
-};
-
 class Agent {
  public:
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Agent>> Start(const AgentOptions& options);
@@ -104,62 +86,55 @@ class Agent {
   // Runs until `stop` is set: Docker events, policy file changes, resyncs.
   [[nodiscard]] absl::Status Run(const std::atomic<bool>& stop);
 
-  // Brings maps and attachments to what the sources say now.
+  // Answers a control request (see stockadectl); from the control socket's thread.
+  nlohmann::json HandleControl(const nlohmann::json& request);
+
+ private:
+  // Who runs what: Run's loop (policy changes, links on sight, resyncs), its
+  // Docker thread (events), the control socket's thread (HandleControl) and
+  // the metrics server's (RenderMetrics) share the state below. Each takes
+  // mu_ on entry; every private member function below runs with mu_ held,
+  // except HookOnSight (it takes mu_ after asking Docker about its
+  // networks) and TlsReport (it takes mu_ to copy the endpoints, not for
+  // the conntrack dump).
+  explicit Agent(AgentOptions options);
+  // Reads `sources` again, then brings maps and attachments to what all
+  // sources say. A source that fails keeps its last good view; its failure
+  // is returned, after the reconcile.
+  [[nodiscard]] absl::Status Resync(const std::vector<WorkloadSource*>& sources);
   [[nodiscard]] absl::Status ResyncAll();
   // Re-reads the policy directory (only the files that changed); a bad file
   // keeps the last good policy. True when the set changed.
   absl::StatusOr<bool> ReloadPolicies();
-  // Answers a control request (see stockadectl).
-  nlohmann::json HandleControl(const nlohmann::json& request);
-
- private:
-  explicit Agent(AgentOptions options);
-  absl::Status Reconcile();  // with mu_ held
+  absl::Status Reconcile();
+  // Every source's workloads, their interfaces hooked (attached, fail
+  // closed until their records are written).
+  std::vector<LocalWorkload> HookWorkloads();
+  std::vector<IpAddress> HostAddresses() const;  // the host's own, not link-local
   // What follows a reconcile's map writes and only names events
   // (PublishEventContext) or keeps state (SaveIdentities): put off while a
   // policy change waits, so that the change is enforced first. A drop in
   // that window is named with the previous context.
-  void CatchUpNamesAndState();
+  void PublishNamesAndSaveIdentities();
   // True when a policy change waits (the watch is readable) and the catch-up
-  // has not been put off too long already: at most kMaxCatchUpDeferrals times
-  // or kMaxCatchUpDelay in a row, so a directory rewritten every few ms
+  // has not been put off too long already: at most kMaxPutOffsInARow times
+  // or kMaxPutOffDelay in a row, so a directory rewritten every few ms
   // cannot starve the event context or the identity file.
-  bool DeferCatchUp();
+  bool PutOffForPolicyChange();
   // When the table changed since the last save: a copy to identity_file_.
   void SaveIdentities();
   std::tuple<uint32_t, size_t, size_t> IdentitySignature() const;  // changes with the identity table
   // Carries over the enforced_at of endpoints whose record did not change
   // and stamps the others now (their records were just written).
   void StampEnforcedAt(std::vector<EndpointState>& endpoints) const;
-  // ResolveHook, remembered from the previous pass (one setns and a few
-  // rtnetlink dumps an endpoint, which made every Docker event cost O(all
-  // endpoints) of them); what this pass used goes into `resolved`.
-  absl::StatusOr<ResolvedHook> ResolveHookCached(const WorkloadInterface& iface,
-                                                 std::map<std::string, ResolvedHook>& resolved);
-  // The hooks of an interface, by pin file suffix: "-ingress" (or "-xdp") and "-egress".
-  std::vector<std::string> HookPinPaths(const ResolvedHook& hook) const;
-  absl::Status EnsureAttached(const ResolvedHook& hook);
-  // Static workloads exist before the agent: hooked first thing at start, so
-  // that while a big policy is read and compiled they meet a program (which
-  // drops until their record is written), not an open wire.
-  void HookStaticWorkloads();
-  void DetachUnwanted(const std::set<std::string>& wanted_pins);
   // A container's interface as it appears in the host namespace, hooked at
   // once so the container's first packet meets a program (which drops it
   // until the endpoint's record is written), not an open wire: a veth just
   // enslaved to a Docker bridge; a macvlan or ipvlan on the parent of a
   // Docker network, or the container's end of a veth whose other end is in a
   // Docker overlay network's namespace, which Docker then moves into the container's namespace
-  // (its TCX links go with it; AdoptMovedLink finds them there).
+  // (its TCX links go with it; the Hooker finds them there). docs/hooking.md.
   void HookOnSight(const std::vector<LinkInfo>& links);
-  // The parent interfaces of Docker's macvlan and ipvlan networks, asked of Docker.
-  std::set<std::string> DockerMacvlanParents() const;
-  // The namespaces Docker made for its overlay networks, by the id this
-  // namespace knows each by (LinkInfo::peer_netnsid).
-  std::set<int32_t> DockerOverlayNetnsIds() const;
-  // With the thread in the hook's namespace: takes over a TCX link of ours
-  // already on `ifindex` in `direction` under `pin`. False if there is none.
-  bool AdoptMovedLink(const std::string& pin, uint32_t ifindex, TcHook direction);
   nlohmann::json Status();
   nlohmann::json EndpointList();
   nlohmann::json IdentityList();
@@ -167,7 +142,7 @@ class Agent {
   nlohmann::json Explain(const nlohmann::json& request);
   nlohmann::json TlsReport();  // `stockadectl tls`
   // What drop events are enriched with: containers by address, identities' labels, rules' origins.
-  // False when it stopped half way for a policy change (DeferCatchUp); the next call goes on.
+  // False when it stopped half way for a policy change (PutOffForPolicyChange); the next call goes on.
   bool PublishEventContext();
   // GET /metrics (docs/events.md lists the families).
   std::string RenderMetrics();
@@ -177,8 +152,13 @@ class Agent {
   ScopedFd lock_;
   std::unique_ptr<Datapath> datapath_;
   std::unique_ptr<MapSync> sync_;
-  std::unique_ptr<DockerSource> docker_;
-  IdentityAllocator allocator_;
+  // Where workloads come from: the static file first, then Docker (the
+  // order they are hooked in at start). docker_ is Docker's among them, for
+  // its event stream and its networks; null without Docker.
+  std::vector<std::unique_ptr<WorkloadSource>> sources_;
+  DockerSource* docker_ = nullptr;
+  // Identities and the compiled policy, from one pass to the next.
+  std::unique_ptr<Reconciler> reconciler_ = std::make_unique<Reconciler>();
   std::optional<std::tuple<uint32_t, size_t, size_t>> saved_identities_;  // IdentitySignature at the last save
   std::unique_ptr<IdentityFileWriter> identity_file_;
   PolicyDirectory policy_files_;  // the last good set
@@ -187,10 +167,7 @@ class Agent {
   ScopedFd policy_watch_;
   std::string policy_error_;      // why the newest files were rejected, if they were
   absl::Time policy_loaded_at_ = absl::InfinitePast();
-  std::vector<Workload> static_workloads_;
   std::vector<EndpointState> endpoints_;
-  // The policy in force, compiled, and what a change can reuse of it.
-  PolicyCompiler policy_compiler_;
   // Identities' labels and rules' origins for drop events, kept in step
   // with the allocator and the compiler; each reconcile publishes a copy
   // (PublishEventContext) that shares what did not change.
@@ -200,14 +177,10 @@ class Agent {
   bool event_rules_all_ = true;
   std::optional<uint32_t> event_rules_resume_at_;  // where a rebuild of all origins paused
   bool event_context_stale_ = false;  // endpoints_ or the names changed since the last PublishEventContext
-  bool catch_up_deferred_ = false;    // CatchUpNamesAndState put off: Run does it after the policy change
-  std::optional<absl::Time> catch_up_deferred_since_;
-  int catch_up_deferrals_ = 0;  // in a row
-  std::map<std::string, Attachment> attachments_;  // by pin path
-  std::map<std::string, ResolvedHook> hook_cache_;  // by netns inode, MAC and placement
-  // Hooked on sight, before Docker named their container: kept this long
-  // even when no workload claims them yet.
-  std::map<std::string, absl::Time> hooked_on_sight_;
+  bool put_off_ = false;    // PublishNamesAndSaveIdentities put off: Run does it after the policy change
+  std::optional<absl::Time> put_off_since_;
+  int put_offs_in_a_row_ = 0;
+  std::unique_ptr<Hooker> hooker_;  // the attachments
   int reconciles_ = 0;
   int resyncs_ = 0;
   std::string last_error_;
@@ -218,7 +191,9 @@ class Agent {
   std::unique_ptr<EventHub> events_;
   std::unique_ptr<MetricsServer> metrics_;
   std::string metrics_error_;  // why metrics are not served, when they are not
-  std::recursive_mutex mu_;
+  // Guards every member above but options_, lock_ and the threads' own
+  // objects (events_, metrics_: each locks inside): see "Who runs what".
+  std::mutex mu_;
 };
 
 // `stockaded --uninstall`: detaches everything of the instance and removes

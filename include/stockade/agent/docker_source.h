@@ -11,12 +11,14 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "stockade/agent/workload.h"
+#include "stockade/agent/workload_source.h"
 #include "stockade/docker/docker_client.h"
 #include "stockade/docker/docker_events.h"
 
@@ -24,19 +26,20 @@ namespace stockade {
 
 // Thread-safe: the agent's Docker thread polls while its main thread may
 // resync and read the workloads.
-class DockerSource {
+class DockerSource : public WorkloadSource {
  public:
   explicit DockerSource(DockerClient client) : client_(std::move(client)) {}
 
+  const char* name() const override { return "Docker"; }
   // Subscribes (when not subscribed) and lists and inspects every running container.
-  [[nodiscard]] absl::Status Resync();
+  [[nodiscard]] absl::Status Resync() override;
   // Waits up to `timeout` for an event and applies it. True if workloads changed.
   // An error means the stream broke: call Resync() again (after a backoff).
   [[nodiscard]] absl::StatusOr<bool> Poll(absl::Duration timeout);
   bool subscribed() const { return stream_ != nullptr; }
   // True once a Resync() has listed every container: before that, a
   // container this source does not report is unknown, not gone.
-  bool listed() const {
+  bool listed() const override {
     std::lock_guard<std::mutex> hold(mu_);
     return listed_;
   }
@@ -45,9 +48,14 @@ class DockerSource {
   // Stateless and safe to use from another thread than Poll()'s.
   const DockerClient& client() const { return client_; }
 
-  std::vector<Workload> Workloads() const;
+  std::vector<Workload> Workloads() const override;
   // Gateway addresses of the networks containers are on: they are the host.
-  std::vector<IpAddress> HostAddresses() const;
+  std::vector<IpAddress> HostAddresses() const override;
+  // Asked of Docker, for hooking on sight: the parent interfaces of its
+  // macvlan and ipvlan networks, and the namespaces it made for its overlay
+  // networks, by the id this namespace knows each by (LinkInfo::peer_netnsid).
+  std::set<std::string> MacvlanParents() const;
+  std::set<int32_t> OverlayNetnsIds() const;
 
  private:
   absl::Status Refresh(const std::string& container_id);

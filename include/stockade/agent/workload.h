@@ -46,22 +46,6 @@ struct Workload {
   std::vector<WorkloadInterface> interfaces;
 };
 
-// Static endpoints, for workloads that are not Docker containers:
-//
-//   endpoints:
-//     - name: web
-//       netns: /run/netns/web      # the workload's namespace
-//       interface: eth0            # its interface there
-//       hook: host-peer            # or in-container (macvlan-like)
-//       ipv4: 10.0.0.2             # optional: read from the interface otherwise
-//       ipv6: fd00::2              # optional
-//       labels: {tier: web}        # identity labels, without the stockade. prefix
-//
-// Errors name the file, the line and the field.
-[[nodiscard]] absl::StatusOr<std::vector<Workload>> ParseStaticEndpoints(const std::string& yaml_text,
-                                                                         const std::string& file_name);
-[[nodiscard]] absl::StatusOr<std::vector<Workload>> LoadStaticEndpoints(const std::string& path);
-
 }  // namespace stockade
 
 #endif  // STOCKADE_INCLUDE_STOCKADE_AGENT_WORKLOAD_H_

@@ -90,8 +90,9 @@ struct PolicyEntryDelta {
   std::vector<policy_key> scope;     // not full: the only keys that may have changed
 };
 
-// Compiles `inputs`. CIDR identities come from `allocator` (new prefixes get
-// new ids). Fails on inconsistent inputs: duplicate policy names, an
+// Compiles `inputs`: CIDR identities for the prefixes its policies name
+// are taken from `allocator` first (new prefixes get new ids), then
+// compiled. Fails on inconsistent inputs: duplicate policy names, an
 // endpoint with a reserved identity, one identity with two label sets.
 [[nodiscard]] absl::StatusOr<CompiledPolicy> CompilePolicies(const PolicyInputs& inputs, IdentityAllocator& allocator);
 
@@ -111,10 +112,29 @@ class PolicyCompiler {
   PolicyCompiler(const PolicyCompiler&) = delete;
   PolicyCompiler& operator=(const PolicyCompiler&) = delete;
 
-  // Compiles `inputs` into compiled(). A failure that CompilePolicies would
-  // report changes nothing here (all or nothing, like a policy reload); the
-  // allocator keeps the CIDR ids it gave, as with CompilePolicies.
-  [[nodiscard]] absl::StatusOr<PolicyEntryDelta> Update(const PolicyInputs& inputs, IdentityAllocator& allocator);
+  // An update in two steps, so that the compiler reads the allocator and
+  // never writes it: Prepare checks the inputs (everything that can fail
+  // fails here, changing nothing) and names the prefixes that need a CIDR
+  // identity; the caller has the allocator give each one; Apply compiles
+  // into compiled(). `inputs` must outlive Apply, and no other Prepare may
+  // come between. AllocateThenUpdate does all three.
+  class PreparedUpdate {
+   public:
+    PreparedUpdate(PreparedUpdate&&) noexcept;
+    PreparedUpdate& operator=(PreparedUpdate&&) noexcept;
+    ~PreparedUpdate();
+    // Prefixes the inputs name that the compiler has no identity for, in prefix order.
+    const std::vector<IpPrefix>& unnamed_prefixes() const;
+
+   private:
+    friend class PolicyCompiler;
+    struct Work;  // policy_compiler.cc
+    explicit PreparedUpdate(std::unique_ptr<Work> work);
+    std::unique_ptr<Work> work_;
+  };
+  [[nodiscard]] absl::StatusOr<PreparedUpdate> Prepare(const PolicyInputs& inputs);
+  // Fails only if the allocator lacks an identity for an unnamed prefix.
+  [[nodiscard]] absl::StatusOr<PolicyEntryDelta> Apply(PreparedUpdate update, const IdentityAllocator& allocator);
 
   const CompiledPolicy& compiled() const { return compiled_; }
   // Policies whose rules the last update made again (new, changed, or inputs changed).
@@ -131,6 +151,11 @@ class PolicyCompiler {
   size_t recompiled_ = 0;
   std::vector<uint32_t> origins_changed_;
 };
+
+// Prepare, an identity from `allocator` for each unnamed prefix (the
+// allocator keeps them should Apply fail), then Apply.
+[[nodiscard]] absl::StatusOr<PolicyEntryDelta> AllocateThenUpdate(PolicyCompiler& compiler, const PolicyInputs& inputs,
+                                                                  IdentityAllocator& allocator);
 
 }  // namespace stockade
 
