@@ -112,30 +112,22 @@ Json OpRequest(const EtcdOp& op) {
 
 Json CompareRequest(const EtcdCompare& compare) {
   static constexpr const char* kResults[] = {"EQUAL", "NOT_EQUAL", "GREATER", "LESS"};
-  Json json = {{"key", absl::Base64Escape(compare.key)}, {"result", kResults[static_cast<int>(compare.result)]}};
-  switch (compare.target) {
-    case EtcdCompare::Target::kVersion:
-      json["target"] = "VERSION";
-      json["version"] = absl::StrCat(compare.number);
-      break;
-    case EtcdCompare::Target::kCreateRevision:
-      json["target"] = "CREATE";
-      json["create_revision"] = absl::StrCat(compare.number);
-      break;
-    case EtcdCompare::Target::kModRevision:
-      json["target"] = "MOD";
-      json["mod_revision"] = absl::StrCat(compare.number);
-      break;
-    case EtcdCompare::Target::kValue:
-      json["target"] = "VALUE";
-      json["value"] = absl::Base64Escape(compare.value);
-      break;
-    case EtcdCompare::Target::kLease:
-      json["target"] = "LEASE";
-      json["lease"] = absl::StrCat(compare.number);
-      break;
-  }
-  return json;
+  // Per EtcdCompare::Target, in its order: the gateway's name of the target
+  // and of the member that holds what it is compared with.
+  struct TargetNames {
+    const char* target;
+    const char* member;
+  };
+  static constexpr TargetNames kTargets[] = {
+      {"VERSION", "version"}, {"CREATE", "create_revision"}, {"MOD", "mod_revision"},
+      {"VALUE", "value"},     {"LEASE", "lease"},
+  };
+  const TargetNames& names = kTargets[static_cast<int>(compare.target)];
+  return {{"key", absl::Base64Escape(compare.key)},
+          {"result", kResults[static_cast<int>(compare.result)]},
+          {"target", names.target},
+          {names.member, compare.target == EtcdCompare::Target::kValue ? absl::Base64Escape(compare.value)
+                                                                       : absl::StrCat(compare.number)}};
 }
 
 // An error etcd answered, in the gateway's form: {"error": "...", "code": 5,
