@@ -31,7 +31,7 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 // Generous for one request to a local etcd; small enough that a hang fails fast.
-constexpr absl::Duration kCommandTimeout = absl::Seconds(3);
+constexpr absl::Duration kCommandTimeout = absl::Seconds(2);
 
 class EtcdClientTest : public ::testing::Test {
  protected:
@@ -304,6 +304,20 @@ TEST_F(EtcdClientTest, StoppedEtcdIsAClearErrorNotAHang) {
   EXPECT_EQ(put.status().code(), absl::StatusCode::kUnavailable) << put.status();
   EXPECT_THAT(put.status().message(), HasSubstr(absl::StrCat("etcd put /s/k: connect to ", etcd_->client_url())));
   EXPECT_THAT(put.status().message(), HasSubstr("Connection refused"));
+}
+
+TEST_F(EtcdClientTest, HungEtcdTimesOutWithinTheCommandTimeout) {
+  EtcdClient etcd = Client();
+  ASSERT_TRUE(etcd.Put("/h/k", "v").ok());
+  etcd_->Freeze();
+  const absl::Time before = absl::Now();
+  absl::StatusOr<std::optional<EtcdKeyValue>> got = etcd.Get("/h/k");
+  const absl::Duration took = absl::Now() - before;
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kDeadlineExceeded) << got.status();
+  EXPECT_THAT(got.status().message(),
+              HasSubstr(absl::StrCat("etcd get /h/k: ", etcd_->client_url(), " did not answer in time")));
+  EXPECT_GE(took, kCommandTimeout - absl::Milliseconds(100));
+  EXPECT_LT(took, kCommandTimeout + absl::Seconds(1));
 }
 
 TEST_F(EtcdClientTest, SecondEndpointIsUsedWhenTheFirstIsDown) {

@@ -124,9 +124,15 @@ absl::StatusOr<std::unique_ptr<EtcdTestServer>> EtcdTestServer::Start(const Etcd
 
 void EtcdTestServer::Stop() {
   if (pid_ <= 0) return;
+  // A stopped process would hold SIGTERM pending, and the wait below forever.
+  kill(pid_, SIGCONT);
   kill(pid_, SIGTERM);
   waitpid(pid_, nullptr, 0);
   pid_ = -1;
+}
+
+void EtcdTestServer::Freeze() {
+  if (pid_ > 0) kill(pid_, SIGSTOP);
 }
 
 EtcdTestServer::~EtcdTestServer() {

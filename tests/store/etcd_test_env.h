@@ -40,6 +40,9 @@ class EtcdTestServer {
   const std::string& client_url() const { return client_url_; }
   // SIGTERM and wait; the data directory stays until the object ends.
   void Stop();
+  // SIGSTOP: etcd keeps its sockets but answers nothing, as a hung server.
+  // Stop() and the destructor continue it first.
+  void Freeze();
 
  private:
   EtcdTestServer() = default;
