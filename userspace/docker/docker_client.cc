@@ -28,8 +28,9 @@ absl::StatusOr<std::string> DockerClient::Get(absl::string_view path_and_query, 
   curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, &docker_internal::AppendToString);
   curl_easy_setopt(handle, CURLOPT_WRITEDATA, &body);
   curl_easy_setopt(handle, CURLOPT_TIMEOUT_MS, static_cast<long>(absl::ToInt64Milliseconds(options_.request_timeout)));
-  if (CURLcode code = curl_easy_perform(handle); code != CURLE_OK) return TransferError(**request, code);
-  if (absl::Status status = HttpStatus(**request, body); !status.ok()) return status;
+  if (CURLcode code = curl_easy_perform(handle); code != CURLE_OK)
+    return docker_internal::TransferError(**request, code);
+  if (absl::Status status = docker_internal::HttpStatus(**request, body); !status.ok()) return status;
   return body;
 }
 

@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// A real etcd for the store tests: Debian's etcd (package etcd-server) on
+// 127.0.0.1, on ports picked free, with a data directory of its own. Stopped
+// by pid and its directory removed when the object ends, however the test
+// ended (a crashed test's etcd gets SIGTERM through die_with_parent).
+#ifndef STOCKADE_TESTS_STORE_ETCD_TEST_ENV_H_
+#define STOCKADE_TESTS_STORE_ETCD_TEST_ENV_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "tests/support/tls_test_env.h"
+
+namespace stockade::testing {
+
+inline constexpr char kEtcdBinary[] = "/usr/bin/etcd";
+
+struct EtcdServerTls {
+  TestCertificate server;  // its certificate and key, for 127.0.0.1
+  std::string ca;          // signed the server's and the clients' certificates
+  TestCertificate client;  // what the readiness probe shows
+};
+
+class EtcdTestServer {
+ public:
+  // Returns once etcd answers a range on its client URL (10 s at most). With
+  // `tls`, clients must show a certificate signed by tls->ca.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<EtcdTestServer>> Start(const EtcdServerTls* tls = nullptr);
+  EtcdTestServer(const EtcdTestServer&) = delete;
+  EtcdTestServer& operator=(const EtcdTestServer&) = delete;
+  ~EtcdTestServer();
+
+  // "http://127.0.0.1:<port>" (https with TLS).
+  const std::string& client_url() const { return client_url_; }
+  // SIGTERM and wait; the data directory stays until the object ends.
+  void Stop();
+  // SIGSTOP: etcd keeps its sockets but answers nothing, as a hung server.
+  // Stop() and the destructor continue it first.
+  void Freeze();
+
+ private:
+  EtcdTestServer() = default;
+
+  pid_t pid_ = -1;
+  std::string data_dir_;
+  std::string client_url_;
+};
+
+// A TCP port on 127.0.0.1 that nothing listens on (the kernel's pick).
+[[nodiscard]] absl::StatusOr<uint16_t> FreeLoopbackPort();
+
+}  // namespace stockade::testing
+
+#endif  // STOCKADE_TESTS_STORE_ETCD_TEST_ENV_H_
