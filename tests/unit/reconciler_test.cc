@@ -309,5 +309,50 @@ TEST_F(ReconcilerTest, AnUpdateAfterAChangeEqualsAFreshPass) {
   EXPECT_EQ(incremental.compiler().compiled().Describe(), fresh.compiler().compiled().Describe());
 }
 
+// Other hosts' containers, as a store source would give them.
+RemoteEndpoint Remote(const std::string& address, const std::string& tier, const std::string& host) {
+  return {.address = Ip(address), .labels = {{"tier", tier}}, .host = host, .container_name = tier + "-on-" + host};
+}
+
+TEST_F(ReconcilerTest, RemoteEndpointsGetIdentitiesThatPolicySelects) {
+  ReconcileInputs in = Chain();
+  in.workloads.erase(in.workloads.begin() + 1);  // backend runs on host B
+  in.remote_endpoints = {Remote("10.9.0.3", "backend", "host-b"), Remote("10.9.0.4", "frontend", "host-b")};
+  Reconciler reconciler;
+  auto r = reconciler.Reconcile(in);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const uint32_t backend = reconciler.allocator().table().labels.at({{"tier", "backend"}});
+  EXPECT_EQ(IpcacheOf(*r, "10.9.0.3/32"), backend);
+  EXPECT_NE(IpcacheOf(*r, "10.9.0.4/32"), backend);
+  // db-ingress allows backend: a rule for the remote identity exists.
+  const uint32_t db = Find(*r, "db").identity;
+  const auto& rules = reconciler.compiler().compiled().rules;
+  EXPECT_TRUE(std::any_of(rules.begin(), rules.end(), [&](const DatapathRule& rule) {
+    return rule.local_identity == db && rule.remote_identity == backend;
+  }));
+  EXPECT_TRUE(r->address_conflicts.empty());
+}
+
+TEST_F(ReconcilerTest, AnAddressClaimedTwiceResolvesToNeither) {
+  ReconcileInputs in = Chain();
+  in.remote_endpoints = {Remote("10.9.0.3", "backend", "host-b"), Remote("10.9.0.3", "web", "host-c"),
+                         Remote("172.20.0.4", "web", "host-b")};  // db's address, here
+  Reconciler reconciler;
+  auto r = reconciler.Reconcile(in);
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const auto& [prefix, identity] : r->maps.ipcache) {
+    EXPECT_NE(prefix.ToString(), "10.9.0.3/32") << "two hosts claim it";
+    EXPECT_NE(prefix.ToString(), "172.20.0.4/32") << "a local and a remote endpoint claim it";
+  }
+  ASSERT_EQ(r->address_conflicts.size(), 2u);
+  // The same in any order.
+  std::reverse(in.remote_endpoints.begin(), in.remote_endpoints.end());
+  Reconciler other;
+  auto reversed = other.Reconcile(in);
+  ASSERT_TRUE(reversed.ok());
+  EXPECT_EQ(Render(*reversed), Render(*r));
+  EXPECT_EQ(other.allocator().table(), reconciler.allocator().table());
+}
+
 }  // namespace
 }  // namespace stockade

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <set>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "stockade/policy/policy_parser.h"
@@ -117,6 +119,24 @@ absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const ReconcileInputs& inp
     }
   }
 
+  // Other hosts' containers, in address order for the same reason.
+  std::vector<const RemoteEndpoint*> remotes;
+  for (const RemoteEndpoint& r : inputs.remote_endpoints) remotes.push_back(&r);
+  std::stable_sort(remotes.begin(), remotes.end(), [](const RemoteEndpoint* a, const RemoteEndpoint* b) {
+    return std::tie(a->address.family, a->address.bytes, a->host) < std::tie(b->address.family, b->address.bytes, b->host);
+  });
+  std::map<IpPrefix, uint32_t, IpPrefixLess> remote_addresses;
+  std::set<IpPrefix, IpPrefixLess> conflicts;
+  std::set<uint32_t> remote_identities;
+  for (const RemoteEndpoint* r : remotes) {
+    auto identity = allocator_.ForLabels(r->labels);
+    if (!identity.ok()) return identity.status();
+    if (*identity != IDENTITY_UNMANAGED && remote_identities.insert(*identity).second)
+      policy_inputs.identities.push_back({.identity = *identity, .labels = r->labels});
+    auto [it, inserted] = remote_addresses.try_emplace(HostPrefix(r->address), *identity);
+    if (!inserted) conflicts.insert(it->first);  // two hosts claim it
+  }
+
   // 2. CIDR identities, then the compile, which only reads the allocator.
   auto delta = AllocateThenUpdate(compiler_, policy_inputs, allocator_);
   if (!delta.ok()) return delta.status();
@@ -142,6 +162,17 @@ absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const ReconcileInputs& inp
     if (e.ipv4) addresses[HostPrefix(*e.ipv4)] = e.identity;
     if (e.ipv6) addresses[HostPrefix(*e.ipv6)] = e.identity;
     if (e.HasRecord()) result.maps.endpoints.push_back({e.hook.key, RecordOf(e, inputs.audit)});
+  }
+
+  // A remote endpoint's address, unless a local endpoint or another host claims it too.
+  for (const auto& [prefix, identity] : remote_addresses) {
+    if (addresses.contains(prefix)) conflicts.insert(prefix);
+    if (conflicts.contains(prefix)) continue;
+    addresses.emplace(prefix, identity);
+  }
+  for (const IpPrefix& prefix : conflicts) {
+    addresses.erase(prefix);
+    result.address_conflicts.push_back(prefix.address);
   }
 
   // 4. Containers sharing another's namespace, shown as their owner.
@@ -170,7 +201,8 @@ absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const ReconcileInputs& inp
   // to the container from that address, since Docker's DNAT keeps the
   // source), but an endpoint keeps its own address.
   for (const IpAddress& gateway : inputs.gateway_addresses) addresses[HostPrefix(gateway)] = IDENTITY_HOST;
-  for (const IpAddress& own : inputs.host_addresses) addresses.try_emplace(HostPrefix(own), IDENTITY_HOST);
+  for (const IpAddress& own : inputs.host_addresses)
+    if (!conflicts.contains(HostPrefix(own))) addresses.try_emplace(HostPrefix(own), IDENTITY_HOST);
   // The CIDR identities come sorted: merged in, not inserted one by one into
   // a tree (at 100k, most of a reconcile). A policy's prefix equal to an
   // address takes it, as the policy names it.

@@ -8,7 +8,8 @@
 // syscalls, no locks, no clocks. It owns the identity allocator and the
 // policy compiler, the memory it needs from one pass to the next:
 //
-//   workloads (sorted by id)  -> label identities        (IdentityAllocator)
+//   workloads (sorted by id),
+//   remote endpoints          -> label identities        (IdentityAllocator)
 //   policies                  -> CIDR identities, then a compile that
 //                                reads the allocator     (PolicyCompiler)
 //   endpoints + identities    -> endpoint records, ipcache, policy entries
@@ -30,6 +31,7 @@
 #include "stockade/identity/identity_allocator.h"
 #include "stockade/policy/policy.h"
 #include "stockade/policy/policy_compiler.h"
+#include "stockade/store/endpoint_record.h"
 
 namespace stockade {
 
@@ -46,6 +48,9 @@ struct LocalWorkload {
 
 struct ReconcileInputs {
   std::vector<LocalWorkload> workloads;   // every source's, in any order
+  // Other hosts' containers (from the store): an identity from their labels
+  // and an ipcache entry each, so that policy by labels reaches them.
+  std::vector<RemoteEndpoint> remote_endpoints;
   std::vector<const Policy*> policies;    // the policy directory's last good set
   // Docker's gateways: the host, even where an endpoint claims the address.
   std::vector<IpAddress> gateway_addresses;
@@ -61,6 +66,9 @@ struct ReconcileResult {
   WantedMaps maps;
   std::vector<EndpointState> endpoints;  // in workload id order
   bool policy_compiled_from_nothing = false;  // the compiler's first update: all rule origins are new
+  // Addresses claimed by two hosts, or by a remote and a local endpoint:
+  // resolved to neither (no ipcache entry of their own, so `world`).
+  std::vector<IpAddress> address_conflicts;
 };
 
 class Reconciler {
