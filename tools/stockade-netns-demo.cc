@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // stockade-netns-demo: builds the four-tier segmentation lab (namespaces
-// standing in for containers, see stockade/lab/segmentation_lab.h), tries
+// standing in for containers, see testlib/lab/segmentation_lab.h), tries
 // every hop and every shortcut with real traffic, and shows what the
 // datapath decided and why. Removes everything it made before it exits.
 //
@@ -24,7 +24,7 @@
 #include "absl/strings/str_format.h"
 #include "maps/abi.h"
 #include "stockade/event_reader.h"
-#include "stockade/lab/segmentation_lab.h"
+#include "testlib/lab/segmentation_lab.h"
 
 namespace stockade::lab {
 namespace {

@@ -28,8 +28,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "stockade/lab/topology.h"
 #include "stockade/scoped_fd.h"
+#include "testlib/lab/topology.h"
 
 namespace stockade::testing {
 

@@ -23,9 +23,9 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "stockade/lab/topology.h"
 #include "stockade/netns.h"
 #include "stockade/process.h"
+#include "testlib/lab/topology.h"
 #include "tests/docker/agent_e2e_env.h"
 #include "tests/support/bpf_test_env.h"
 

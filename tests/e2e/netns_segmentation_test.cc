@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// End to end: the segmentation lab (stockade/lab/segmentation_lab.h), with
+// End to end: the segmentation lab (testlib/lab/segmentation_lab.h), with
 // real TCP, UDP and ICMP between namespaces standing in for containers and
 // the datapath attached as the agent would attach it. Each test builds its
 // own lab and the lab removes everything when the test ends, passed or not.
@@ -27,8 +27,8 @@
 #include "maps/abi.h"
 #include "stockade/addresses.h"
 #include "stockade/event_reader.h"
-#include "stockade/lab/segmentation_lab.h"
 #include "stockade/netns.h"
+#include "testlib/lab/segmentation_lab.h"
 #include "tests/support/bpf_test_env.h"
 
 namespace stockade::lab {

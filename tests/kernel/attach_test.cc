@@ -15,8 +15,8 @@
 #include "absl/strings/str_cat.h"
 #include "stockade/attach.h"
 #include "stockade/datapath.h"
-#include "stockade/lab/topology.h"
 #include "stockade/netns.h"
+#include "testlib/lab/topology.h"
 #include "tests/support/bpf_test_env.h"
 
 namespace stockade::testing {

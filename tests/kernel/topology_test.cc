@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// Exercises stockade/netns.h and stockade/lab/topology.h against the real
+// Exercises stockade/netns.h and testlib/lab/topology.h against the real
 // kernel. Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN for setns and `ip netns`):
 // tests that need it are skipped otherwise, and fail under CI=true.
 //
 // Traffic only flows between namespaces the tests create, to their own
 // addresses, and every ping is bounded (`-c 1 -W 1`).
 
-#include "stockade/lab/topology.h"
+#include "testlib/lab/topology.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -13,8 +13,8 @@
 
 #include <netinet/in.h>
 
+#include "testlib/packet_builder.h"
 #include "tests/support/bpf_test_env.h"
-#include "tests/support/packet_builder.h"
 
 namespace stockade::testing {
 

@@ -13,7 +13,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "stockade/lab/topology.h"
+#include "testlib/lab/topology.h"
 #include "tools/bench/agent_update.h"
 #include "tools/bench/program_runs.h"
 #include "tools/bench/testbed.h"

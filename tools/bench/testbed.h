@@ -14,7 +14,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "stockade/lab/topology.h"
+#include "testlib/lab/topology.h"
 
 namespace stockade::bench {
 

@@ -29,7 +29,7 @@
 #include "stockade/errno_status.h"
 #include "stockade/process.h"
 #include "stockade/scoped_fd.h"
-#include "tests/support/packet_builder.h"
+#include "testlib/packet_builder.h"
 #include "tools/microbench/common.h"
 
 namespace stockade::microbench {

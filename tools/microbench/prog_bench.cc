@@ -24,7 +24,7 @@
 #include "stockade/errno_status.h"
 #include "stockade/netns.h"
 #include "stockade/policy_entries.h"
-#include "tests/support/packet_builder.h"
+#include "testlib/packet_builder.h"
 #include "tools/microbench/common.h"
 
 namespace stockade::microbench {

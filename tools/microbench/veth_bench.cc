@@ -32,10 +32,10 @@
 #include "stockade/attach.h"
 #include "stockade/datapath.h"
 #include "stockade/errno_status.h"
-#include "stockade/lab/topology.h"
 #include "stockade/netns.h"
 #include "stockade/policy_entries.h"
 #include "stockade/scoped_fd.h"
+#include "testlib/lab/topology.h"
 #include "tools/microbench/common.h"
 
 namespace stockade::microbench {

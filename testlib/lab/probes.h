@@ -9,8 +9,8 @@
 //   auto server = Listener::Open(web.path, Transport::kTcp, "10.77.0.12", 80);
 //   auto result = ProbeListener(frontend.path, *server, {.timeout = 1s});
 //   if (result.ok() && result->answered()) ...
-#ifndef STOCKADE_INCLUDE_STOCKADE_LAB_PROBES_H_
-#define STOCKADE_INCLUDE_STOCKADE_LAB_PROBES_H_
+#ifndef STOCKADE_TESTLIB_LAB_PROBES_H_
+#define STOCKADE_TESTLIB_LAB_PROBES_H_
 
 #include <chrono>
 #include <cstdint>
@@ -93,4 +93,4 @@ struct ProbeOptions {
 
 }  // namespace stockade::lab
 
-#endif  // STOCKADE_INCLUDE_STOCKADE_LAB_PROBES_H_
+#endif  // STOCKADE_TESTLIB_LAB_PROBES_H_

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-#include "stockade/lab/topology.h"
+#include "testlib/lab/topology.h"
 
 #include <fcntl.h>
 #include <net/if.h>

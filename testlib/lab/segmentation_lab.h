@@ -18,8 +18,8 @@
 //
 // Everything is named after a random prefix and removed when the lab goes,
 // including when Create() fails half way.
-#ifndef STOCKADE_INCLUDE_STOCKADE_LAB_SEGMENTATION_LAB_H_
-#define STOCKADE_INCLUDE_STOCKADE_LAB_SEGMENTATION_LAB_H_
+#ifndef STOCKADE_TESTLIB_LAB_SEGMENTATION_LAB_H_
+#define STOCKADE_TESTLIB_LAB_SEGMENTATION_LAB_H_
 
 #include <cstdint>
 #include <memory>
@@ -33,9 +33,9 @@
 #include "stockade/attach.h"
 #include "stockade/datapath.h"
 #include "stockade/event_reader.h"
-#include "stockade/lab/probes.h"
-#include "stockade/lab/topology.h"
 #include "stockade/policy_entries.h"
+#include "testlib/lab/probes.h"
+#include "testlib/lab/topology.h"
 
 namespace stockade::lab {
 
@@ -181,4 +181,4 @@ class SegmentationLab {
 
 }  // namespace stockade::lab
 
-#endif  // STOCKADE_INCLUDE_STOCKADE_LAB_SEGMENTATION_LAB_H_
+#endif  // STOCKADE_TESTLIB_LAB_SEGMENTATION_LAB_H_

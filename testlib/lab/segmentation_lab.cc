@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "stockade/lab/segmentation_lab.h"
+#include "testlib/lab/segmentation_lab.h"
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>

@@ -1,5 +1,5 @@
 // Fluent builder for Ethernet frames used by the table-driven BPF tests
-// (BPF_PROG_TEST_RUN) and the differential tester.
+// (BPF_PROG_TEST_RUN), the differential tester and the microbenchmark.
 //
 // A packet is a stack of layers, outermost first. Each layer is described by
 // an options struct with sensible defaults, so a test only names the fields
@@ -19,8 +19,8 @@
 // override fields, which exist to build the broken packets a parser must
 // survive. Every options field has a default member initializer so that
 // designated initializers compile warning-free under -Wextra.
-#ifndef STOCKADE_TESTS_SUPPORT_PACKET_BUILDER_H_
-#define STOCKADE_TESTS_SUPPORT_PACKET_BUILDER_H_
+#ifndef STOCKADE_TESTLIB_PACKET_BUILDER_H_
+#define STOCKADE_TESTLIB_PACKET_BUILDER_H_
 
 // Only this UAPI header: the ICMP/ARP ones clash with their glibc twins
 // (struct icmphdr, icmp6_filter, ...) in whichever mix a test includes.
@@ -403,4 +403,4 @@ class PacketBuilder {
 
 }  // namespace stockade::testing
 
-#endif  // STOCKADE_TESTS_SUPPORT_PACKET_BUILDER_H_
+#endif  // STOCKADE_TESTLIB_PACKET_BUILDER_H_

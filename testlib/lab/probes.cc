@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "stockade/lab/probes.h"
+#include "testlib/lab/probes.h"
 
 #include <netinet/in.h>
 #include <poll.h>

@@ -1,4 +1,4 @@
-#include "tests/support/packet_builder.h"
+#include "testlib/packet_builder.h"
 
 #include <arpa/inet.h>
 #include <linux/if_ether.h>

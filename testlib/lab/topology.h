@@ -30,8 +30,8 @@
 // Not thread-safe. Commands run through RunCommand() (`ip` from iproute2),
 // each entering its namespace with setns(), never via `ip netns exec`.
 
-#ifndef STOCKADE_INCLUDE_STOCKADE_LAB_TOPOLOGY_H_
-#define STOCKADE_INCLUDE_STOCKADE_LAB_TOPOLOGY_H_
+#ifndef STOCKADE_TESTLIB_LAB_TOPOLOGY_H_
+#define STOCKADE_TESTLIB_LAB_TOPOLOGY_H_
 
 #include <array>
 #include <chrono>
@@ -171,4 +171,4 @@ class Topology {
 
 }  // namespace stockade::lab
 
-#endif  // STOCKADE_INCLUDE_STOCKADE_LAB_TOPOLOGY_H_
+#endif  // STOCKADE_TESTLIB_LAB_TOPOLOGY_H_
