@@ -25,6 +25,7 @@
 #include "maps/abi.h"
 #include "stockade/event_reader.h"
 #include "stockade/lab/segmentation_lab.h"
+#include "stockade/version.h"
 
 namespace stockade::lab {
 namespace {
@@ -49,7 +50,7 @@ struct ProbeRow {
 
 void Usage(const char* argv0) {
   std::fprintf(stderr,
-               "usage: %s [--keep] [--pin]\n"
+               "usage: %s [--keep] [--pin] | --version\n"
                "  --keep  leave the lab running until Enter or Ctrl-C\n"
                "  --pin   pin the maps under /sys/fs/bpf/stockade/lab-*\n",
                argv0);
@@ -230,6 +231,8 @@ int Main(int argc, char** argv) {
       options.keep = true;
     } else if (std::strcmp(argv[i], "--pin") == 0) {
       options.pin = true;
+    } else if (std::strcmp(argv[i], "--version") == 0) {
+      return stockade::PrintVersion("stockade-netns-demo");
     } else {
       Usage(argv[0]);
       return 2;
