@@ -43,13 +43,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "packages A and B"
+step "package A (B in the background)"
 version=$(sed -n 's/^set(CPACK_PACKAGE_VERSION "\(.*\)")$/\1/p' "$build/CPackConfig.cmake")
 [ -n "$version" ] || fail "no CPACK_PACKAGE_VERSION in $build/CPackConfig.cmake"
 deb_a=$("$here/../../scripts/package.sh" --build-dir "$build" --out "$tmp/a" --version "$version+upgrade1")
-deb_b=$("$here/../../scripts/package.sh" --build-dir "$build" --out "$tmp/b" --version "$version+upgrade2")
 echo "$deb_a"
-echo "$deb_b"
+# B is packed while A is installed and run (the tree is built by now).
+"$here/../../scripts/package.sh" --build-dir "$build" --out "$tmp/b" --version "$version+upgrade2" \
+  >"$tmp/package-b.out" 2>"$tmp/package-b.log" &
+package_b=$!
+pids+=("$package_b")
 
 step "the lab: client, server and other on a bridge"
 add_ns() {
@@ -147,6 +150,10 @@ pin_state() {
 pin_state >"$tmp/pins-a"
 grep -q '^link ' "$tmp/pins-a" || fail "agent A pinned no link"
 cat "$tmp/pins-a"
+
+wait "$package_b" || fail "packaging B failed"
+deb_b=$(cat "$tmp/package-b.out")
+echo "$deb_b"
 
 step "upgrade: stop A, dpkg -i B, start B"
 kill -TERM "$agent"

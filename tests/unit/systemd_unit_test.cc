@@ -100,7 +100,9 @@ TEST(SystemdUnitTest, SystemdAcceptsItWithoutWarnings) {
   ASSERT_TRUE(absl::StrContains(unit, exec));
   unit.replace(unit.find(exec), exec.size(), "ExecStart=/bin/true");
   std::ofstream(dir + "/stockaded.service") << unit;
-  const std::string command = absl::StrCat("systemd-analyze verify ", dir, "/stockaded.service 2>&1");
+  // The man pages of Documentation= exist once the package is installed
+  // (the packaging test verifies them there), not in a build tree.
+  const std::string command = absl::StrCat("systemd-analyze verify --man=no ", dir, "/stockaded.service 2>&1");
   std::string output;
   FILE* pipe = popen(command.c_str(), "r");
   ASSERT_NE(pipe, nullptr);
