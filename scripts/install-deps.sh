@@ -28,6 +28,7 @@ packages_main=(
   iptables nftables ipset iperf3 netsniff-ng gnuplot-nox
   docker.io docker-compose busybox-static procps psmisc openssl
   libcap-dev systemd etcd-server
+  help2man lintian dpkg-dev bash-completion
 )
 packages_backports=(libbpf-dev bpftool)
 

@@ -11,6 +11,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "stockade/version.h"
 #include "tools/bench/runner.h"
 #include "tools/bench/traffic.h"
 
@@ -34,6 +35,7 @@ constexpr char kUsage[] = R"(usage: stockade-bench [--quick | --full | --smoke] 
   --no-agent         skip the stockaded policy-file update measure
   --no-floods        skip the trafgen floods of denied traffic
   --floods-only      only the trafgen floods of denied traffic (no rule matrix, no agent)
+  --version          print the version and the git revision, exit
 
 Everything runs in namespaces the tool creates (client -- host -- server per
 contender) and is removed at exit, on error and on Ctrl-C.
@@ -84,6 +86,8 @@ int main(int argc, char** argv) {
     } else if (arg == "-h" || arg == "--help") {
       std::fputs(kUsage, stdout);
       return 0;
+    } else if (arg == "--version") {
+      return stockade::PrintVersion("stockade-bench");
     } else {
       std::fprintf(stderr, "stockade-bench: unknown argument '%s'\n%s", arg.c_str(), kUsage);
       return 2;

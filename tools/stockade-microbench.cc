@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_join.h"
+#include "stockade/version.h"
 #include "tools/microbench/common.h"
 #include "tools/microbench/event_bench.h"
 #include "tools/microbench/prog_bench.h"
@@ -31,8 +32,10 @@ int main(int argc, char** argv) {
       veth = true;
     } else if (arg == "--events") {
       events = true;
+    } else if (arg == "--version") {
+      return stockade::PrintVersion("stockade-microbench");
     } else {
-      std::fprintf(stderr, "usage: %s [--veth|--events] [--quick]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--veth|--events] [--quick] | --version\n", argv[0]);
       return 2;
     }
   }

@@ -24,6 +24,7 @@
 #include "absl/strings/str_format.h"
 #include "maps/abi.h"
 #include "stockade/event_reader.h"
+#include "stockade/version.h"
 #include "testlib/lab/segmentation_lab.h"
 
 namespace stockade::lab {
@@ -49,7 +50,7 @@ struct ProbeRow {
 
 void Usage(const char* argv0) {
   std::fprintf(stderr,
-               "usage: %s [--keep] [--pin]\n"
+               "usage: %s [--keep] [--pin] | --version\n"
                "  --keep  leave the lab running until Enter or Ctrl-C\n"
                "  --pin   pin the maps under /sys/fs/bpf/stockade/lab-*\n",
                argv0);
@@ -230,6 +231,8 @@ int Main(int argc, char** argv) {
       options.keep = true;
     } else if (std::strcmp(argv[i], "--pin") == 0) {
       options.pin = true;
+    } else if (std::strcmp(argv[i], "--version") == 0) {
+      return stockade::PrintVersion("stockade-netns-demo");
     } else {
       Usage(argv[0]);
       return 2;

@@ -26,6 +26,7 @@
 #include "stockade/events/event_filter.h"
 #include "stockade/events/event_text.h"
 #include "stockade/scoped_fd.h"
+#include "stockade/version.h"
 
 namespace {
 
@@ -38,8 +39,10 @@ constexpr int kExitUsage = 2;
 constexpr int kExitNotRunning = 3;
 constexpr int kExitPermission = 4;
 
-constexpr char kUsage[] = R"(usage: stockade-tail [options]
+constexpr char kUsage[] = R"(Usage: stockade-tail [options]
 Shows drop (and audit) events from stockaded as they happen.
+
+Options:
   --instance NAME        the agent's instance (default: default)
   --socket PATH          its event socket (default /run/stockade/NAME.events.sock)
   -f, --follow           keep showing new events (the default on a terminal)
@@ -57,6 +60,8 @@ Shows drop (and audit) events from stockaded as they happen.
   --direction D          ingress or egress
   -o, --output FORMAT    text (default) or json: one object per line
   --color WHEN           auto (default: on a terminal), always, never
+  -h, --help             this text
+  --version              print the version and the git revision, exit
 Filters repeat: values of one filter are alternatives; different filters must all match.
 Exit status: 0 done, 1 error, 2 usage, 3 stockaded not running, 4 permission denied.
 )";
@@ -141,6 +146,8 @@ Options ParseArgs(int argc, char** argv) {
     } else if (arg == "-h" || arg == "--help") {
       std::fputs(kUsage, stdout);
       std::exit(0);
+    } else if (arg == "--version") {
+      std::exit(stockade::PrintVersion("stockade-tail"));
     } else {
       UsageError(absl::StrCat("unknown option '", arg, "'"));
     }

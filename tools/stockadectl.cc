@@ -16,17 +16,28 @@
 #include "absl/strings/str_join.h"
 #include "stockade/agent/control_socket.h"
 #include "stockade/policy/policy_parser.h"
+#include "stockade/version.h"
 
 namespace {
 
-constexpr char kUsage[] = R"(usage: stockadectl [--instance NAME] [--socket PATH] [-o json] COMMAND
-  status                         agent, Docker link, policies, drop counters
-  endpoint list                  containers, networks, interfaces, identities, labels used and ignored
-  identity list                  identities and their labels
-  policy get                     the compiled rules and where each comes from
-  policy validate FILE...        check policy files without applying them
-  explain FROM TO PORT[/tcp|udp] would FROM reach TO on PORT, and which rule says so
-  tls                            live TCP flows per endpoint pair and port: begun in TLS, in plaintext, no payload yet
+constexpr char kUsage[] = R"(Usage: stockadectl [--instance NAME] [--socket PATH] [-o json] COMMAND
+What stockaded enforces, from its control socket; policy validate needs no agent.
+
+Commands:
+  status                          agent, Docker link, policies, drop counters
+  endpoint list                   containers, networks, interfaces, identities, labels used and ignored
+  identity list                   identities and their labels
+  policy get                      the compiled rules and where each comes from
+  policy validate FILE...         check policy files without applying them
+  explain FROM TO PORT[/tcp|udp]  would FROM reach TO on PORT, and which rule says so
+  tls                             live TCP flows per endpoint pair and port: begun in TLS, in plaintext, no payload yet
+
+Options:
+  --instance NAME                 the agent's instance (default: default)
+  --socket PATH                   its control socket (default /run/stockade/NAME.sock)
+  -o json                         the answer as JSON
+  -h, --help                      this text
+  --version                       print the version and the git revision, exit
 )";
 
 std::string Str(const nlohmann::json& j) { return j.is_string() ? j.get<std::string>() : j.dump(); }
@@ -85,6 +96,8 @@ int main(int argc, char** argv) {
     } else if (arg == "-h" || arg == "--help") {
       std::fputs(kUsage, stdout);
       return 0;
+    } else if (arg == "--version") {
+      return stockade::PrintVersion("stockadectl");
     } else {
       words.push_back(arg);
     }

@@ -16,6 +16,7 @@
 #include "stockade/agent/agent.h"
 #include "stockade/agent/control_socket.h"
 #include "stockade/capabilities.h"
+#include "stockade/version.h"
 
 namespace {
 
@@ -23,7 +24,11 @@ std::atomic<bool> g_stop{false};
 
 void OnSignal(int) { g_stop = true; }
 
-constexpr char kUsage[] = R"(usage: stockaded [options]
+constexpr char kUsage[] = R"(Usage: stockaded [options]
+Keeps the datapath's maps and attachments true to Docker, the static endpoints
+file and the policy directory.
+
+Options:
   --instance NAME          state under /sys/fs/bpf/stockade/NAME (default: default)
   --policy-dir DIR         policy files (*.yaml), reloaded on change
   --static-endpoints FILE  endpoints that are not Docker containers
@@ -38,6 +43,8 @@ constexpr char kUsage[] = R"(usage: stockaded [options]
   --tc-mode auto|tcx|classic
   --xdp                    XDP in place of TC ingress on host-side veths (TC is faster on veth)
   --uninstall              detach everything of the instance, remove its pins, socket and lock, exit
+  -h, --help               this text
+  --version                print the version and the git revision, exit
 Docker is reached as the docker CLI does: DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH.
 Needs CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_SYS_PTRACE (root has them); once
 loaded it keeps only these and sets no_new_privs.
@@ -103,6 +110,8 @@ int main(int argc, char** argv) {
     } else if (arg == "-h" || arg == "--help") {
       std::fputs(kUsage, stdout);
       return 0;
+    } else if (arg == "--version") {
+      return stockade::PrintVersion("stockaded");
     } else {
       std::fprintf(stderr, "stockaded: unknown option '%s'\n%s", arg.c_str(), kUsage);
       return 2;
