@@ -164,8 +164,8 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 				return ret;
 		}
 		ret = REASON_NONE;
-		if (unlikely(!tls_tracked_is_settled(e, flow->tuple.protocol, is_reply,
-						     flow->payload_len != 0 || flow->fragment != FRAG_NONE))) {
+		if (unlikely(!tls_nothing_to_read_in_packet(e, flow->tuple.protocol, is_reply,
+							    flow->payload_len != 0 || flow->fragment != FRAG_NONE))) {
 			ret = tls_check_tracked(pkt, flow, ep, e, is_reply, d, now);
 			if (ret < 0 && d->verdict != VERDICT_AUDIT)
 				return ret;
@@ -237,10 +237,10 @@ static __always_inline __u8 stockade_decide(struct packet *pkt, const struct end
  * way. Returns whether the packet drops. is_xdp is a constant at each call,
  * so each program keeps only its own parser.
  */
-static __always_inline int stockade_drops(void *ctx, struct packet *pkt, int is_xdp)
+static __always_inline int stockade_packet_drops(void *ctx, struct packet *pkt, int is_xdp)
 {
 	struct endpoint_info *ep = endpoint_of(pkt);
-	enum established_result fast = ep ? established_ipv4_decide(pkt, ep) : ESTABLISHED_UNKNOWN;
+	enum established_result fast = ep ? established_ipv4_decide(pkt, ep) : ESTABLISHED_FULL_PATH;
 
 	if (likely(fast == ESTABLISHED_PASSED))
 		return 0;
@@ -262,7 +262,7 @@ static __always_inline int stockade_tc_decide(struct __sk_buff *skb, enum hook_p
 	struct packet pkt;
 
 	packet_from_skb(&pkt, skb, hook);
-	return stockade_drops(skb, &pkt, 0) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+	return stockade_packet_drops(skb, &pkt, 0) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
 
 /* The same for XDP, in place of TC ingress. */
@@ -271,7 +271,7 @@ static __always_inline int stockade_xdp_decide(struct xdp_md *xdp)
 	struct packet pkt;
 
 	packet_from_xdp(&pkt, xdp);
-	return stockade_drops(xdp, &pkt, 1) ? XDP_DROP : XDP_PASS;
+	return stockade_packet_drops(xdp, &pkt, 1) ? XDP_DROP : XDP_PASS;
 }
 
 #endif /* STOCKADE_BPF_LIB_ENFORCE_H */

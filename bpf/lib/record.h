@@ -24,7 +24,9 @@ struct decision {
 	__u64 now;
 };
 
-static __always_inline void count(int reason, __u8 direction, __u8 verdict, __u32 len)
+/* Adds one packet of len bytes (or, for EVENT_LOST, len lost records) to the
+ * metrics counter of this reason, direction and verdict. */
+static __always_inline void count_verdict(int reason, __u8 direction, __u8 verdict, __u32 len)
 {
 	__u32 index = stockade_metrics_index(reason, direction, verdict);
 	struct metrics_value *m = bpf_map_lookup_elem(&metrics, &index);
@@ -104,7 +106,7 @@ static __always_inline void emit_event(const struct packet *pkt, const struct fl
 
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
-		count(EVENT_LOST, d->direction, d->verdict, (__u32)stands_for);
+		count_verdict(EVENT_LOST, d->direction, d->verdict, (__u32)stands_for);
 		return;
 	}
 	ev->timestamp_ns = bpf_ktime_get_ns();
@@ -136,7 +138,7 @@ static __always_inline void emit_event(const struct packet *pkt, const struct fl
 static __always_inline void record_decision(const struct packet *pkt, const struct flow *flow,
 					    const struct decision *d)
 {
-	count(d->reason, d->direction, d->verdict, pkt->len);
+	count_verdict(d->reason, d->direction, d->verdict, pkt->len);
 	if (d->verdict != VERDICT_FORWARDED)
 		emit_event(pkt, flow, d);
 }
