@@ -10,6 +10,7 @@
 #define STOCKADE_BPF_LIB_ENFORCE_H
 
 #include "maps.h"
+#include "endpoint.h"
 #include "packet.h"
 #include "parse.h"
 #include "l2.h"
@@ -21,11 +22,6 @@
 #include "denied.h"
 #include "tls.h"
 #include "established.h"
-
-static __always_inline int enforced_in(const struct endpoint_info *ep, __u8 dir)
-{
-	return ep->flags & (dir == DIR_INGRESS ? ENDPOINT_F_ENFORCE_INGRESS : ENDPOINT_F_ENFORCE_EGRESS);
-}
 
 /* The peer's address for a packet in direction dir, as seen from the endpoint. */
 static __always_inline const __u8 *remote_addr(const struct flow_tuple *t, __u8 dir)
@@ -75,7 +71,7 @@ static __always_inline int icmp_error_is_related(const struct packet *pkt, const
 		return 0;
 	ct_key_for(&key, &flow->inner, pkt->netns_cookie, pkt->ifindex);
 	e = ct_lookup(&key);
-	return e && e->expires_ns > now && e->policy_revision == ep->policy_revision;
+	return e && e->expires_ns > now && ct_entry_policy_is_current(e, ep);
 }
 
 /*
@@ -115,7 +111,7 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 	int ret, src_is_a;
 	__u8 dir = d->direction, ct_flags, tls_state;
 
-	if (ep->flags & ENDPOINT_F_NOT_READY)
+	if (!endpoint_is_ready(ep))
 		return DROP_ENDPOINT_NOT_READY;
 	if (flow->has_ethernet) {
 		ret = check_l2(pkt, flow, ep, dir);
@@ -150,10 +146,10 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 	src_is_a = ct_key_for(&flow_key, &flow->tuple, pkt->netns_cookie, pkt->ifindex);
 	e = ct_untracked ? NULL : ct_lookup(&flow_key);
 	if (e && ct_entry_is_live(e, flow->tcp_flags, now)) {
-		int is_reply = src_is_a != !!(e->flags & CT_F_ORIGIN_IS_A);
+		int is_reply = ct_is_reply(e, src_is_a);
 
 		d->rule_id = e->rule_id;
-		if (unlikely(e->policy_revision != ep->policy_revision)) {
+		if (unlikely(!ct_entry_policy_is_current(e, ep))) {
 			/* A revoked flow keeps its entry, so each of its packets, either
 			 * way, is checked again and dropped. Without the entry the peer's
 			 * next packet (a retransmission, say) in a direction that is not
@@ -195,13 +191,6 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 	if (ret < 0)
 		return ret;
 	return res.reason != REASON_NONE ? res.reason : tls_verdict(ep, ct_flags, tls_state, d);
-}
-
-static __always_inline struct endpoint_info *endpoint_of(const struct packet *pkt)
-{
-	struct endpoint_key key = { .netns_cookie = pkt->netns_cookie, .ifindex = pkt->ifindex };
-
-	return bpf_map_lookup_elem(&endpoints, &key);
 }
 
 /*

@@ -9,8 +9,10 @@
  * packet does not need costs as much as work it does.
  *
  * Only a packet this path can prove established passes here, after the same
- * checks enforce() makes on it (endpoint ready, no VLAN tag, the container's
- * own MAC and address on egress). After the same checks, a packet of a flow
+ * checks enforce() makes on it, through the same helpers (endpoint.h,
+ * conntrack.h, tls.h): endpoint ready, no VLAN tag, the container's own MAC
+ * and address on egress, a live entry under the current policy revision with
+ * nothing for the TLS check to read. After the same checks, a packet of a flow
  * the policy denied a moment ago drops here too, the packet a flood is made
  * of. Anything else, and any check that fails, goes the full way, which
  * decides, counts and reports it.
@@ -19,6 +21,7 @@
 #define STOCKADE_BPF_LIB_ESTABLISHED_H
 
 #include "maps.h"
+#include "endpoint.h"
 #include "packet.h"
 #include "parse.h"
 #include "conntrack.h"
@@ -83,16 +86,14 @@ static __always_inline int established_read(const struct packet *pkt, struct est
 	return -1;
 }
 
-/* enforce()'s checks of what a container sends (check_l2, check_source) for
+/* What check_l2() and check_source() ask of what a container sends, for
  * this kind of packet: its own MAC, its own IPv4 source. */
 static __always_inline int established_sender_is_own(const struct packet *pkt, const struct iphdr *ip,
 						     const struct endpoint_info *ep)
 {
 	const struct ethhdr *eth = pkt->data;
 
-	if (!mac_is_zero(ep->mac) && !mac_equal(eth->h_source, ep->mac))
-		return 0;
-	return ep->ipv4 != 0 && ip->saddr == ep->ipv4;
+	return mac_is_own(eth->h_source, ep) && ipv4_is_own(ip->saddr, ep);
 }
 
 /*
@@ -131,7 +132,7 @@ static __always_inline enum established_result established_ipv4_decide(const str
 	__u64 now, jiffies;
 	int src_is_a, is_reply;
 
-	if (established_read(pkt, &h) < 0 || (ep->flags & ENDPOINT_F_NOT_READY))
+	if (established_read(pkt, &h) < 0 || !endpoint_is_ready(ep))
 		return ESTABLISHED_FULL_PATH;
 	dir = packet_direction(pkt, ep->role);
 	if (dir == DIR_EGRESS && !established_sender_is_own(pkt, h.ip, ep))
@@ -150,9 +151,9 @@ static __always_inline enum established_result established_ipv4_decide(const str
 	if (!e)
 		return established_ipv4_denied(pkt, ep, &h, dir);
 	now = bpf_ktime_get_coarse_ns();
-	is_reply = src_is_a != !!(e->flags & CT_F_ORIGIN_IS_A);
+	is_reply = ct_is_reply(e, src_is_a);
 	/* Expired, revoked or not yet settled: enforce() knows what to do. */
-	if (!ct_entry_is_live(e, h.tcp_flags, now) || e->policy_revision != ep->policy_revision ||
+	if (!ct_entry_is_live(e, h.tcp_flags, now) || !ct_entry_policy_is_current(e, ep) ||
 	    !tls_nothing_to_read_in_packet(e, protocol, is_reply, h.tcp_payload))
 		return ESTABLISHED_FULL_PATH;
 	ct_account(e, protocol, h.tcp_flags, is_reply, pkt->len, now);
