@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The one exit path: every packet's verdict is counted, and every drop and
- * audit is reported, aggregated per flow and reason.
+ * The full way's exit path: every packet's verdict is counted, and every drop
+ * and audit is reported, aggregated per flow and reason. established.h
+ * counts the packets it decides with the same count_verdict() (enforce.h).
  */
 #ifndef STOCKADE_BPF_LIB_RECORD_H
 #define STOCKADE_BPF_LIB_RECORD_H
