@@ -116,6 +116,19 @@ static __always_inline int ct_entry_is_live(const struct ct_entry *e, __u8 tcp_f
 	return 1;
 }
 
+/* Whether this packet (src_is_a: its source is the key's side a) goes
+ * against the direction of the flow's first packet. */
+static __always_inline int ct_is_reply(const struct ct_entry *e, int src_is_a)
+{
+	return src_is_a != !!(e->flags & CT_F_ORIGIN_IS_A);
+}
+
+/* The entry's verdict was made under the endpoint's current policy. */
+static __always_inline int ct_entry_policy_is_current(const struct ct_entry *e, const struct endpoint_info *ep)
+{
+	return e->policy_revision == ep->policy_revision;
+}
+
 static __always_inline __u64 ct_lifetime(__u8 tcp_state)
 {
 	switch (tcp_state) {

@@ -9,8 +9,10 @@
  * packet does not need costs as much as work it does.
  *
  * Only a packet this path can prove established passes here, after the same
- * checks enforce() makes on it (endpoint ready, no VLAN tag, the container's
- * own MAC and address on egress). After the same checks, a packet of a flow
+ * checks enforce() makes on it, through the same helpers (endpoint.h,
+ * conntrack.h, tls.h): endpoint ready, no VLAN tag, the container's own MAC
+ * and address on egress, a live entry under the current policy revision with
+ * nothing for the TLS check to read. After the same checks, a packet of a flow
  * the policy denied a moment ago drops here too, the packet a flood is made
  * of. Anything else, and any check that fails, goes the full way, which
  * decides, counts and reports it.
@@ -19,6 +21,7 @@
 #define STOCKADE_BPF_LIB_ESTABLISHED_H
 
 #include "maps.h"
+#include "endpoint.h"
 #include "packet.h"
 #include "parse.h"
 #include "conntrack.h"
@@ -28,14 +31,14 @@
 #include "flow_cache.h"
 
 enum established_result {
-	ESTABLISHED_PASSED = 0,     /* decided and counted: pass */
-	ESTABLISHED_UNKNOWN = 1,    /* the full way: not a packet this path reads, or its entry needs enforce() */
+	ESTABLISHED_PASSED = 0,      /* decided and counted: pass */
+	ESTABLISHED_FULL_PATH = 1,   /* take the full way: not a packet this path reads, or its entry needs enforce() */
 	ESTABLISHED_NOT_TRACKED = 2, /* conntrack4 has no entry: the full way, without a second lookup */
-	ESTABLISHED_DROPPED = 3,    /* a remembered deny, counted and aggregated: drop */
+	ESTABLISHED_DROPPED = 3,     /* a remembered deny, counted and aggregated: drop */
 };
 
 /* What the straight-line read finds: the IPv4 header, and for TCP the flags
- * and whether the segment carries payload (tls_tracked_is_settled). */
+ * and whether the segment carries payload (tls_nothing_to_read_in_packet). */
 struct established_headers {
 	struct iphdr *ip;
 	__u16 *ports; /* source, destination: network order */
@@ -83,16 +86,14 @@ static __always_inline int established_read(const struct packet *pkt, struct est
 	return -1;
 }
 
-/* enforce()'s checks of what a container sends (check_l2, check_source) for
+/* What check_l2() and check_source() ask of what a container sends, for
  * this kind of packet: its own MAC, its own IPv4 source. */
 static __always_inline int established_sender_is_own(const struct packet *pkt, const struct iphdr *ip,
 						     const struct endpoint_info *ep)
 {
 	const struct ethhdr *eth = pkt->data;
 
-	if (!mac_is_zero(ep->mac) && !mac_equal(eth->h_source, ep->mac))
-		return 0;
-	return ep->ipv4 != 0 && ip->saddr == ep->ipv4;
+	return mac_is_own(eth->h_source, ep) && ipv4_is_own(ip->saddr, ep);
 }
 
 /*
@@ -116,7 +117,7 @@ static __always_inline enum established_result established_ipv4_denied(const str
 	now = bpf_ktime_get_coarse_ns();
 	if (!denied_flow_is_current(e, ep, now) || !event_suppressed(&e->agg, event_interval(), now))
 		return ESTABLISHED_NOT_TRACKED;
-	count(e->reason, dir, VERDICT_DROPPED, pkt->len);
+	count_verdict(e->reason, dir, VERDICT_DROPPED, pkt->len);
 	return ESTABLISHED_DROPPED;
 }
 
@@ -131,11 +132,11 @@ static __always_inline enum established_result established_ipv4_decide(const str
 	__u64 now, jiffies;
 	int src_is_a, is_reply;
 
-	if (established_read(pkt, &h) < 0 || (ep->flags & ENDPOINT_F_NOT_READY))
-		return ESTABLISHED_UNKNOWN;
+	if (established_read(pkt, &h) < 0 || !endpoint_is_ready(ep))
+		return ESTABLISHED_FULL_PATH;
 	dir = packet_direction(pkt, ep->role);
 	if (dir == DIR_EGRESS && !established_sender_is_own(pkt, h.ip, ep))
-		return ESTABLISHED_UNKNOWN;
+		return ESTABLISHED_FULL_PATH;
 	protocol = h.ip->protocol;
 	src_is_a = ct4_key_fill(&key, h.ip->saddr, h.ip->daddr, h.ports[0], h.ports[1], protocol, 0,
 				pkt->netns_cookie, pkt->ifindex);
@@ -143,21 +144,21 @@ static __always_inline enum established_result established_ipv4_decide(const str
 	/* Two instructions: the verifier inlines it, where the clock is a call. */
 	jiffies = bpf_jiffies64();
 	if (flow_cache_passes(slot, &key, src_is_a, ep->policy_revision, h.tcp_flags, pkt->len, jiffies)) {
-		count(REASON_NONE, dir, VERDICT_FORWARDED, pkt->len);
+		count_verdict(REASON_NONE, dir, VERDICT_FORWARDED, pkt->len);
 		return ESTABLISHED_PASSED;
 	}
 	e = bpf_map_lookup_elem(&conntrack4, &key);
 	if (!e)
 		return established_ipv4_denied(pkt, ep, &h, dir);
 	now = bpf_ktime_get_coarse_ns();
-	is_reply = src_is_a != !!(e->flags & CT_F_ORIGIN_IS_A);
+	is_reply = ct_is_reply(e, src_is_a);
 	/* Expired, revoked or not yet settled: enforce() knows what to do. */
-	if (!ct_entry_is_live(e, h.tcp_flags, now) || e->policy_revision != ep->policy_revision ||
-	    !tls_tracked_is_settled(e, protocol, is_reply, h.tcp_payload))
-		return ESTABLISHED_UNKNOWN;
+	if (!ct_entry_is_live(e, h.tcp_flags, now) || !ct_entry_policy_is_current(e, ep) ||
+	    !tls_nothing_to_read_in_packet(e, protocol, is_reply, h.tcp_payload))
+		return ESTABLISHED_FULL_PATH;
 	ct_account(e, protocol, h.tcp_flags, is_reply, pkt->len, now);
 	flow_cache_fill(slot, &key, e, protocol, jiffies);
-	count(REASON_NONE, dir, VERDICT_FORWARDED, pkt->len);
+	count_verdict(REASON_NONE, dir, VERDICT_FORWARDED, pkt->len);
 	return ESTABLISHED_PASSED;
 }
 

@@ -78,7 +78,7 @@ static __always_inline void flow_cache_flush_into(struct flow_cache_slot *slot, 
 static __always_inline void flow_cache_fill(struct flow_cache_slot *slot, const struct ct4_key *key, struct ct_entry *e,
 					    __u8 protocol, __u64 jiffies)
 {
-	if (!slot || !tls_tracked_is_settled_for_good(e, protocol))
+	if (!slot || !tls_nothing_to_read_in_flow(e, protocol))
 		return;
 	if (flow_cache_key_equal(&slot->key, key)) {
 		flow_cache_flush_into(slot, e);

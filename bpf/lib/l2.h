@@ -4,6 +4,7 @@
 #define STOCKADE_BPF_LIB_L2_H
 
 #include "parse.h"
+#include "endpoint.h"
 
 /* Judges what parse_frame() found in the Ethernet and ARP headers. */
 static __always_inline int check_l2(const struct packet *pkt, const struct flow *flow, const struct endpoint_info *ep,
@@ -11,7 +12,7 @@ static __always_inline int check_l2(const struct packet *pkt, const struct flow 
 {
 	if ((pkt->vlan_offloaded || flow->vlan_tagged) && !(ep->flags & ENDPOINT_F_ALLOW_VLAN))
 		return DROP_VLAN_TAGGED;
-	if (dir == DIR_EGRESS && !mac_is_zero(ep->mac) && !mac_equal(flow->eth_src, ep->mac))
+	if (dir == DIR_EGRESS && !mac_is_own(flow->eth_src, ep))
 		return DROP_SPOOFED_SOURCE;
 	return 0;
 }
@@ -26,19 +27,13 @@ static __always_inline int check_arp(const struct flow *flow, const struct endpo
 
 	if (dir != DIR_EGRESS)
 		return 0;
-	if (!mac_is_zero(ep->mac) && !mac_equal(flow->arp_sender_mac, ep->mac))
+	if (!mac_is_own(flow->arp_sender_mac, ep))
 		return DROP_SPOOFED_SOURCE;
 	if (sender == 0)
 		return 0;
-	if (ep->ipv4 == 0 || sender != ep->ipv4)
+	if (!ipv4_is_own(sender, ep))
 		return DROP_SPOOFED_SOURCE;
 	return 0;
-}
-
-static __always_inline int ipv6_is_own(const __u8 addr[16], const struct endpoint_info *ep)
-{
-	return (!addr_is_zero(ep->ipv6) && addr_equal(addr, ep->ipv6)) ||
-	       (!addr_is_zero(ep->ipv6_link_local) && addr_equal(addr, ep->ipv6_link_local));
 }
 
 /*
@@ -53,7 +48,7 @@ static __always_inline int check_source(const struct flow *flow, const struct en
 	const struct flow_tuple *t = &flow->tuple;
 
 	if (t->family == STOCKADE_AF_INET) {
-		if (ep->ipv4 == 0 || *(__u32 *)t->saddr != ep->ipv4)
+		if (!ipv4_is_own(*(const __u32 *)t->saddr, ep))
 			return DROP_SPOOFED_SOURCE;
 		return 0;
 	}

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The one exit path: every packet's verdict is counted, and every drop and
- * audit is reported, aggregated per flow and reason.
+ * The full way's exit path: every packet's verdict is counted, and every drop
+ * and audit is reported, aggregated per flow and reason. established.h
+ * counts the packets it decides with the same count_verdict() (enforce.h).
  */
 #ifndef STOCKADE_BPF_LIB_RECORD_H
 #define STOCKADE_BPF_LIB_RECORD_H
@@ -24,7 +25,9 @@ struct decision {
 	__u64 now;
 };
 
-static __always_inline void count(int reason, __u8 direction, __u8 verdict, __u32 len)
+/* Adds one packet of len bytes (or, for EVENT_LOST, len lost records) to the
+ * metrics counter of this reason, direction and verdict. */
+static __always_inline void count_verdict(int reason, __u8 direction, __u8 verdict, __u32 len)
 {
 	__u32 index = stockade_metrics_index(reason, direction, verdict);
 	struct metrics_value *m = bpf_map_lookup_elem(&metrics, &index);
@@ -104,7 +107,7 @@ static __always_inline void emit_event(const struct packet *pkt, const struct fl
 
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
-		count(EVENT_LOST, d->direction, d->verdict, (__u32)stands_for);
+		count_verdict(EVENT_LOST, d->direction, d->verdict, (__u32)stands_for);
 		return;
 	}
 	ev->timestamp_ns = bpf_ktime_get_ns();
@@ -136,7 +139,7 @@ static __always_inline void emit_event(const struct packet *pkt, const struct fl
 static __always_inline void record_decision(const struct packet *pkt, const struct flow *flow,
 					    const struct decision *d)
 {
-	count(d->reason, d->direction, d->verdict, pkt->len);
+	count_verdict(d->reason, d->direction, d->verdict, pkt->len);
 	if (d->verdict != VERDICT_FORWARDED)
 		emit_event(pkt, flow, d);
 }

@@ -107,9 +107,9 @@ static __always_inline int tls_report(const struct flow *flow, struct decision *
 	return reason;
 }
 
-/* tls_tracked_is_settled() for every later packet of the flow, whichever
+/* tls_nothing_to_read_in_packet() for every later packet of the flow, whichever
  * way it goes and whatever it carries. */
-static __always_inline int tls_tracked_is_settled_for_good(const struct ct_entry *e, __u8 protocol)
+static __always_inline int tls_nothing_to_read_in_flow(const struct ct_entry *e, __u8 protocol)
 {
 	if (e->tls_state == CT_TLS_UNSEEN)
 		return protocol != IPPROTO_TCP;
@@ -123,10 +123,10 @@ static __always_inline int tls_tracked_is_settled_for_good(const struct ct_entry
  * packet but the client's with payload (carries_payload: payload bytes, or a
  * fragment, which tls_classify() judges without them).
  */
-static __always_inline int tls_tracked_is_settled(const struct ct_entry *e, __u8 protocol, int is_reply,
-						  int carries_payload)
+static __always_inline int tls_nothing_to_read_in_packet(const struct ct_entry *e, __u8 protocol, int is_reply,
+							 int carries_payload)
 {
-	return tls_tracked_is_settled_for_good(e, protocol) ||
+	return tls_nothing_to_read_in_flow(e, protocol) ||
 	       (e->tls_state == CT_TLS_UNSEEN && (is_reply || !carries_payload));
 }
 
