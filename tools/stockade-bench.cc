@@ -11,7 +11,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "stockade/version.h"
+#include "stockade/version/version.h"
 #include "tools/bench/runner.h"
 #include "tools/bench/traffic.h"
 

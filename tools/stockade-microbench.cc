@@ -16,7 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_join.h"
-#include "stockade/version.h"
+#include "stockade/version/version.h"
 #include "tools/microbench/common.h"
 #include "tools/microbench/event_bench.h"
 #include "tools/microbench/prog_bench.h"

@@ -23,8 +23,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "maps/abi.h"
-#include "stockade/event_reader.h"
-#include "stockade/version.h"
+#include "stockade/datapath/event_reader.h"
+#include "stockade/version/version.h"
 #include "testlib/lab/segmentation_lab.h"
 
 namespace stockade::lab {

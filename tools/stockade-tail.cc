@@ -25,8 +25,8 @@
 #include "stockade/agent/event_hub.h"
 #include "stockade/events/event_filter.h"
 #include "stockade/events/event_text.h"
-#include "stockade/scoped_fd.h"
-#include "stockade/version.h"
+#include "stockade/os/scoped_fd.h"
+#include "stockade/version/version.h"
 
 namespace {
 

@@ -16,7 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "stockade/agent/control_socket.h"
 #include "stockade/policy/policy_parser.h"
-#include "stockade/version.h"
+#include "stockade/version/version.h"
 
 namespace {
 

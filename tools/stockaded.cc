@@ -15,8 +15,8 @@
 #include "absl/strings/str_cat.h"
 #include "stockade/agent/agent.h"
 #include "stockade/agent/control_socket.h"
-#include "stockade/capabilities.h"
-#include "stockade/version.h"
+#include "stockade/os/capabilities.h"
+#include "stockade/version/version.h"
 
 namespace {
 
@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "stockaded: %s\n", std::string(s.message()).c_str());
     return 1;
   }
-  // Once loaded, the agent keeps only these (include/stockade/capabilities.h).
+  // Once loaded, the agent keeps only these (include/stockade/os/capabilities.h).
   options.least_privilege = true;
   auto agent = stockade::Agent::Start(options);
   if (!agent.ok()) {

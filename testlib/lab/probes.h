@@ -18,7 +18,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "stockade/scoped_fd.h"
+#include "stockade/os/scoped_fd.h"
 
 namespace stockade::lab {
 

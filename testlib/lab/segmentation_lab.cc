@@ -21,9 +21,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
-#include "stockade/addresses.h"
-#include "stockade/errno_status.h"
-#include "stockade/netns.h"
+#include "stockade/net/addresses.h"
+#include "stockade/os/errno_status.h"
+#include "stockade/netns/netns.h"
 
 namespace stockade::lab {
 namespace {

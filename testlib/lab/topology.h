@@ -44,7 +44,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "stockade/netns.h"
+#include "stockade/netns/netns.h"
 
 namespace stockade::lab {
 

@@ -25,9 +25,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "stockade/errno_status.h"
-#include "stockade/netns.h"
-#include "stockade/process.h"
+#include "stockade/os/errno_status.h"
+#include "stockade/netns/netns.h"
+#include "stockade/os/process.h"
 #include "tests/docker/docker_test_env.h"
 
 namespace stockade::testing {

@@ -28,7 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "stockade/scoped_fd.h"
+#include "stockade/os/scoped_fd.h"
 #include "testlib/lab/topology.h"
 
 namespace stockade::testing {

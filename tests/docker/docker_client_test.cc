@@ -17,7 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "stockade/docker/docker_parse.h"
-#include "stockade/netns.h"
+#include "stockade/netns/netns.h"
 #include "tests/docker/docker_test_env.h"
 
 namespace stockade {

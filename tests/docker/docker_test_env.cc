@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "stockade/netns.h"
+#include "stockade/netns/netns.h"
 
 namespace stockade::testing {
 namespace {

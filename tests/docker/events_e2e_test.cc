@@ -18,8 +18,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "stockade/errno_status.h"
-#include "stockade/process.h"
+#include "stockade/os/errno_status.h"
+#include "stockade/os/process.h"
 #include "tests/docker/agent_e2e_env.h"
 #include "tests/docker/docker_test_env.h"
 

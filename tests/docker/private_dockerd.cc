@@ -18,10 +18,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
-#include "stockade/errno_status.h"
-#include "stockade/process.h"
-#include "stockade/scoped_fd.h"
-#include "stockade/netns.h"
+#include "stockade/os/errno_status.h"
+#include "stockade/os/process.h"
+#include "stockade/os/scoped_fd.h"
+#include "stockade/netns/netns.h"
 
 namespace stockade::testing {
 namespace {

@@ -25,9 +25,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "maps/abi.h"
-#include "stockade/addresses.h"
-#include "stockade/event_reader.h"
-#include "stockade/netns.h"
+#include "stockade/net/addresses.h"
+#include "stockade/datapath/event_reader.h"
+#include "stockade/netns/netns.h"
 #include "testlib/lab/segmentation_lab.h"
 #include "tests/support/bpf_test_env.h"
 

@@ -13,9 +13,9 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
-#include "stockade/attach.h"
-#include "stockade/datapath.h"
-#include "stockade/netns.h"
+#include "stockade/datapath/attach.h"
+#include "stockade/datapath/datapath.h"
+#include "stockade/netns/netns.h"
 #include "testlib/lab/topology.h"
 #include "tests/support/bpf_test_env.h"
 

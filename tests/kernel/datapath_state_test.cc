@@ -14,7 +14,7 @@
 
 #include <bpf/bpf.h>
 
-#include "stockade/addresses.h"
+#include "stockade/net/addresses.h"
 #include "tests/kernel/web_endpoint.h"
 
 namespace stockade::testing {

@@ -30,8 +30,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "stockade/addresses.h"
-#include "stockade/event_reader.h"
+#include "stockade/net/addresses.h"
+#include "stockade/datapath/event_reader.h"
 #include "tests/kernel/web_endpoint.h"
 #include "tests/model/verdict_model.h"
 

@@ -33,7 +33,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "gtest/gtest.h"
-#include "stockade/netns.h"
+#include "stockade/netns/netns.h"
 #include "tests/support/bpf_test_env.h"
 
 namespace stockade::lab {

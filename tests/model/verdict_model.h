@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "maps/abi.h"
-#include "stockade/policy_entries.h"
+#include "stockade/policy/policy_entries.h"
 
 namespace stockade::model {
 

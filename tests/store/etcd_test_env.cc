@@ -16,9 +16,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "stockade/errno_status.h"
-#include "stockade/process.h"
-#include "stockade/scoped_fd.h"
+#include "stockade/os/errno_status.h"
+#include "stockade/os/process.h"
+#include "stockade/os/scoped_fd.h"
 #include "stockade/store/etcd_client.h"
 
 namespace stockade::testing {

@@ -10,10 +10,10 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "stockade/addresses.h"
-#include "stockade/errno_status.h"
-#include "stockade/event_reader.h"
-#include "stockade/netns.h"
+#include "stockade/net/addresses.h"
+#include "stockade/os/errno_status.h"
+#include "stockade/datapath/event_reader.h"
+#include "stockade/netns/netns.h"
 
 namespace stockade::testing {
 

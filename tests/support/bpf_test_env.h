@@ -16,8 +16,8 @@
 
 #include "absl/status/statusor.h"
 #include "maps/abi.h"
-#include "stockade/datapath.h"
-#include "stockade/policy_entries.h"
+#include "stockade/datapath/datapath.h"
+#include "stockade/policy/policy_entries.h"
 
 namespace stockade::testing {
 

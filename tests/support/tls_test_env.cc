@@ -19,9 +19,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "stockade/errno_status.h"
-#include "stockade/process.h"
-#include "stockade/scoped_fd.h"
+#include "stockade/os/errno_status.h"
+#include "stockade/os/process.h"
+#include "stockade/os/scoped_fd.h"
 
 namespace stockade::testing {
 namespace {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "stockade/addresses.h"
+#include "stockade/net/addresses.h"
 
 #include <gtest/gtest.h>
 

@@ -22,7 +22,7 @@
 #include "absl/strings/match.h"
 #include "stockade/docker/docker_client.h"
 #include "stockade/docker/docker_endpoint.h"
-#include "stockade/scoped_fd.h"
+#include "stockade/os/scoped_fd.h"
 #include "tests/support/tls_test_env.h"
 
 namespace stockade {

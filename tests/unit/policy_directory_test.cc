@@ -20,7 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "stockade/policy/policy_compiler.h"
-#include "stockade/policy_entries.h"
+#include "stockade/policy/policy_entries.h"
 
 namespace stockade {
 namespace {

@@ -19,7 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "stockade/capabilities.h"
+#include "stockade/os/capabilities.h"
 
 namespace stockade {
 namespace {

@@ -14,11 +14,11 @@
 #include "absl/strings/str_cat.h"
 #include "bench_bpf.skel.h"
 #include "maps/abi.h"
-#include "stockade/attach.h"
-#include "stockade/datapath.h"
-#include "stockade/netns.h"
-#include "stockade/policy_entries.h"
-#include "stockade/typed_map.h"
+#include "stockade/datapath/attach.h"
+#include "stockade/datapath/datapath.h"
+#include "stockade/netns/netns.h"
+#include "stockade/policy/policy_entries.h"
+#include "stockade/datapath/typed_map.h"
 
 namespace stockade::bench {
 namespace {

@@ -6,7 +6,7 @@
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
-#include "stockade/errno_status.h"
+#include "stockade/os/errno_status.h"
 
 namespace stockade::bench {
 

@@ -14,7 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "stockade/scoped_fd.h"
+#include "stockade/os/scoped_fd.h"
 
 namespace stockade::bench {
 

@@ -2,8 +2,8 @@
 #include "tools/bench/testbed.h"
 
 #include "absl/strings/str_cat.h"
-#include "stockade/addresses.h"
-#include "stockade/netns.h"
+#include "stockade/net/addresses.h"
+#include "stockade/netns/netns.h"
 #include "tools/bench/rules.h"
 
 namespace stockade::bench {

@@ -22,9 +22,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
-#include "stockade/addresses.h"
-#include "stockade/errno_status.h"
-#include "stockade/netns.h"
+#include "stockade/net/addresses.h"
+#include "stockade/os/errno_status.h"
+#include "stockade/netns/netns.h"
 #include "tools/bench/rules.h"
 
 namespace stockade::bench {

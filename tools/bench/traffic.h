@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "stockade/scoped_fd.h"
+#include "stockade/os/scoped_fd.h"
 
 namespace stockade::bench {
 

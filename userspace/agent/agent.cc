@@ -26,15 +26,15 @@
 #include "stockade/agent/docker_source.h"
 #include "userspace/agent/identity_file_writer.h"
 #include "stockade/agent/static_endpoints.h"
-#include "stockade/capabilities.h"
+#include "stockade/os/capabilities.h"
 #include "stockade/conntrack/tls_report.h"
-#include "stockade/errno_status.h"
-#include "stockade/links.h"
-#include "stockade/netns.h"
+#include "stockade/os/errno_status.h"
+#include "stockade/netns/links.h"
+#include "stockade/netns/netns.h"
 #include "stockade/policy/policy_directory.h"
 #include "stockade/policy/policy_parser.h"
 #include "stockade/metrics/prometheus_text.h"
-#include "stockade/policy_entries.h"
+#include "stockade/policy/policy_entries.h"
 
 namespace stockade {
 namespace {

@@ -11,10 +11,10 @@
 #include "stockade/agent/agent.h"
 #include "stockade/agent/agent_log.h"
 #include "stockade/agent/docker_source.h"
-#include "stockade/capabilities.h"
+#include "stockade/os/capabilities.h"
 #include "stockade/conntrack/tls_report.h"
 #include "stockade/metrics/prometheus_text.h"
-#include "stockade/policy_entries.h"
+#include "stockade/policy/policy_entries.h"
 
 namespace stockade {
 namespace {

@@ -11,8 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "stockade/agent/agent_log.h"
-#include "stockade/links.h"
-#include "stockade/scoped_fd.h"
+#include "stockade/netns/links.h"
+#include "stockade/os/scoped_fd.h"
 
 namespace stockade {
 namespace {

@@ -4,9 +4,9 @@
 #include <sys/socket.h>
 
 #include "absl/strings/str_cat.h"
-#include "stockade/addresses.h"
-#include "stockade/links.h"
-#include "stockade/netns.h"
+#include "stockade/net/addresses.h"
+#include "stockade/netns/links.h"
+#include "stockade/netns/netns.h"
 
 namespace stockade {
 

@@ -10,8 +10,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "stockade/agent/agent_log.h"
-#include "stockade/errno_status.h"
-#include "stockade/netns.h"
+#include "stockade/os/errno_status.h"
+#include "stockade/netns/netns.h"
 
 namespace stockade {
 namespace {

@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "stockade/agent/agent_log.h"
-#include "stockade/errno_status.h"
+#include "stockade/os/errno_status.h"
 
 namespace stockade {
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "stockade/attach.h"
+#include "stockade/datapath/attach.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -9,8 +9,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "stockade/errno_status.h"
-#include "stockade/netns.h"
+#include "stockade/os/errno_status.h"
+#include "stockade/netns/netns.h"
 
 namespace stockade {
 namespace {

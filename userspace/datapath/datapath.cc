@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "stockade/datapath.h"
+#include "stockade/datapath/datapath.h"
 
 #include <bpf/bpf.h>
 #include <linux/magic.h>
@@ -12,10 +12,10 @@
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
-#include "stockade/attach.h"
-#include "stockade/scoped_fd.h"
-#include "stockade/errno_status.h"
-#include "stockade/netns.h"
+#include "stockade/datapath/attach.h"
+#include "stockade/os/scoped_fd.h"
+#include "stockade/os/errno_status.h"
+#include "stockade/netns/netns.h"
 #include "stockade_bpf.skel.h"
 
 namespace stockade {

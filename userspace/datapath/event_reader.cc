@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "stockade/event_reader.h"
+#include "stockade/datapath/event_reader.h"
 
 #include <arpa/inet.h>
 #include <bpf/libbpf.h>
@@ -7,8 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "stockade/addresses.h"
-#include "stockade/errno_status.h"
+#include "stockade/net/addresses.h"
+#include "stockade/os/errno_status.h"
 
 namespace stockade {
 namespace {

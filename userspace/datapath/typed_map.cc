@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "stockade/typed_map.h"
+#include "stockade/datapath/typed_map.h"
 
 #include <fcntl.h>
 

@@ -13,7 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
-#include "stockade/errno_status.h"
+#include "stockade/os/errno_status.h"
 
 namespace stockade {
 namespace {

@@ -4,7 +4,7 @@
 #include <openssl/x509_vfy.h>
 
 #include "absl/strings/str_cat.h"
-#include "stockade/errno_status.h"
+#include "stockade/os/errno_status.h"
 
 namespace stockade::curl_internal {
 namespace {

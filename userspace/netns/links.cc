@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "stockade/links.h"
+#include "stockade/netns/links.h"
 
 #include <linux/if.h>
 #include <linux/if_addr.h>
@@ -11,8 +11,8 @@
 
 #include <cstring>
 
-#include "stockade/errno_status.h"
-#include "stockade/scoped_fd.h"
+#include "stockade/os/errno_status.h"
+#include "stockade/os/scoped_fd.h"
 
 namespace stockade {
 namespace {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-#include "stockade/netns.h"
+#include "stockade/netns/netns.h"
 
 #include <fcntl.h>
 #include <net/if.h>
@@ -32,8 +32,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
-#include "stockade/errno_status.h"
-#include "stockade/scoped_fd.h"
+#include "stockade/os/errno_status.h"
+#include "stockade/os/scoped_fd.h"
 
 extern char** environ;
 

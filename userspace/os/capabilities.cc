@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "stockade/capabilities.h"
+#include "stockade/os/capabilities.h"
 
 #include <sys/capability.h>
 #include <sys/prctl.h>
@@ -12,7 +12,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "stockade/errno_status.h"
+#include "stockade/os/errno_status.h"
 
 namespace stockade {
 namespace {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "stockade/process.h"
+#include "stockade/os/process.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
-#include "stockade/errno_status.h"
-#include "stockade/scoped_fd.h"
+#include "stockade/os/errno_status.h"
+#include "stockade/os/scoped_fd.h"
 
 namespace stockade {
 

@@ -10,7 +10,7 @@
 
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
-#include "stockade/errno_status.h"
+#include "stockade/os/errno_status.h"
 #include "stockade/policy/policy_parser.h"
 
 namespace stockade {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "stockade/policy_entries.h"
+#include "stockade/policy/policy_entries.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "stockade/errno_status.h"
+#include "stockade/os/errno_status.h"
 #include "stockade/policy/policy_parser.h"
 
 namespace stockade {

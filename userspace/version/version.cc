@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "stockade/version.h"
+#include "stockade/version/version.h"
 
 #include <cstdio>
 

@@ -39,16 +39,16 @@
 #include "stockade/agent/reconciler.h"
 #include "stockade/agent/workload.h"
 #include "stockade/agent/workload_source.h"
-#include "stockade/attach.h"
-#include "stockade/datapath.h"
+#include "stockade/datapath/attach.h"
+#include "stockade/datapath/datapath.h"
 #include "stockade/identity/identity_allocator.h"
 #include "stockade/identity/labels.h"
 #include "stockade/policy/policy_directory.h"
-#include "stockade/links.h"
+#include "stockade/netns/links.h"
 #include "stockade/policy/policy.h"
 #include "stockade/events/event_record.h"
 #include "stockade/policy/policy_compiler.h"
-#include "stockade/scoped_fd.h"
+#include "stockade/os/scoped_fd.h"
 
 namespace stockade {
 

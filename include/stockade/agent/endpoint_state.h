@@ -14,7 +14,7 @@
 
 #include "absl/time/time.h"
 #include "maps/abi.h"
-#include "stockade/addresses.h"
+#include "stockade/net/addresses.h"
 #include "stockade/agent/hook_resolver.h"
 #include "stockade/identity/labels.h"
 #include "stockade/policy/policy_compiler.h"

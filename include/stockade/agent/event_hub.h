@@ -31,11 +31,11 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
-#include "stockade/event_reader.h"
+#include "stockade/datapath/event_reader.h"
 #include "stockade/events/event_filter.h"
 #include "stockade/events/event_record.h"
 #include "stockade/events/subscriber_queue.h"
-#include "stockade/scoped_fd.h"
+#include "stockade/os/scoped_fd.h"
 
 namespace stockade {
 

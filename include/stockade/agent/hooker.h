@@ -20,9 +20,9 @@
 #include "stockade/agent/hook_resolver.h"
 #include "stockade/agent/reconciler.h"
 #include "stockade/agent/workload.h"
-#include "stockade/attach.h"
-#include "stockade/datapath.h"
-#include "stockade/links.h"
+#include "stockade/datapath/attach.h"
+#include "stockade/datapath/datapath.h"
+#include "stockade/netns/links.h"
 
 namespace stockade {
 

@@ -25,10 +25,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "maps/abi.h"
-#include "stockade/addresses.h"
+#include "stockade/net/addresses.h"
 #include "stockade/agent/wanted_maps.h"
-#include "stockade/datapath.h"
-#include "stockade/policy_entries.h"
+#include "stockade/datapath/datapath.h"
+#include "stockade/policy/policy_entries.h"
 
 namespace stockade {
 

@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "stockade/addresses.h"
+#include "stockade/net/addresses.h"
 #include "stockade/agent/endpoint_state.h"
 #include "stockade/agent/hook_resolver.h"
 #include "stockade/agent/wanted_maps.h"

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "maps/abi.h"
-#include "stockade/addresses.h"
-#include "stockade/policy_entries.h"
+#include "stockade/net/addresses.h"
+#include "stockade/policy/policy_entries.h"
 
 namespace stockade {
 

@@ -14,7 +14,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "stockade/addresses.h"
+#include "stockade/net/addresses.h"
 #include "stockade/agent/hook_resolver.h"
 
 namespace stockade {

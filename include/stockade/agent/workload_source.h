@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "stockade/addresses.h"
+#include "stockade/net/addresses.h"
 #include "stockade/agent/workload.h"
 
 namespace stockade {

@@ -19,7 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "maps/abi.h"
-#include "stockade/typed_map.h"
+#include "stockade/datapath/typed_map.h"
 
 namespace stockade {
 

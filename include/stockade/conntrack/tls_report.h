@@ -14,7 +14,7 @@
 
 #include "maps/abi.h"
 #include "nlohmann/json.hpp"
-#include "stockade/addresses.h"
+#include "stockade/net/addresses.h"
 
 namespace stockade {
 

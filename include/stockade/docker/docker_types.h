@@ -15,7 +15,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
-#include "stockade/addresses.h"
+#include "stockade/net/addresses.h"
 
 namespace stockade {
 

@@ -17,7 +17,7 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
-#include "stockade/addresses.h"
+#include "stockade/net/addresses.h"
 #include "stockade/identity/identity_allocator.h"
 #include "stockade/identity/labels.h"
 #include "maps/abi.h"

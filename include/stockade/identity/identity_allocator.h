@@ -17,7 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "stockade/addresses.h"
+#include "stockade/net/addresses.h"
 #include "stockade/identity/labels.h"
 
 namespace stockade {

@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "stockade/addresses.h"
+#include "stockade/net/addresses.h"
 #include "stockade/identity/labels.h"
-#include "stockade/policy_entries.h"
+#include "stockade/policy/policy_entries.h"
 
 namespace stockade {
 

@@ -20,7 +20,7 @@
 #include "stockade/identity/identity_allocator.h"
 #include "stockade/identity/labels.h"
 #include "stockade/policy/policy.h"
-#include "stockade/policy_entries.h"
+#include "stockade/policy/policy_entries.h"
 
 namespace stockade {
 

@@ -7,8 +7,8 @@
 //
 // All of it acts in the calling thread's network namespace: enter the
 // container's namespace with NetnsGuard first to attach inside it.
-#ifndef STOCKADE_INCLUDE_STOCKADE_ATTACH_H_
-#define STOCKADE_INCLUDE_STOCKADE_ATTACH_H_
+#ifndef STOCKADE_INCLUDE_STOCKADE_DATAPATH_ATTACH_H_
+#define STOCKADE_INCLUDE_STOCKADE_DATAPATH_ATTACH_H_
 
 #include <cstdint>
 #include <string>
@@ -16,7 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "stockade/scoped_fd.h"
+#include "stockade/os/scoped_fd.h"
 
 namespace stockade {
 
@@ -89,4 +89,4 @@ void RemoveClassicTcFilters(uint32_t ifindex);
 
 }  // namespace stockade
 
-#endif  // STOCKADE_INCLUDE_STOCKADE_ATTACH_H_
+#endif  // STOCKADE_INCLUDE_STOCKADE_DATAPATH_ATTACH_H_

@@ -2,8 +2,8 @@
 //
 // The interfaces of a network namespace, read over rtnetlink: what the agent
 // needs to find a container's host-side veth or its macvlan.
-#ifndef STOCKADE_INCLUDE_STOCKADE_LINKS_H_
-#define STOCKADE_INCLUDE_STOCKADE_LINKS_H_
+#ifndef STOCKADE_INCLUDE_STOCKADE_NETNS_LINKS_H_
+#define STOCKADE_INCLUDE_STOCKADE_NETNS_LINKS_H_
 
 #include <array>
 #include <cstdint>
@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "stockade/addresses.h"
-#include "stockade/scoped_fd.h"
+#include "stockade/net/addresses.h"
+#include "stockade/os/scoped_fd.h"
 
 namespace stockade {
 
@@ -65,4 +65,4 @@ class LinkMonitor {
 
 }  // namespace stockade
 
-#endif  // STOCKADE_INCLUDE_STOCKADE_LINKS_H_
+#endif  // STOCKADE_INCLUDE_STOCKADE_NETNS_LINKS_H_

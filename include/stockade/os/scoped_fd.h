@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-#ifndef STOCKADE_INCLUDE_STOCKADE_SCOPED_FD_H_
-#define STOCKADE_INCLUDE_STOCKADE_SCOPED_FD_H_
+#ifndef STOCKADE_INCLUDE_STOCKADE_OS_SCOPED_FD_H_
+#define STOCKADE_INCLUDE_STOCKADE_OS_SCOPED_FD_H_
 
 #include <unistd.h>
 
@@ -36,4 +36,4 @@ class ScopedFd {
 
 }  // namespace stockade
 
-#endif  // STOCKADE_INCLUDE_STOCKADE_SCOPED_FD_H_
+#endif  // STOCKADE_INCLUDE_STOCKADE_OS_SCOPED_FD_H_

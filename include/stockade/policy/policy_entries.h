@@ -6,8 +6,8 @@
 // range. Deny wins: every entry is written with the deny of any wider entry
 // for the same identities folded in, since the trie returns only the most
 // specific match. Pure logic, no syscalls.
-#ifndef STOCKADE_INCLUDE_STOCKADE_POLICY_ENTRIES_H_
-#define STOCKADE_INCLUDE_STOCKADE_POLICY_ENTRIES_H_
+#ifndef STOCKADE_INCLUDE_STOCKADE_POLICY_POLICY_ENTRIES_H_
+#define STOCKADE_INCLUDE_STOCKADE_POLICY_POLICY_ENTRIES_H_
 
 #include <cstdint>
 #include <cstring>
@@ -95,4 +95,4 @@ struct PolicyEntryDiff {
 
 }  // namespace stockade
 
-#endif  // STOCKADE_INCLUDE_STOCKADE_POLICY_ENTRIES_H_
+#endif  // STOCKADE_INCLUDE_STOCKADE_POLICY_POLICY_ENTRIES_H_

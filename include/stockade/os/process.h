@@ -4,8 +4,8 @@
 // a private dockerd. One way of doing it, so that each caller gets the same
 // care: only async-signal-safe calls between fork and exec, and a child that
 // does not outlive its parent.
-#ifndef STOCKADE_INCLUDE_STOCKADE_PROCESS_H_
-#define STOCKADE_INCLUDE_STOCKADE_PROCESS_H_
+#ifndef STOCKADE_INCLUDE_STOCKADE_OS_PROCESS_H_
+#define STOCKADE_INCLUDE_STOCKADE_OS_PROCESS_H_
 
 #include <sys/types.h>
 
@@ -36,4 +36,4 @@ struct SpawnOptions {
 
 }  // namespace stockade
 
-#endif  // STOCKADE_INCLUDE_STOCKADE_PROCESS_H_
+#endif  // STOCKADE_INCLUDE_STOCKADE_OS_PROCESS_H_

@@ -4,8 +4,8 @@
 // reports errors the same way: "<what>: <strerror>", with the canonical code
 // nearest to the errno (ENOENT -> NotFound, EPERM -> PermissionDenied, ...).
 
-#ifndef STOCKADE_INCLUDE_STOCKADE_ERRNO_STATUS_H_
-#define STOCKADE_INCLUDE_STOCKADE_ERRNO_STATUS_H_
+#ifndef STOCKADE_INCLUDE_STOCKADE_OS_ERRNO_STATUS_H_
+#define STOCKADE_INCLUDE_STOCKADE_OS_ERRNO_STATUS_H_
 
 #include <string_view>
 
@@ -37,4 +37,4 @@ namespace stockade {
 
 }  // namespace stockade
 
-#endif  // STOCKADE_INCLUDE_STOCKADE_ERRNO_STATUS_H_
+#endif  // STOCKADE_INCLUDE_STOCKADE_OS_ERRNO_STATUS_H_

@@ -2,8 +2,8 @@
 //
 // Reads drop events from the datapath's ring buffer. One reader per ring
 // buffer; it is woken by the kernel (epoll inside libbpf), never polls busily.
-#ifndef STOCKADE_INCLUDE_STOCKADE_EVENT_READER_H_
-#define STOCKADE_INCLUDE_STOCKADE_EVENT_READER_H_
+#ifndef STOCKADE_INCLUDE_STOCKADE_DATAPATH_EVENT_READER_H_
+#define STOCKADE_INCLUDE_STOCKADE_DATAPATH_EVENT_READER_H_
 
 #include <chrono>
 #include <functional>
@@ -54,4 +54,4 @@ std::string FormatDropEvent(const drop_event& event);
 
 }  // namespace stockade
 
-#endif  // STOCKADE_INCLUDE_STOCKADE_EVENT_READER_H_
+#endif  // STOCKADE_INCLUDE_STOCKADE_DATAPATH_EVENT_READER_H_

@@ -5,8 +5,8 @@
 // stale pin or a mismatched object fails at open, not as garbage later.
 // Lookups tell 'not found' (an empty optional) from a failed syscall (an
 // error status).
-#ifndef STOCKADE_INCLUDE_STOCKADE_TYPED_MAP_H_
-#define STOCKADE_INCLUDE_STOCKADE_TYPED_MAP_H_
+#ifndef STOCKADE_INCLUDE_STOCKADE_DATAPATH_TYPED_MAP_H_
+#define STOCKADE_INCLUDE_STOCKADE_DATAPATH_TYPED_MAP_H_
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -26,8 +26,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
-#include "stockade/errno_status.h"
-#include "stockade/scoped_fd.h"
+#include "stockade/os/errno_status.h"
+#include "stockade/os/scoped_fd.h"
 
 namespace stockade {
 
@@ -220,4 +220,4 @@ class PerCpuArray {
 
 }  // namespace stockade
 
-#endif  // STOCKADE_INCLUDE_STOCKADE_TYPED_MAP_H_
+#endif  // STOCKADE_INCLUDE_STOCKADE_DATAPATH_TYPED_MAP_H_

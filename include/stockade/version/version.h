@@ -2,8 +2,8 @@
 //
 // What build a binary is: the project version and the git revision it was
 // configured from (cmake/version.cmake), the same for every tool.
-#ifndef STOCKADE_INCLUDE_STOCKADE_VERSION_H_
-#define STOCKADE_INCLUDE_STOCKADE_VERSION_H_
+#ifndef STOCKADE_INCLUDE_STOCKADE_VERSION_VERSION_H_
+#define STOCKADE_INCLUDE_STOCKADE_VERSION_VERSION_H_
 
 #include <string>
 #include <string_view>
@@ -19,4 +19,4 @@ int PrintVersion(std::string_view program);
 
 }  // namespace stockade
 
-#endif  // STOCKADE_INCLUDE_STOCKADE_VERSION_H_
+#endif  // STOCKADE_INCLUDE_STOCKADE_VERSION_VERSION_H_

@@ -11,8 +11,8 @@
 // All functions below therefore act on the calling thread and leave other
 // threads alone.
 
-#ifndef STOCKADE_INCLUDE_STOCKADE_NETNS_H_
-#define STOCKADE_INCLUDE_STOCKADE_NETNS_H_
+#ifndef STOCKADE_INCLUDE_STOCKADE_NETNS_NETNS_H_
+#define STOCKADE_INCLUDE_STOCKADE_NETNS_NETNS_H_
 
 #include <chrono>
 #include <cstdint>
@@ -121,4 +121,4 @@ inline constexpr std::chrono::milliseconds kDefaultCommandTimeout{10'000};
 
 }  // namespace stockade
 
-#endif  // STOCKADE_INCLUDE_STOCKADE_NETNS_H_
+#endif  // STOCKADE_INCLUDE_STOCKADE_NETNS_NETNS_H_

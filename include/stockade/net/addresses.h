@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // Addresses and prefixes as the maps carry them. Pure logic, no syscalls.
-#ifndef STOCKADE_INCLUDE_STOCKADE_ADDRESSES_H_
-#define STOCKADE_INCLUDE_STOCKADE_ADDRESSES_H_
+#ifndef STOCKADE_INCLUDE_STOCKADE_NET_ADDRESSES_H_
+#define STOCKADE_INCLUDE_STOCKADE_NET_ADDRESSES_H_
 
 #include <array>
 #include <cstdint>
@@ -49,4 +49,4 @@ std::string FormatAddress(uint8_t family, const uint8_t bytes[16]);
 
 }  // namespace stockade
 
-#endif  // STOCKADE_INCLUDE_STOCKADE_ADDRESSES_H_
+#endif  // STOCKADE_INCLUDE_STOCKADE_NET_ADDRESSES_H_

@@ -4,8 +4,8 @@
 // maps. Loading with an instance name pins every map under
 // /sys/fs/bpf/stockade/<instance>/ and adopts the maps already pinned there,
 // so an agent that restarts finds the state its predecessor left.
-#ifndef STOCKADE_INCLUDE_STOCKADE_DATAPATH_H_
-#define STOCKADE_INCLUDE_STOCKADE_DATAPATH_H_
+#ifndef STOCKADE_INCLUDE_STOCKADE_DATAPATH_DATAPATH_H_
+#define STOCKADE_INCLUDE_STOCKADE_DATAPATH_DATAPATH_H_
 
 #include <cstdint>
 #include <memory>
@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "maps/abi.h"
 #include "stockade/conntrack/conntrack.h"
-#include "stockade/typed_map.h"
+#include "stockade/datapath/typed_map.h"
 
 struct stockade_bpf;
 
@@ -121,4 +121,4 @@ class Datapath {
 
 }  // namespace stockade
 
-#endif  // STOCKADE_INCLUDE_STOCKADE_DATAPATH_H_
+#endif  // STOCKADE_INCLUDE_STOCKADE_DATAPATH_DATAPATH_H_

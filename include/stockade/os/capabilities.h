@@ -7,8 +7,8 @@
 // answers, policy files and control requests) cannot be turned into more
 // than these. packaging/systemd/stockaded.service grants the same list;
 // tests/unit/systemd_unit_test.cc holds the two together.
-#ifndef STOCKADE_INCLUDE_STOCKADE_CAPABILITIES_H_
-#define STOCKADE_INCLUDE_STOCKADE_CAPABILITIES_H_
+#ifndef STOCKADE_INCLUDE_STOCKADE_OS_CAPABILITIES_H_
+#define STOCKADE_INCLUDE_STOCKADE_OS_CAPABILITIES_H_
 
 #include <array>
 #include <string>
@@ -54,4 +54,4 @@ inline constexpr std::array<Capability, 4> kAgentCapabilities = {{
 
 }  // namespace stockade
 
-#endif  // STOCKADE_INCLUDE_STOCKADE_CAPABILITIES_H_
+#endif  // STOCKADE_INCLUDE_STOCKADE_OS_CAPABILITIES_H_
