@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "stockade/agent/agent.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/file.h>
@@ -10,31 +9,23 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <condition_variable>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <thread>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/ascii.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
+#include "absl/strings/str_cat.h"
 #include "stockade/agent/agent_log.h"
 #include "stockade/agent/docker_source.h"
 #include "userspace/agent/identity_file_writer.h"
 #include "stockade/agent/static_endpoints.h"
 #include "stockade/os/capabilities.h"
-#include "stockade/conntrack/tls_report.h"
 #include "stockade/os/errno_status.h"
 #include "stockade/netns/links.h"
 #include "stockade/netns/netns.h"
 #include "stockade/policy/policy_directory.h"
-#include "stockade/policy/policy_parser.h"
-#include "stockade/metrics/prometheus_text.h"
-#include "stockade/policy/policy_entries.h"
 
 namespace stockade {
 namespace {
