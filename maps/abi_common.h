@@ -42,6 +42,7 @@ enum stockade_reserved_identity {
 	IDENTITY_HOST = 1,
 	IDENTITY_WORLD = 2,
 	IDENTITY_UNMANAGED = 3,
+	IDENTITY_REMOTE_HOST = 4, /* another stockade host itself (its node addresses) */
 	STOCKADE_IDENTITY_FIRST_ALLOCATED = 256,
 };
 

@@ -182,7 +182,7 @@ egress 258 -> 262 any allow [web-out egress[0]]
 
 const std::string kEntities = PolicyDoc("web-entities", R"(  endpointSelector: {matchLabels: {tier: web}}
   ingress:
-    - fromEntities: [host, unmanaged]
+    - fromEntities: [host, unmanaged, remote-host]
       toPorts: [{ports: [{port: "80"}]}]
     - fromEntities: [all]
       toPorts: [{ports: [{port: "8", protocol: ICMP}, {port: "128", protocol: ICMPv6}]}]
@@ -202,6 +202,7 @@ ingress 256 <- any icmp/8 allow [web-entities ingress[1]]
 ingress 256 <- any icmpv6/128 allow [web-entities ingress[1]]
 ingress 256 <- host any/80 allow [web-entities ingress[0]]
 ingress 256 <- unmanaged any/80 allow [web-entities ingress[0]]
+ingress 256 <- remote-host any/80 allow [web-entities ingress[0]]
 egress 256 -> world udp/53 allow [web-entities egress[0]]
 )");
 }

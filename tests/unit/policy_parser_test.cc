@@ -320,7 +320,7 @@ INSTANTIATE_TEST_SUITE_P(
                   "db.yaml:7: spec.ingress[0].fromEndpoints: empty list: it would match nothing; list something or "
                   "remove the key"},
         BadPolicy{"fromEndpoints: [{matchLabels: {tier: backend}}]", "fromEntities: [cluster]",
-                  "db.yaml:7: spec.ingress[0].fromEntities[0]: \"cluster\" is not one of host, world, unmanaged, all"},
+                  "db.yaml:7: spec.ingress[0].fromEntities[0]: \"cluster\" is not one of host, remote-host, world, unmanaged, all"},
         BadPolicy{"toPorts: [{ports: [{port: \"5432\", protocol: TCP}]}]", "toPorts: {ports: []}",
                   "db.yaml:8: spec.ingress[0].toPorts: expected a list, found a map"},
         BadPolicy{"except: [198.51.100.128/25]", "except: [203.0.113.0/25]",

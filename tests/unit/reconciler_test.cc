@@ -354,5 +354,15 @@ TEST_F(ReconcilerTest, AnAddressClaimedTwiceResolvesToNeither) {
   EXPECT_EQ(other.allocator().table(), reconciler.allocator().table());
 }
 
+TEST_F(ReconcilerTest, OtherHostsNodeAddressesAreRemoteHostUnlessClaimedHere) {
+  ReconcileInputs in = Chain();
+  in.remote_node_addresses = {Ip("192.0.2.20"), Ip("172.20.0.4")};  // the second is db's address, here
+  Reconciler reconciler;
+  auto r = reconciler.Reconcile(in);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(IpcacheOf(*r, "192.0.2.20/32"), uint32_t{IDENTITY_REMOTE_HOST});
+  EXPECT_EQ(IpcacheOf(*r, "172.20.0.4/32"), Find(*r, "db").identity) << "a local endpoint keeps its address";
+}
+
 }  // namespace
 }  // namespace stockade

@@ -114,7 +114,7 @@ nlohmann::json Agent::EndpointList() {
 
 nlohmann::json Agent::IdentityList() {
   nlohmann::json list = nlohmann::json::array();
-  for (uint32_t reserved : {uint32_t{IDENTITY_HOST}, uint32_t{IDENTITY_WORLD}, uint32_t{IDENTITY_UNMANAGED}})
+  for (uint32_t reserved : kReservedIdentities)
     list.push_back({{"identity", reserved}, {"name", FormatIdentity(reserved)}, {"labels", nlohmann::json::object()}});
   for (const auto& [labels, id] : reconciler_->allocator().table().labels)
     list.push_back({{"identity", id}, {"name", FormatLabels(labels)}, {"labels", LabelsJson(labels)}});

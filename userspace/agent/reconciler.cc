@@ -203,6 +203,8 @@ absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const ReconcileInputs& inp
   for (const IpAddress& gateway : inputs.gateway_addresses) addresses[HostPrefix(gateway)] = IDENTITY_HOST;
   for (const IpAddress& own : inputs.host_addresses)
     if (!conflicts.contains(HostPrefix(own))) addresses.try_emplace(HostPrefix(own), IDENTITY_HOST);
+  for (const IpAddress& node : inputs.remote_node_addresses)
+    if (!conflicts.contains(HostPrefix(node))) addresses.try_emplace(HostPrefix(node), IDENTITY_REMOTE_HOST);
   // The CIDR identities come sorted: merged in, not inserted one by one into
   // a tree (at 100k, most of a reconcile). A policy's prefix equal to an
   // address takes it, as the policy names it.

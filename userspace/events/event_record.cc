@@ -179,7 +179,7 @@ bool EventContext::FollowIdentities(const IdentityTable& table, const std::funct
       return true;
     }
     ClearIdentityLabels();
-    for (uint32_t reserved : {uint32_t{IDENTITY_HOST}, uint32_t{IDENTITY_WORLD}, uint32_t{IDENTITY_UNMANAGED}})
+    for (uint32_t reserved : kReservedIdentities)
       AddIdentityLabels(reserved, {{"reserved", FormatIdentity(reserved)}});
     for (const auto& [labels, id] : table.labels) AddIdentityLabels(id, labels);  // one a workload: few
     identities_rebuild_ = Rebuild{.from = now};

@@ -76,6 +76,8 @@ std::string FormatIdentity(uint32_t identity) {
       return "any";
     case IDENTITY_HOST:
       return "host";
+    case IDENTITY_REMOTE_HOST:
+      return "remote-host";
     case IDENTITY_WORLD:
       return "world";
     case IDENTITY_UNMANAGED:

@@ -413,6 +413,9 @@ std::set<uint32_t> Updater::Remotes(const PolicyRule& rule) const {
       case Entity::kHost:
         out.insert(IDENTITY_HOST);
         break;
+      case Entity::kRemoteHost:
+        out.insert(IDENTITY_REMOTE_HOST);
+        break;
       case Entity::kUnmanaged:
         out.insert(IDENTITY_UNMANAGED);
         break;

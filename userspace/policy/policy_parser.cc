@@ -29,8 +29,11 @@ struct Named {
 };
 constexpr Named<uint8_t> kProtocols[] = {{"TCP", IPPROTO_TCP},   {"UDP", IPPROTO_UDP},       {"SCTP", IPPROTO_SCTP},
                                          {"ICMP", IPPROTO_ICMP}, {"ICMPv6", IPPROTO_ICMPV6}, {"ANY", 0}};
-constexpr Named<Entity> kEntities[] = {
-    {"host", Entity::kHost}, {"world", Entity::kWorld}, {"unmanaged", Entity::kUnmanaged}, {"all", Entity::kAll}};
+constexpr Named<Entity> kEntities[] = {{"host", Entity::kHost},
+                                       {"remote-host", Entity::kRemoteHost},
+                                       {"world", Entity::kWorld},
+                                       {"unmanaged", Entity::kUnmanaged},
+                                       {"all", Entity::kAll}};
 constexpr Named<SelectorOperator> kOperators[] = {{"In", SelectorOperator::kIn},
                                                   {"NotIn", SelectorOperator::kNotIn},
                                                   {"Exists", SelectorOperator::kExists},

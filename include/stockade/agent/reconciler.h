@@ -51,6 +51,9 @@ struct ReconcileInputs {
   // Other hosts' containers (from the store): an identity from their labels
   // and an ipcache entry each, so that policy by labels reaches them.
   std::vector<RemoteEndpoint> remote_endpoints;
+  // Other hosts' own addresses (their node records): the remote-host entity,
+  // unless this host or one of its endpoints has the address.
+  std::vector<IpAddress> remote_node_addresses;
   std::vector<const Policy*> policies;    // the policy directory's last good set
   // Docker's gateways: the host, even where an endpoint claims the address.
   std::vector<IpAddress> gateway_addresses;

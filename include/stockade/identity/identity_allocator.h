@@ -68,7 +68,11 @@ class IdentityAllocator {
   IdentityTable table_;
 };
 
-// "host", "world", "unmanaged", "any" for the reserved identities, else the number.
+// The reserved identities an address can have, as listings show them.
+inline constexpr uint32_t kReservedIdentities[] = {IDENTITY_HOST, IDENTITY_REMOTE_HOST, IDENTITY_WORLD,
+                                                   IDENTITY_UNMANAGED};
+
+// "host", "remote-host", "world", "unmanaged", "any" for the reserved identities, else the number.
 std::string FormatIdentity(uint32_t identity);
 
 }  // namespace stockade

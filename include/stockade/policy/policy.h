@@ -39,7 +39,7 @@ struct LabelSelector {
   std::string ToString() const;  // "{tier=db, env In (prod,staging)}"
 };
 
-enum class Entity { kHost, kWorld, kUnmanaged, kAll };
+enum class Entity { kHost, kRemoteHost, kWorld, kUnmanaged, kAll };
 
 struct CidrPeer {
   IpPrefix cidr;
