@@ -25,7 +25,8 @@ What stockaded enforces, from its control socket; policy validate needs no agent
 
 Commands:
   status                          agent, Docker link, policies, drop counters
-  endpoint list                   containers, networks, interfaces, identities, labels used and ignored
+  endpoint list [--remote]        containers, networks, interfaces, identities, labels used and ignored;
+                                  --remote: other hosts' too (through etcd), with their host
   identity list                   identities and their labels
   policy get                      the compiled rules and where each comes from
   policy validate FILE...         check policy files without applying them
@@ -112,7 +113,11 @@ int main(int argc, char** argv) {
   }
 
   nlohmann::json request = {{"command", command}};
-  if (command == "explain") {
+  if (command == "endpoint list") {
+    if (words.size() > 3 || (words.size() == 3 && words[2] != "--remote"))
+      return Fail("endpoint list takes only --remote", 2);
+    request["remote"] = words.size() == 3;
+  } else if (command == "explain") {
     if (words.size() != 4) return Fail("explain takes FROM TO PORT[/tcp|udp]", 2);
     std::string port_text = words[3], proto = "tcp";
     if (auto slash = port_text.find('/'); slash != std::string::npos) {
@@ -156,7 +161,9 @@ int main(int argc, char** argv) {
       for (const auto& l : e["ignored_labels"]) ignored.push_back(Str(l["label"]));
       std::vector<std::string> labels;
       for (const auto& [k, v] : e["labels"].items()) labels.push_back(absl::StrCat(k, "=", Str(v)));
-      rows.push_back({Str(e["name"]), Str(e["mode"]), Str(e["network"]), Str(e["interface"]),
+      std::string name = Str(e["name"]);
+      if (e.contains("host")) name = absl::StrCat(name, "@", Str(e["host"]));
+      rows.push_back({name, Str(e["mode"]), Str(e["network"]), Str(e["interface"]),
                       absl::StrJoin({Str(e["ipv4"]), Str(e["ipv6"])}, " "), Str(e["identity_name"]),
                       absl::StrJoin(labels, ","), ignored.empty() ? "-" : absl::StrJoin(ignored, ","),
                       Str(e["state"]) + (Str(e["error"]).empty() ? "" : ": " + Str(e["error"]))});

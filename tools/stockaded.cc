@@ -5,6 +5,7 @@
 #include <malloc.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -13,6 +14,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "stockade/agent/agent.h"
 #include "stockade/agent/control_socket.h"
 #include "stockade/os/capabilities.h"
@@ -42,6 +44,12 @@ Options:
   --audit                  report would-be drops, let traffic pass
   --tc-mode auto|tcx|classic
   --xdp                    XDP in place of TC ingress on host-side veths (TC is faster on veth)
+  --etcd-endpoints URLS     share endpoints with other hosts through etcd (comma-separated;
+                           docs/multihost.md); with:
+  --etcd-cacert FILE       CA of etcd's server certificate
+  --etcd-cert FILE         client certificate, with --etcd-key FILE (private to its owner)
+  --host-id NAME           this host's subtree in etcd (default: the hostname)
+  --etcd-lease-ttl SECONDS how long others keep this host's endpoints after it died (default 20)
   --uninstall              detach everything of the instance, remove its pins, socket and lock, exit
   -h, --help               this text
   --version                print the version and the git revision, exit
@@ -57,6 +65,7 @@ int main(int argc, char** argv) {
   // client key in this process's memory (docs/security.md).
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   stockade::AgentOptions options;
+  stockade::StoreOptions store;
   bool uninstall = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -105,6 +114,23 @@ int main(int argc, char** argv) {
       }
     } else if (arg == "--xdp") {
       options.xdp = true;
+    } else if (arg == "--etcd-endpoints") {
+      store.etcd.endpoints = absl::StrSplit(value(), ',', absl::SkipEmpty());
+    } else if (arg == "--etcd-cacert") {
+      store.etcd.cacert = value();
+    } else if (arg == "--etcd-cert") {
+      store.etcd.cert = value();
+    } else if (arg == "--etcd-key") {
+      store.etcd.key = value();
+    } else if (arg == "--host-id") {
+      store.host_id = value();
+    } else if (arg == "--etcd-lease-ttl") {
+      int seconds;
+      if (!absl::SimpleAtoi(value(), &seconds) || seconds < 2) {
+        std::fprintf(stderr, "stockaded: --etcd-lease-ttl takes a number of seconds, at least 2\n");
+        return 2;
+      }
+      store.lease_ttl = absl::Seconds(seconds);
     } else if (arg == "--uninstall") {
       uninstall = true;
     } else if (arg == "-h" || arg == "--help") {
@@ -118,6 +144,18 @@ int main(int argc, char** argv) {
     }
   }
   if (options.socket_path.empty()) options.socket_path = stockade::DefaultControlSocketPath(options.instance);
+  if (!store.etcd.endpoints.empty()) {
+    if (store.host_id.empty()) {
+      char name[256] = {};
+      gethostname(name, sizeof(name) - 1);
+      store.host_id = name;
+    }
+    options.store = std::move(store);
+  } else if (!store.etcd.cacert.empty() || !store.etcd.cert.empty() || !store.etcd.key.empty() ||
+             !store.host_id.empty()) {
+    std::fprintf(stderr, "stockaded: --etcd-cacert, --etcd-cert, --etcd-key and --host-id need --etcd-endpoints\n");
+    return 2;
+  }
   if (uninstall) {
     absl::Status s = stockade::UninstallAgentInstance(options.instance, options.socket_path);
     if (!s.ok()) {

@@ -216,7 +216,7 @@ absl::StatusOr<StaticLab> MakeStaticLab(lab::Topology& topology,
   auto bridge = topology.AddBridge(*sw, "br0");
   if (!bridge.ok()) return bridge.status();
   if (absl::Status s = topology.SetUp(*bridge); !s.ok()) return s;
-  StaticLab lab{.endpoints_yaml = "endpoints:\n"};
+  StaticLab lab{.endpoints_yaml = "endpoints:\n", .address = address};
   for (const auto& [name, ip] : address) {
     auto ns = topology.AddNamespace(name);
     if (!ns.ok()) return ns.status();
@@ -227,11 +227,34 @@ absl::StatusOr<StaticLab> MakeStaticLab(lab::Topology& topology,
                            topology.Enslave(veth->second, *bridge), topology.SetUp(veth->first),
                            topology.SetUp(veth->second)})
       if (!s.ok()) return s;
-    absl::StrAppend(&lab.endpoints_yaml, "  - name: ", name, "\n    netns: ", ns->path,
-                    "\n    interface: eth0\n    hook: in-container\n    ipv4: ", ip, "\n    labels: {tier: ", name,
-                    "}\n");
+    lab.endpoint_entries[name] =
+        absl::StrCat("  - name: ", name, "\n    netns: ", ns->path, "\n    interface: eth0\n    hook: in-container\n    ipv4: ",
+                     ip, "\n    labels: {tier: ", name, "}\n");
+    lab.endpoints_yaml += lab.endpoint_entries[name];
   }
   return lab;
+}
+
+absl::Status StaticLab::Listen(const std::string& name, const std::vector<uint16_t>& ports) {
+  for (uint16_t port : ports) {
+    auto listener = lab::Listener::Open(netns.at(name).path, lab::Transport::kTcp, address.at(name), port);
+    if (!listener.ok()) return listener.status();
+    listeners.insert_or_assign({name, port}, std::move(*listener));
+  }
+  return absl::OkStatus();
+}
+
+lab::ProbeOutcome StaticLab::Probe(const std::string& from, const std::string& to, uint16_t port,
+                                   std::chrono::milliseconds timeout) {
+  auto result = lab::ProbeListener(netns.at(from).path, listeners.at({to, port}), {.timeout = timeout});
+  EXPECT_TRUE(result.ok()) << from << " -> " << to << ":" << port << ": " << result.status();
+  return result.ok() ? result->outcome : lab::ProbeOutcome::kTimedOut;
+}
+
+std::string StaticLab::EndpointsYaml(const std::vector<std::string>& names) const {
+  std::string yaml = "endpoints:\n";
+  for (const std::string& name : names) yaml += endpoint_entries.at(name);
+  return yaml;
 }
 
 absl::StatusOr<absl::Duration> WaitUntil(const std::function<bool()>& done, absl::Duration timeout,

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <chrono>
 #include <cstdlib>
 #include <functional>
 #include <initializer_list>
@@ -29,6 +30,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "stockade/os/scoped_fd.h"
+#include "testlib/lab/probes.h"
 #include "testlib/lab/topology.h"
 
 namespace stockade::testing {
@@ -152,6 +154,18 @@ class ScopedEnv {
 struct StaticLab {
   std::map<std::string, lab::TopologyNetns> netns;
   std::string endpoints_yaml;
+  std::map<std::string, std::string> endpoint_entries;  // each name's entry of endpoints_yaml
+  std::map<std::string, std::string> address;
+  std::map<std::pair<std::string, uint16_t>, lab::Listener> listeners;  // by name and port
+
+  // A static endpoints file of only `names` (one host's, of several).
+  std::string EndpointsYaml(const std::vector<std::string>& names) const;
+  // TCP listeners in `name`'s namespace on its address, one per port.
+  [[nodiscard]] absl::Status Listen(const std::string& name, const std::vector<uint16_t>& ports);
+  // A TCP probe from `from` to `to`'s listener on `port`; a probe that
+  // cannot be made is a test failure (and kTimedOut).
+  lab::ProbeOutcome Probe(const std::string& from, const std::string& to, uint16_t port,
+                          std::chrono::milliseconds timeout);
 };
 [[nodiscard]] absl::StatusOr<StaticLab> MakeStaticLab(lab::Topology& topology,
                                                       const std::map<std::string, std::string>& address);

@@ -50,18 +50,10 @@ TEST(AgentStaticEndpointsTest, EnforcesStaticEndpointsWithoutDockerAndWhileDocke
       {"backend", "10.231.0.4"}, {"db", "10.231.0.3"}, {"web", "10.231.0.2"}};
   absl::StatusOr<StaticLab> scene = MakeStaticLab(topology, address);
   ASSERT_TRUE(scene.ok()) << scene.status();
-  std::map<std::string, lab::TopologyNetns>& netns = scene->netns;
   const std::string& endpoints = scene->endpoints_yaml;
-  std::map<uint16_t, lab::Listener> db;
-  for (uint16_t port : {5432, 80}) {
-    auto listener = lab::Listener::Open(netns["db"].path, lab::Transport::kTcp, address.at("db"), port);
-    ASSERT_TRUE(listener.ok()) << listener.status();
-    db.emplace(port, std::move(*listener));
-  }
+  ASSERT_TRUE(scene->Listen("db", {5432, 80}).ok());
   auto probe = [&](const std::string& from, uint16_t port, std::chrono::milliseconds timeout) {
-    auto result = lab::ProbeListener(netns[from].path, db.at(port), {.timeout = timeout});
-    EXPECT_TRUE(result.ok()) << result.status();
-    return result.ok() ? result->outcome : lab::ProbeOutcome::kTimedOut;
+    return scene->Probe(from, "db", port, timeout);
   };
   EXPECT_EQ(probe("web", 5432, kAnswerTimeout), lab::ProbeOutcome::kAnswered) << "answered without the agent";
 
@@ -194,18 +186,8 @@ TEST(AgentStaticEndpointsTest, AChangeDuringStartIsEnforcedAndItsRuleNamedInEven
   const std::map<std::string, std::string> address = {{"db", "10.232.0.3"}, {"web", "10.232.0.2"}};
   absl::StatusOr<StaticLab> scene = MakeStaticLab(topology, address);
   ASSERT_TRUE(scene.ok()) << scene.status();
-  std::map<std::string, lab::TopologyNetns>& netns = scene->netns;
-  std::map<uint16_t, lab::Listener> db;
-  for (uint16_t port : {5432, 80}) {
-    auto listener = lab::Listener::Open(netns["db"].path, lab::Transport::kTcp, address.at("db"), port);
-    ASSERT_TRUE(listener.ok()) << listener.status();
-    db.emplace(port, std::move(*listener));
-  }
-  auto probe = [&](uint16_t port, std::chrono::milliseconds timeout) {
-    auto result = lab::ProbeListener(netns["web"].path, db.at(port), {.timeout = timeout});
-    EXPECT_TRUE(result.ok()) << result.status();
-    return result.ok() ? result->outcome : lab::ProbeOutcome::kTimedOut;
-  };
+  ASSERT_TRUE(scene->Listen("db", {5432, 80}).ok());
+  auto probe = [&](uint16_t port, std::chrono::milliseconds timeout) { return scene->Probe("web", "db", port, timeout); };
   const std::string endpoints_file = instance.dir() + "/endpoints.yaml";
   std::ofstream(endpoints_file) << scene->endpoints_yaml;
   constexpr int kCidrRules = 20000;

@@ -112,7 +112,12 @@ absl::StatusOr<std::unique_ptr<EtcdTestServer>> EtcdTestServer::Start(const Etcd
         break;
       }
       last = probe->Get("/stockade-test-probe").status();
-      if (last.ok()) return server;
+      if (last.ok()) {
+        server->argv_ = argv;
+        server->probe_options_ = probe_options;
+        server->log_path_ = log_path;
+        return server;
+      }
       absl::SleepFor(absl::Milliseconds(50));
     }
     if (!exited)
@@ -129,6 +134,31 @@ void EtcdTestServer::Stop() {
   kill(pid_, SIGTERM);
   waitpid(pid_, nullptr, 0);
   pid_ = -1;
+}
+
+absl::Status EtcdTestServer::Restart(bool wipe) {
+  Stop();
+  if (wipe) {
+    std::error_code ec;
+    std::filesystem::remove_all(data_dir_ + "/data", ec);
+    if (ec) return absl::InternalError(absl::StrCat("remove ", data_dir_, "/data: ", ec.message()));
+  }
+  ScopedFd log(open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  if (log.get() < 0) return ErrnoStatus(errno, absl::StrCat("open ", log_path_));
+  absl::StatusOr<pid_t> pid =
+      SpawnProcess(argv_, {.stdout_fd = log.get(), .stderr_fd = log.get(), .own_process_group = true});
+  if (!pid.ok()) return pid.status();
+  pid_ = *pid;
+  absl::StatusOr<EtcdClient> probe = EtcdClient::Create(probe_options_);
+  if (!probe.ok()) return probe.status();
+  absl::Status last;
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(10); absl::Now() < deadline;) {
+    last = probe->Get("/stockade-test-probe").status();
+    if (last.ok()) return absl::OkStatus();
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("etcd restarted did not answer within 10 s (", last.message(), "); its log:\n", LogTail(log_path_)));
 }
 
 void EtcdTestServer::Freeze() {

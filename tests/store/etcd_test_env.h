@@ -12,9 +12,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "stockade/store/etcd_client.h"
 #include "tests/support/tls_test_env.h"
 
 namespace stockade::testing {
@@ -40,6 +42,9 @@ class EtcdTestServer {
   const std::string& client_url() const { return client_url_; }
   // SIGTERM and wait; the data directory stays until the object ends.
   void Stop();
+  // Stop(), then etcd again on the same ports, with its data or (`wipe`)
+  // without: a store that lost everything. Returns once it answers.
+  [[nodiscard]] absl::Status Restart(bool wipe);
   // SIGSTOP: etcd keeps its sockets but answers nothing, as a hung server.
   // Stop() and the destructor continue it first.
   void Freeze();
@@ -48,6 +53,9 @@ class EtcdTestServer {
   EtcdTestServer() = default;
 
   pid_t pid_ = -1;
+  std::vector<std::string> argv_;  // as started: Restart() runs it again
+  EtcdClientOptions probe_options_;
+  std::string log_path_;
   std::string data_dir_;
   std::string client_url_;
 };

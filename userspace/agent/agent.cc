@@ -148,6 +148,18 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options)
                        "): its changes are not followed"));
     (void)agent->ReloadPolicies();
   }
+  if (o.store) {
+    auto store = StoreSource::Start(*o.store);
+    if (!store.ok()) return store.status();
+    agent->store_ = std::move(*store);
+    // A first pass without the other hosts would drop what a predecessor
+    // pinned for them: wait a little for the listing. Past that, local
+    // enforcement goes first, the others follow when etcd answers.
+    agent->mu_.unlock();
+    absl::Time until = absl::Now() + o.store->etcd.dial_timeout + absl::Seconds(1);
+    while (!agent->store_->listed() && absl::Now() < until) absl::SleepFor(absl::Milliseconds(20));
+    agent->mu_.lock();
+  }
   if (o.docker) {
     auto client = DockerClient::FromEnvironment();
     if (!client.ok()) return client.status();
@@ -324,6 +336,10 @@ absl::Status Agent::Reconcile() {
                          .policy_maps_complete = sync_->policy_complete()};
   for (const auto& source : sources_)
     for (const IpAddress& gateway : source->HostAddresses()) inputs.gateway_addresses.push_back(gateway);
+  if (store_) {
+    inputs.remote_endpoints = store_->RemoteEndpoints();
+    inputs.remote_node_addresses = store_->RemoteNodeAddresses();
+  }
 
   const absl::Time compile_started = absl::Now();
   auto result = reconciler_->Reconcile(inputs);
@@ -354,6 +370,7 @@ absl::Status Agent::Reconcile() {
   }
   hooker_->EndPass(failed);
   endpoints_ = std::move(endpoints);
+  address_conflicts_ = std::move(result->address_conflicts);
   event_context_stale_ = true;
   if (!stats.ok()) {
     ++map_sync_errors_;
@@ -363,6 +380,7 @@ absl::Status Agent::Reconcile() {
     return stats.status();
   }
   hooker_->DetachUnwanted(wanted_pins);
+  if (store_) PublishToStore(inputs);
   if (stats->written || stats->removed)
     AgentLog(absl::StrCat("synced: ", stats->written, " written, ", stats->removed, " removed, ", stats->revisions_bumped,
                      " revisions bumped; ", endpoints_.size(), " endpoints, ",
@@ -372,6 +390,29 @@ absl::Status Agent::Reconcile() {
                      ", diff and map writes ", FormatMs(synced_at - sync_started), ")"));
   PublishNamesAndSaveIdentities();
   return absl::OkStatus();
+}
+
+void Agent::PublishToStore(const ReconcileInputs& inputs) {
+  std::vector<RemoteEndpoint> published;
+  for (const EndpointState& e : endpoints_) {
+    // One interface, one owner: a container that shares another's network is that one's.
+    if (!e.shares_network_of.empty()) continue;
+    for (const std::optional<IpAddress>& address : {e.ipv4, e.ipv6})
+      if (address)
+        published.push_back({.address = *address, .labels = e.labels, .host = store_->host_id(),
+                             .container_name = e.workload_name});
+  }
+  // Docker's gateways are the same addresses on every host, and loopback is
+  // everyone's: neither is this host's to claim.
+  auto loopback = [](const IpAddress& a) {
+    static const IpAddress kLoopback6 = *ParseIpAddress("::1");
+    return (a.family == STOCKADE_AF_INET && a.bytes[0] == 127) || a == kLoopback6;
+  };
+  const std::vector<IpAddress>& gateways = inputs.gateway_addresses;
+  std::vector<IpAddress> node;
+  for (const IpAddress& own : inputs.host_addresses)
+    if (!loopback(own) && std::find(gateways.begin(), gateways.end(), own) == gateways.end()) node.push_back(own);
+  store_->Publish(published, node);
 }
 
 bool Agent::PutOffForPolicyChange() {
@@ -488,8 +529,10 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
   }
   absl::Time next_resync = absl::Now() + options_.resync_interval;
   while (!stop) {
-    pollfd p[2] = {{policy_watch_.get(), POLLIN, 0}, {link_monitor ? link_monitor->fd() : -1, POLLIN, 0}};
-    if (poll(p, 2, 200) > 0 && p[1].revents) {
+    pollfd p[3] = {{policy_watch_.get(), POLLIN, 0},
+                   {link_monitor ? link_monitor->fd() : -1, POLLIN, 0},
+                   {store_ ? store_->changed_fd() : -1, POLLIN, 0}};
+    if (poll(p, 3, 200) > 0 && p[1].revents) {
       auto links = link_monitor->ReadNewLinks();
       if (links.ok()) HookOnSight(*links);
     }
@@ -501,6 +544,11 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
       auto changed = ReloadPolicies();
       if (changed.ok() && *changed)
         if (auto s = Reconcile(); !s.ok()) AgentLog(absl::StrCat("reconcile: ", s.message()));
+    }
+    if (p[2].revents) {
+      store_->ClearChanged();
+      std::lock_guard<std::mutex> hold(mu_);
+      if (auto s = Reconcile(); !s.ok()) AgentLog(absl::StrCat("reconcile after a store change: ", s.message()));
     }
     {
       // Put off for the change just handled (or for one that changed nothing).
@@ -560,6 +608,15 @@ bool Agent::PublishEventContext() {
                     .labels = e.labels};
     if (e.ipv4) context->AddWorkload(*e.ipv4, w);
     if (e.ipv6) context->AddWorkload(*e.ipv6, w);
+  }
+  if (store_) {
+    // Other hosts' containers, named with their host; not one in conflict
+    // (it is world here, and the drop says so by its address).
+    for (const RemoteEndpoint& r : store_->RemoteEndpoints())
+      if (std::find(address_conflicts_.begin(), address_conflicts_.end(), r.address) == address_conflicts_.end())
+        context->AddWorkload(r.address, {.container = r.container_name.empty() ? r.address.ToString() : r.container_name,
+                                         .host = r.host,
+                                         .labels = r.labels});
   }
   events_->SetContext(std::move(context));
   return true;

@@ -153,6 +153,27 @@ std::string Agent::RenderMetrics() {
   agent.Family("stockade_docker_sync_lag_seconds", "gauge",
                "From the time Docker gives its latest event to the agent's map write for it.");
   agent.Sample("stockade_docker_sync_lag_seconds", absl::ToDoubleSeconds(docker_sync_lag_));
+  agent.Family("stockade_address_conflicts", "gauge",
+               "Addresses claimed by two hosts, or by a remote and a local endpoint: resolved to neither.");
+  agent.Sample("stockade_address_conflicts", address_conflicts_.size());
+  if (store_) {
+    StoreStats store = store_->Stats();
+    agent.Family("stockade_store_connected", "gauge", "1 when the agent's listing and watch of etcd are current.");
+    agent.Sample("stockade_store_connected", store.connected ? 1 : 0);
+    agent.Family("stockade_store_remote_hosts", "gauge", "Other hosts the store names.");
+    agent.Sample("stockade_store_remote_hosts", store.remote_hosts);
+    agent.Family("stockade_store_remote_endpoints", "gauge", "Other hosts' endpoint addresses in force here.");
+    agent.Sample("stockade_store_remote_endpoints", store.remote_endpoints);
+    agent.Family("stockade_store_published_keys", "gauge", "This host's keys in the store, as last written.");
+    agent.Sample("stockade_store_published_keys", store.published_keys);
+    agent.Family("stockade_store_bad_records_total", "counter", "Store records that did not decode: skipped.");
+    agent.Sample("stockade_store_bad_records_total", store.bad_records);
+    agent.Family("stockade_store_relists_total", "counter",
+                 "Full listings after the first: a broken watch or a compacted revision.");
+    agent.Sample("stockade_store_relists_total", store.relists);
+    agent.Family("stockade_store_publish_errors_total", "counter", "Failed writes and lease keepalives.");
+    agent.Sample("stockade_store_publish_errors_total", store.publish_errors);
+  }
   return out.text() + agent.text();
 }
 

@@ -32,7 +32,7 @@ nlohmann::json Agent::HandleControl(const nlohmann::json& request) {
   if (command == "tls") return TlsReport();  // takes the lock only while it copies the endpoints
   std::lock_guard<std::mutex> hold(mu_);
   if (command == "status") return Status();
-  if (command == "endpoint list") return EndpointList();
+  if (command == "endpoint list") return EndpointList(request.value("remote", false));
   if (command == "identity list") return IdentityList();
   if (command == "policy get") return PolicyGet();
   if (command == "explain") return Explain(request);
@@ -59,6 +59,8 @@ nlohmann::json Agent::Status() {
   for (const Policy* p : policy_files_.policies()) names.push_back(p->name);
   int enforced = 0, failed = 0;
   for (const EndpointState& e : endpoints_) (e.error.empty() && e.hook.ifindex ? enforced : failed)++;
+  nlohmann::json conflicts = nlohmann::json::array();
+  for (const IpAddress& a : address_conflicts_) conflicts.push_back(a.ToString());
   return {{"instance", options_.instance},
           {"pin_dir", datapath_->pin_dir()},
           {"docker", docker_ ? (docker_->subscribed() ? "connected" : "disconnected") : "disabled"},
@@ -79,10 +81,12 @@ nlohmann::json Agent::Status() {
           {"metrics_error", metrics_error_},
           {"events_socket", options_.events_socket},
           {"events", EventStats()},
-          {"drops", drops}};
+          {"drops", drops},
+          {"store", store_ ? store_->Status() : nlohmann::json("disabled")},
+          {"address_conflicts", conflicts}};
 }
 
-nlohmann::json Agent::EndpointList() {
+nlohmann::json Agent::EndpointList(bool remote) {
   nlohmann::json list = nlohmann::json::array();
   for (const EndpointState& e : endpoints_) {
     nlohmann::json ignored = nlohmann::json::array();
@@ -108,6 +112,29 @@ nlohmann::json Agent::EndpointList() {
                     {"enforced_at_ns", e.enforced_at == absl::InfinitePast() ? 0 : absl::ToUnixNanos(e.enforced_at)},
                     {"shares_network_of", e.shares_network_of},
                     {"error", e.error}});
+  }
+  if (remote && store_) {
+    // Other hosts' containers, one row per address, as the store has them.
+    const IdentityTable& table = reconciler_->allocator().table();
+    for (const RemoteEndpoint& r : store_->RemoteEndpoints()) {
+      auto id = table.labels.find(r.labels);
+      uint32_t identity = r.labels.empty() ? uint32_t{IDENTITY_UNMANAGED} : id != table.labels.end() ? id->second : 0;
+      bool conflict = std::find(address_conflicts_.begin(), address_conflicts_.end(), r.address) != address_conflicts_.end();
+      list.push_back({{"name", r.container_name},
+                      {"source", "store"},
+                      {"host", r.host},
+                      {"mode", "remote"},
+                      {"network", ""},
+                      {"interface", ""},
+                      {"ipv4", r.address.family == STOCKADE_AF_INET ? r.address.ToString() : ""},
+                      {"ipv6", r.address.family == STOCKADE_AF_INET6 ? r.address.ToString() : ""},
+                      {"identity", identity},
+                      {"identity_name", FormatIdentity(identity)},
+                      {"labels", LabelsJson(r.labels)},
+                      {"ignored_labels", nlohmann::json::array()},
+                      {"state", conflict ? "conflict" : "remote"},
+                      {"error", conflict ? "address claimed twice: resolved to neither (world)" : ""}});
+    }
   }
   return {{"endpoints", list}};
 }

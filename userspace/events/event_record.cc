@@ -112,6 +112,10 @@ void AppendPeer(std::string& out, const EventRecord& e, bool source) {
   absl::StrAppend(&out, ",\"identity\":", identity, ",\"container\":");
   if (w) {
     AppendQuoted(out, w->container);
+    if (!w->host.empty()) {
+      out.append(",\"host\":");
+      AppendQuoted(out, w->host);
+    }
     out.append(",\"labels\":");
     out.append(w->labels_json);
   } else {

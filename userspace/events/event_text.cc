@@ -17,7 +17,8 @@ std::string Peer(const nlohmann::json& peer) {
   std::string out;
   std::string container = Str(peer, "container");
   if (!container.empty()) {
-    out = container + " ";
+    std::string host = Str(peer, "host");
+    out = host.empty() ? container + " " : absl::StrCat(container, "@", host, " ");
   } else if (peer.contains("labels") && peer["labels"].contains("reserved")) {
     out = Str(peer["labels"], "reserved") + " ";
   }

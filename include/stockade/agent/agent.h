@@ -37,6 +37,7 @@
 #include "stockade/agent/map_sync.h"
 #include "stockade/agent/metrics_server.h"
 #include "stockade/agent/reconciler.h"
+#include "stockade/agent/store_source.h"
 #include "stockade/agent/workload.h"
 #include "stockade/agent/workload_source.h"
 #include "stockade/datapath/attach.h"
@@ -76,6 +77,9 @@ struct AgentOptions {
   // Once the programs are loaded and the maps pinned, before any thread
   // starts: keep only kAgentCapabilities, set no_new_privs (stockaded does).
   bool least_privilege = false;
+  // Other hosts' endpoints through etcd, and this host's published there
+  // (docs/multihost.md); nullopt: this host alone.
+  std::optional<StoreOptions> store;
 };
 
 class Agent {
@@ -110,6 +114,9 @@ class Agent {
   // Every source's workloads, their interfaces hooked (attached, fail
   // closed until their records are written).
   std::vector<LocalWorkload> HookWorkloads();
+  // This host's endpoints and addresses for the store, after a reconcile
+  // whose map writes succeeded.
+  void PublishToStore(const ReconcileInputs& inputs);
   std::vector<IpAddress> HostAddresses() const;  // the host's own, not link-local
   // What follows a reconcile's map writes and only names events
   // (PublishEventContext) or keeps state (SaveIdentities): put off while a
@@ -136,7 +143,7 @@ class Agent {
   // (its TCX links go with it; the Hooker finds them there). docs/hooking.md.
   void HookOnSight(const std::vector<LinkInfo>& links);
   nlohmann::json Status();
-  nlohmann::json EndpointList();
+  nlohmann::json EndpointList(bool remote);
   nlohmann::json IdentityList();
   nlohmann::json PolicyGet();
   nlohmann::json Explain(const nlohmann::json& request);
@@ -157,6 +164,10 @@ class Agent {
   // its event stream and its networks; null without Docker.
   std::vector<std::unique_ptr<WorkloadSource>> sources_;
   DockerSource* docker_ = nullptr;
+  // The other hosts, through etcd; null without a store. Its own threads
+  // never take mu_; Run's loop reconciles when changed_fd() is readable.
+  std::unique_ptr<StoreSource> store_;
+  std::vector<IpAddress> address_conflicts_;  // the last reconcile's
   // Identities and the compiled policy, from one pass to the next.
   std::unique_ptr<Reconciler> reconciler_ = std::make_unique<Reconciler>();
   std::optional<std::tuple<uint32_t, size_t, size_t>> saved_identities_;  // IdentitySignature at the last save

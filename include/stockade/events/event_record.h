@@ -30,6 +30,7 @@ struct EventWorkload {
   std::string container_id;
   std::string network;
   std::string interface;  // the hooked interface, as `ip link` names it
+  std::string host;       // another host's container: that host's id (the store's); empty: this host
   LabelSet labels;
   std::string labels_json;  // `labels` as a JSON object, escaped once here
 };

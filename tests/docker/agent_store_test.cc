@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Two hosts, one policy, through one real etcd (Debian's etcd-server): each
+// host a stockaded of its own (its own instance, maps and programs), with
+// static endpoints standing in for containers on one lab bridge. Host A has
+// web and backend, host B has db, whose policy lets only backend in on
+// tcp/5432. B learns who backend is only from what A publishes in etcd:
+// without the store, backend's address is world to B and dropped.
+//
+// Then the failures of issue 20, in one run: etcd down (what is known stays
+// enforced, status says so), etcd back with its data and wiped (A
+// publishes again, B converges without a restart), A SIGKILLed (B keeps A's
+// endpoints for the lease's TTL; A back within it: no gap), A gone for good
+// (its endpoints leave B after the TTL), and A stopped cleanly (at once).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <csignal>
+#include <fcntl.h>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "stockade/os/process.h"
+#include "stockade/os/scoped_fd.h"
+#include "testlib/lab/probes.h"
+#include "testlib/lab/topology.h"
+#include "tests/docker/agent_e2e_env.h"
+#include "tests/store/etcd_test_env.h"
+#include "tests/support/bpf_test_env.h"
+
+namespace stockade::testing {
+namespace {
+
+constexpr absl::Duration kAgentReady = absl::Seconds(30);
+constexpr std::chrono::milliseconds kAnswerTimeout{2000};
+constexpr std::chrono::milliseconds kSilenceTimeout{500};
+constexpr int kLeaseTtlSeconds = 6;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// `stockade-tail --no-follow ARGS -o json` for `instance`: its output.
+absl::StatusOr<std::string> TailHistory(const AgentInstance& instance, std::vector<std::string> args) {
+  const std::string out_path = instance.dir() + "/tail.json";
+  ScopedFd out(open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!out.valid()) return absl::InternalError(absl::StrCat("open ", out_path));
+  args.insert(args.begin(), {STOCKADE_TAIL_PATH, "--instance", instance.name(), "--no-follow", "-o", "json"});
+  absl::StatusOr<pid_t> pid = SpawnProcess(args, {.stdout_fd = out.get()});
+  if (!pid.ok()) return pid.status();
+  int status = 0;
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(10);;) {
+    if (waitpid(*pid, &status, WNOHANG) == *pid) break;
+    if (absl::Now() >= deadline) {
+      kill(*pid, SIGKILL);
+      waitpid(*pid, &status, 0);
+      return absl::DeadlineExceededError("stockade-tail --no-follow did not end within 10 s");
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return ReadAll(out_path);
+}
+
+TEST(AgentStoreTest, TwoHostsEnforceEachOthersEndpointsThroughEtcdAndItsFailures) {
+  STOCKADE_REQUIRE_PRIVILEGES();
+  absl::StatusOr<std::unique_ptr<EtcdTestServer>> etcd = EtcdTestServer::Start();
+  ASSERT_TRUE(etcd.ok()) << etcd.status();
+  lab::Topology topology;
+  AgentInstance host_a(absl::StrCat(topology.prefix(), "-a")), host_b(absl::StrCat(topology.prefix(), "-b"));
+
+  const std::map<std::string, std::string> address = {
+      {"backend", "10.233.0.4"}, {"db", "10.233.0.3"}, {"web", "10.233.0.2"}};
+  absl::StatusOr<StaticLab> scene = MakeStaticLab(topology, address);
+  ASSERT_TRUE(scene.ok()) << scene.status();
+  ASSERT_TRUE(scene->Listen("db", {5432, 80}).ok());
+  auto probe = [&](const std::string& from, uint16_t port, std::chrono::milliseconds timeout) {
+    return scene->Probe(from, "db", port, timeout);
+  };
+  auto backend_reaches_db = [&] { return probe("backend", 5432, kAnswerTimeout) == lab::ProbeOutcome::kAnswered; };
+  auto backend_shut_out = [&] { return probe("backend", 5432, kSilenceTimeout) == lab::ProbeOutcome::kTimedOut; };
+
+  const std::string policy =
+      "apiVersion: stockade/v1\nkind: Policy\nmetadata: {name: db-ingress}\nspec:\n"
+      "  endpointSelector: {matchLabels: {tier: db}}\n  ingress:\n"
+      "    - fromEndpoints: [{matchLabels: {tier: backend}}]\n"
+      "      toPorts: [{ports: [{port: \"5432\", protocol: TCP}]}]\n";
+  ASSERT_TRUE(host_a.WritePolicy(policy).ok());
+  ASSERT_TRUE(host_b.WritePolicy(policy).ok());
+  const std::string endpoints_a = host_a.dir() + "/endpoints.yaml", endpoints_b = host_b.dir() + "/endpoints.yaml";
+  std::ofstream(endpoints_a) << scene->EndpointsYaml({"web", "backend"});
+  std::ofstream(endpoints_b) << scene->EndpointsYaml({"db"});
+  auto agent_args = [&](const std::string& endpoints, const std::string& host_id) {
+    return std::vector<std::string>{"--no-docker",     "--static-endpoints", endpoints,  "--etcd-endpoints",
+                                    (*etcd)->client_url(), "--host-id",     host_id,    "--etcd-lease-ttl",
+                                    absl::StrCat(kLeaseTtlSeconds)};
+  };
+  auto store_status = [](const AgentInstance& instance) {
+    absl::StatusOr<nlohmann::json> status = instance.Ctl({"status"});
+    // An object always (empty while the agent does not answer), for value().
+    if (!status.ok() || !(*status)["store"].is_object()) return nlohmann::json::object();
+    return (*status)["store"];
+  };
+  // B's view of host-a: its endpoint count, or -1 when B has no such host.
+  auto a_endpoints_at_b = [&] {
+    nlohmann::json store = store_status(host_b);
+    if (!store.contains("hosts")) return -1;
+    for (const nlohmann::json& h : store["hosts"])
+      if (h["host"] == "host-a" && h["complete"] == true) return h["endpoints"].get<int>();
+    return -1;
+  };
+
+  absl::StatusOr<pid_t> agent_b = host_b.StartAgent(agent_args(endpoints_b, "host-b"));
+  ASSERT_TRUE(agent_b.ok()) << agent_b.status();
+  ASSERT_TRUE(WaitUntil([&] { return store_status(host_b).value("state", "") == "connected"; }, kAgentReady,
+                        "host B follows etcd")
+                  .ok())
+      << host_b.Log();
+  ASSERT_TRUE(WaitUntil(
+                  [&] {
+                    absl::StatusOr<nlohmann::json> list = host_b.Ctl({"endpoint", "list"});
+                    return list.ok() && (*list)["endpoints"].size() == 1 &&
+                           (*list)["endpoints"][0]["state"] == "enforcing";
+                  },
+                  kAgentReady, "host B enforces db")
+                  .ok())
+      << host_b.Log();
+  EXPECT_TRUE(backend_shut_out()) << "without host A in etcd, backend is world to host B";
+
+  const absl::Time a_started = absl::Now();
+  absl::StatusOr<pid_t> agent_a = host_a.StartAgent(agent_args(endpoints_a, "host-a"));
+  ASSERT_TRUE(agent_a.ok()) << agent_a.status();
+  ASSERT_TRUE(WaitUntil([&] { return a_endpoints_at_b() == 2; }, kAgentReady, "host B has host A's two endpoints").ok())
+      << host_a.Log() << host_b.Log();
+  std::cerr << "host B had host A's endpoints " << absl::FormatDuration(absl::Now() - a_started)
+            << " after host A's agent started\n";
+  ASSERT_TRUE(WaitUntil(backend_reaches_db, absl::Seconds(10), "backend on host A reaches db on host B").ok())
+      << host_b.Log();
+  EXPECT_EQ(probe("web", 5432, kSilenceTimeout), lab::ProbeOutcome::kTimedOut) << "web is not backend";
+  EXPECT_EQ(probe("backend", 80, kSilenceTimeout), lab::ProbeOutcome::kTimedOut) << "only tcp/5432 is open";
+
+  // B lists A's containers with their host, and names them in drop events.
+  absl::StatusOr<nlohmann::json> remote = host_b.Ctl({"endpoint", "list", "--remote"});
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  std::map<std::string, nlohmann::json> remote_by_name;
+  for (const nlohmann::json& e : (*remote)["endpoints"])
+    if (e["source"] == "store") remote_by_name[e["name"]] = e;
+  ASSERT_EQ(remote_by_name.size(), 2u) << remote->dump(2);
+  EXPECT_EQ(remote_by_name["backend"]["host"], "host-a");
+  EXPECT_EQ(remote_by_name["backend"]["ipv4"], address.at("backend"));
+  EXPECT_EQ(remote_by_name["backend"]["labels"], nlohmann::json({{"tier", "backend"}}));
+  EXPECT_EQ(remote_by_name["web"]["state"], "remote");
+  std::string drops;
+  EXPECT_TRUE(WaitUntil(
+                  [&] {
+                    absl::StatusOr<std::string> text = TailHistory(host_b, {"--from", "web"});
+                    drops = text.ok() ? *text : std::string(text.status().message());
+                    return absl::StrContains(drops, "POLICY_DENIED");
+                  },
+                  absl::Seconds(5), "host B's drop of web from host A")
+                  .ok());
+  EXPECT_THAT(drops, ::testing::HasSubstr("\"container\":\"web\",\"host\":\"host-a\"")) << "named with its host";
+
+  // etcd down: everything known stays enforced; the status says why.
+  (*etcd)->Stop();
+  ASSERT_TRUE(WaitUntil([&] { return store_status(host_b).value("state", "") == "unreachable"; }, absl::Seconds(10),
+                        "host B reports the store unreachable")
+                  .ok())
+      << store_status(host_b).dump(2);
+  EXPECT_TRUE(backend_reaches_db()) << "etcd down: backend still known";
+  EXPECT_EQ(probe("web", 5432, kSilenceTimeout), lab::ProbeOutcome::kTimedOut) << "etcd down: web still shut out";
+  absl::StatusOr<nlohmann::json> b_status = host_b.Ctl({"status"});
+  ASSERT_TRUE(b_status.ok()) << b_status.status();
+  absl::StatusOr<std::string> metrics = ScrapeMetrics((*b_status)["metrics"].get<std::string>());
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_THAT(*metrics, ::testing::HasSubstr("stockade_store_connected 0"));
+  EXPECT_THAT(*metrics, ::testing::HasSubstr("stockade_store_remote_endpoints 2"));
+
+  // Back with its data: B follows again, no restart.
+  ASSERT_TRUE((*etcd)->Restart(/*wipe=*/false).ok());
+  ASSERT_TRUE(WaitUntil([&] { return store_status(host_b).value("state", "") == "connected"; }, absl::Seconds(10),
+                        "host B follows etcd again")
+                  .ok())
+      << host_b.Log();
+  EXPECT_TRUE(backend_reaches_db());
+
+  // Back without its data: A's lease is gone, A publishes again, B keeps
+  // A's endpoints meanwhile (a host missing from a fresh listing is kept
+  // for a TTL) and converges.
+  ASSERT_TRUE((*etcd)->Restart(/*wipe=*/true).ok());
+  EXPECT_TRUE(backend_reaches_db()) << "etcd wiped: host B keeps what it knew";
+  const absl::Time wiped = absl::Now();
+  ASSERT_TRUE(WaitUntil(
+                  [&] {
+                    nlohmann::json store = store_status(host_b);
+                    return store.value("state", "") == "connected" && store.value("revision", 0) > 0 &&
+                           a_endpoints_at_b() == 2 && store_status(host_a).value("published_keys", 0) == 4;
+                  },
+                  absl::Seconds(15), "host A publishes again into the wiped etcd, host B has it")
+                  .ok())
+      << host_a.Log() << host_b.Log();
+  std::cerr << "reconverged " << absl::FormatDuration(absl::Now() - wiped) << " after etcd came back empty\n";
+  EXPECT_TRUE(backend_reaches_db());
+
+  // A SIGKILLed: its keys stay until the lease runs out, so B goes on.
+  host_a.Kill(*agent_a, SIGKILL);
+  ASSERT_TRUE(host_a.WaitExit(*agent_a, absl::Seconds(5)).ok());
+  EXPECT_TRUE(backend_reaches_db()) << "host A's agent killed: its lease still runs";
+  // Back within the TTL: its keys move onto a new lease, values unchanged.
+  agent_a = host_a.StartAgent(agent_args(endpoints_a, "host-a"));
+  ASSERT_TRUE(agent_a.ok()) << agent_a.status();
+  ASSERT_TRUE(WaitUntil([&] { return store_status(host_a).value("published_keys", 0) == 4; }, kAgentReady,
+                        "host A publishes again")
+                  .ok())
+      << host_a.Log();
+  absl::SleepFor(absl::Seconds(kLeaseTtlSeconds + 1));  // past the old lease
+  EXPECT_EQ(a_endpoints_at_b(), 2) << "the old lease's end took nothing: the keys are on the new one";
+  EXPECT_TRUE(backend_reaches_db());
+
+  // A gone for good: B lets its endpoints go after the TTL.
+  host_a.Kill(*agent_a, SIGKILL);
+  ASSERT_TRUE(host_a.WaitExit(*agent_a, absl::Seconds(5)).ok());
+  const absl::Time killed = absl::Now();
+  ASSERT_TRUE(WaitUntil([&] { return a_endpoints_at_b() == -1; }, absl::Seconds(kLeaseTtlSeconds + 5),
+                        "host A's endpoints leave host B after the TTL")
+                  .ok())
+      << store_status(host_b).dump(2);
+  EXPECT_GE(absl::Now() - killed, absl::Seconds(kLeaseTtlSeconds - 2)) << "not before the lease could expire";
+  EXPECT_TRUE(WaitUntil(backend_shut_out, absl::Seconds(5), "backend is world again at host B").ok());
+
+  // A back, then stopped cleanly: it revokes its lease, B lets go at once.
+  agent_a = host_a.StartAgent(agent_args(endpoints_a, "host-a"));
+  ASSERT_TRUE(agent_a.ok()) << agent_a.status();
+  ASSERT_TRUE(WaitUntil(backend_reaches_db, kAgentReady, "host A back: backend reaches db").ok()) << host_a.Log();
+  host_a.Kill(*agent_a, SIGTERM);
+  ASSERT_TRUE(host_a.WaitExit(*agent_a, absl::Seconds(10)).ok()) << host_a.Log();
+  const absl::Time stopped = absl::Now();
+  ASSERT_TRUE(WaitUntil([&] { return a_endpoints_at_b() == -1; }, absl::Seconds(kLeaseTtlSeconds),
+                        "host A's endpoints leave host B when A stops cleanly")
+                  .ok());
+  EXPECT_LT(absl::Now() - stopped, absl::Seconds(2)) << "a clean stop does not wait for the TTL";
+  EXPECT_TRUE(WaitUntil(backend_shut_out, absl::Seconds(5), "backend is world again at host B").ok());
+  if (HasFailure()) std::cerr << "host A:\n" << host_a.Log() << "\nhost B:\n" << host_b.Log();
+}
+
+}  // namespace
+}  // namespace stockade::testing
