@@ -202,12 +202,18 @@ absl::StatusOr<nlohmann::json> AgentInstance::Ctl(std::vector<std::string> args)
   return parsed;
 }
 
-std::string AgentInstance::Log() const {
-  std::ifstream in(log_path_);
+namespace {
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
 }
+
+}  // namespace
+
+std::string AgentInstance::Log() const { return ReadAll(log_path_); }
 
 absl::StatusOr<StaticLab> MakeStaticLab(lab::Topology& topology,
                                         const std::map<std::string, std::string>& address) {
@@ -233,6 +239,26 @@ absl::StatusOr<StaticLab> MakeStaticLab(lab::Topology& topology,
     lab.endpoints_yaml += lab.endpoint_entries[name];
   }
   return lab;
+}
+
+absl::StatusOr<std::string> TailHistory(const AgentInstance& instance, std::vector<std::string> args) {
+  const std::string out_path = instance.dir() + "/tail.json";
+  ScopedFd out(open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!out.valid()) return absl::InternalError(absl::StrCat("open ", out_path));
+  args.insert(args.begin(), {STOCKADE_TAIL_PATH, "--instance", instance.name(), "--no-follow", "-o", "json"});
+  absl::StatusOr<pid_t> pid = SpawnProcess(args, {.stdout_fd = out.get()});
+  if (!pid.ok()) return pid.status();
+  int status = 0;
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(10);;) {
+    if (waitpid(*pid, &status, WNOHANG) == *pid) break;
+    if (absl::Now() >= deadline) {
+      kill(*pid, SIGKILL);
+      waitpid(*pid, &status, 0);
+      return absl::DeadlineExceededError("stockade-tail --no-follow did not end within 10 s");
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return ReadAll(out_path);
 }
 
 absl::Status StaticLab::Listen(const std::string& name, const std::vector<uint16_t>& ports) {

@@ -170,6 +170,10 @@ struct StaticLab {
 [[nodiscard]] absl::StatusOr<StaticLab> MakeStaticLab(lab::Topology& topology,
                                                       const std::map<std::string, std::string>& address);
 
+// `stockade-tail --no-follow -o json ARGS` for `instance`: its output (the
+// agent's history of events that match), within 10 s.
+[[nodiscard]] absl::StatusOr<std::string> TailHistory(const AgentInstance& instance, std::vector<std::string> args);
+
 // Polls `done` every 50 ms until it holds or `timeout` passes; returns how
 // long it took, or DeadlineExceeded naming `what`.
 [[nodiscard]] absl::StatusOr<absl::Duration> WaitUntil(const std::function<bool()>& done, absl::Duration timeout,

@@ -35,6 +35,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
@@ -52,6 +53,7 @@
 #include "tests/docker/agent_e2e_env.h"
 #include "tests/docker/docker_test_env.h"
 #include "tests/docker/private_dockerd.h"
+#include "tests/store/etcd_test_env.h"
 
 namespace stockade::testing {
 namespace {
@@ -85,6 +87,28 @@ std::string IngressPolicy(const std::string& name, const std::string& tier, cons
 }
 
 std::string Documents(const std::vector<std::string>& policies) { return absl::StrJoin(policies, "---\n"); }
+
+// The seed's chain frontend -> web -> backend -> db: each hop, and what
+// must drop once it is enforced.
+struct Flow {
+  std::string from, to;
+  uint16_t port;
+};
+const std::vector<Flow> kChainHops = {{"frontend", "web", 80}, {"web", "backend", 8080}, {"backend", "db", 5432}};
+const std::vector<Flow> kChainDenied = {
+    // Skips past a tier.
+    {"frontend", "backend", 8080},
+    {"frontend", "db", 5432},
+    {"web", "db", 5432},
+    // Lateral moves from an inner tier outwards.
+    {"db", "backend", 8080},
+    {"backend", "web", 80},
+    {"db", "web", 80},
+    // A hop on the wrong port.
+    {"frontend", "web", 8080},
+    {"web", "backend", 5432},
+    {"backend", "db", 80},
+};
 
 // The link pins of the instance: name -> inode. A re-attached link would
 // be pinned anew, under a new inode.
@@ -376,25 +400,8 @@ TEST_F(AgentE2eTest, ChainAllowsEachHopAndDropsEverySkip) {
     ASSERT_TRUE(c.ok()) << c.status();
     tier[name] = *c;
   }
-  struct Flow {
-    std::string from, to;
-    uint16_t port;
-  };
-  const std::vector<Flow> hops = {{"frontend", "web", 80}, {"web", "backend", 8080}, {"backend", "db", 5432}};
-  const std::vector<Flow> denied = {
-      // Skips past a tier.
-      {"frontend", "backend", 8080},
-      {"frontend", "db", 5432},
-      {"web", "db", 5432},
-      // Lateral moves from an inner tier outwards.
-      {"db", "backend", 8080},
-      {"backend", "web", 80},
-      {"db", "web", 80},
-      // A hop on the wrong port.
-      {"frontend", "web", 8080},
-      {"web", "backend", 5432},
-      {"backend", "db", 80},
-  };
+  const std::vector<Flow>& hops = kChainHops;
+  const std::vector<Flow>& denied = kChainDenied;
   for (const Flow& f : denied) ExpectAnsweredOnceListening(tier[f.from], tier[f.to], f.port);
   ASSERT_FALSE(HasFailure()) << "without the agent every flow must be answered";
 
@@ -1149,6 +1156,124 @@ TEST_F(AgentE2eTest, OverlayContainersAreEnforcedInsideTheirNamespace) {
   EXPECT_THAT(*gateway_kinds, ::testing::UnorderedElementsAre(HasSubstr("ingress stockade_tc_ing"),
                                                               HasSubstr("egress stockade_tc_egr")))
       << gateway->dump();
+}
+
+// ---------------------------------------------------------------------------
+// Two Docker hosts, one swarm, one policy (docs/multihost.md): each host a
+// namespace of the test's own with a dockerd of its own, the two joined in
+// a swarm over a veth, an attachable overlay spanning both. The seed's
+// chain split across them (frontend and web on host A, backend and db on
+// host B), one stockaded per host, one etcd (in host A's namespace, reached
+// over the veth). A host knows the other's containers only from etcd:
+// without it, a container of the other host is world.
+
+TEST_F(AgentE2eTest, ChainSplitAcrossTwoSwarmHostsIsEnforcedThroughEtcd) {
+  const int n = 1 + getpid() % 250;
+  const std::string a_ip = absl::StrCat("10.217.", n, ".1"), b_ip = absl::StrCat("10.217.", n, ".2");
+  absl::StatusOr<lab::TopologyNetns> host_a = host_links_.AddNamespace("hosta");
+  absl::StatusOr<lab::TopologyNetns> host_b = host_links_.AddNamespace("hostb");
+  ASSERT_TRUE(host_a.ok() && host_b.ok()) << host_a.status() << host_b.status();
+  auto wire = host_links_.AddVethPair(*host_a, "uplink", *host_b, "uplink");
+  ASSERT_TRUE(wire.ok()) << wire.status();
+  ASSERT_TRUE(host_links_.AddAddress(wire->first, a_ip + "/24").ok());
+  ASSERT_TRUE(host_links_.AddAddress(wire->second, b_ip + "/24").ok());
+  ASSERT_TRUE(host_links_.SetUp(wire->first).ok() && host_links_.SetUp(wire->second).ok());
+  absl::StatusOr<std::unique_ptr<EtcdTestServer>> etcd =
+      EtcdTestServer::Start(nullptr, {.netns_path = host_a->path, .address = a_ip});
+  ASSERT_TRUE(etcd.ok()) << etcd.status();
+
+  PrivateDockerd dockerd_a(scratch_.Name("da"), host_a->path), dockerd_b(scratch_.Name("db"), host_b->path);
+  for (PrivateDockerd* d : {&dockerd_a, &dockerd_b}) {
+    ASSERT_TRUE(d->Start(absl::Seconds(60)).ok());
+    ASSERT_TRUE(d->CopyImage(kTestImage).ok());
+  }
+  const std::string overlay = scratch_.Name("span");
+  std::map<std::string, PrivateDockerd*> daemon_of = {
+      {"frontend", &dockerd_a}, {"web", &dockerd_a}, {"backend", &dockerd_b}, {"db", &dockerd_b}};
+  // Swarm state and docker_gwbridge outlive the containers: removed while the daemons run.
+  absl::Cleanup leave = [&] {
+    for (const auto& [tier, d] : daemon_of) (void)d->Docker({"rm", "-f", scratch_.Name(tier)});
+    (void)dockerd_a.Docker({"network", "rm", overlay});
+    for (PrivateDockerd* d : {&dockerd_b, &dockerd_a}) {
+      (void)d->Docker({"swarm", "leave", "--force"});
+      (void)d->Docker({"network", "rm", "docker_gwbridge"});
+    }
+  };
+  ASSERT_TRUE(dockerd_a.Docker({"swarm", "init", "--advertise-addr", a_ip, "--listen-addr", a_ip + ":2377"}).ok());
+  absl::StatusOr<std::string> token = dockerd_a.Docker({"swarm", "join-token", "-q", "worker"});
+  ASSERT_TRUE(token.ok()) << token.status();
+  absl::StatusOr<std::string> joined = dockerd_b.Docker(
+      {"swarm", "join", "--token", *token, "--advertise-addr", b_ip, "--listen-addr", b_ip + ":2377", a_ip + ":2377"});
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  absl::StatusOr<std::string> created = dockerd_a.Docker(
+      {"network", "create", "--driver", "overlay", "--attachable", "--subnet", absl::StrCat("10.218.", n, ".0/24"), overlay});
+  ASSERT_TRUE(created.ok()) << created.status();
+
+  std::map<std::string, TestContainer> tier;
+  for (const auto& [name, d] : daemon_of) {
+    ScopedEnv docker_host({{"DOCKER_HOST", d->host()}});  // the helpers' docker commands go to this host
+    absl::StatusOr<std::string> id =
+        scratch_.RunContainer(name, {"--network", overlay, "--label", absl::StrCat("stockade.tier=", name)});
+    ASSERT_TRUE(id.ok()) << id.status();
+    ASSERT_TRUE(StartEchoServers(scratch_.Name(name), kPorts).ok());
+    absl::StatusOr<TestContainer> c = InspectContainer(scratch_.Name(name), overlay);
+    ASSERT_TRUE(c.ok()) << c.status();
+    tier[name] = *c;
+  }
+  const std::vector<Flow>& hops = kChainHops;
+  const std::vector<Flow>& denied = kChainDenied;
+  for (const Flow& f : denied) ExpectAnsweredOnceListening(tier[f.from], tier[f.to], f.port);
+  ASSERT_FALSE(HasFailure()) << "without the agents the overlay must carry every flow, across hosts too";
+
+  const std::string policy = Documents({IngressPolicy("web-ingress", "web", {"frontend"}, 80),
+                                        IngressPolicy("backend-ingress", "backend", {"web"}, 8080),
+                                        IngressPolicy("db-ingress", "db", {"backend"}, 5432)});
+  AgentInstance& agent_a = *instance_;
+  AgentInstance agent_b(scratch_.Name("agentb"));
+  std::vector<pid_t> agents;
+  for (auto [instance, d, netns, id] : {std::tuple{&agent_a, &dockerd_a, *host_a, "host-a"},
+                                        std::tuple{&agent_b, &dockerd_b, *host_b, "host-b"}}) {
+    ASSERT_TRUE(instance->WritePolicy(policy).ok());
+    instance->RunIn(netns.path);
+    ScopedEnv docker_host({{"DOCKER_HOST", d->host()}});
+    absl::StatusOr<pid_t> pid = instance->StartAgent({"--etcd-endpoints", (*etcd)->client_url(), "--host-id", id});
+    ASSERT_TRUE(pid.ok()) << pid.status();
+    agents.push_back(*pid);
+  }
+  // Each host has the other's two overlay containers from etcd.
+  auto remote_names = [](AgentInstance& instance) {
+    std::set<std::string> names;
+    absl::StatusOr<nlohmann::json> list = instance.Ctl({"endpoint", "list", "--remote"});
+    if (list.ok())
+      for (const nlohmann::json& e : (*list)["endpoints"])
+        if (e.value("source", "") == "store" && e.value("state", "") == "remote")
+          names.insert(absl::StrCat(e.value("name", ""), "@", e.value("host", "")));
+    return names;
+  };
+  const std::set<std::string> b_at_a = {tier["backend"].name + "@host-b", tier["db"].name + "@host-b"};
+  const std::set<std::string> a_at_b = {tier["frontend"].name + "@host-a", tier["web"].name + "@host-a"};
+  absl::StatusOr<absl::Duration> shared = WaitUntil(
+      [&] { return remote_names(agent_a) == b_at_a && remote_names(agent_b) == a_at_b; }, kAgentReady,
+      "each host has the other's containers from etcd");
+  ASSERT_TRUE(shared.ok()) << shared.status() << "\nhost A:\n" << agent_a.Log() << "\nhost B:\n" << agent_b.Log();
+
+  for (const Flow& f : hops) ExpectAnsweredOnceListening(tier[f.from], tier[f.to], f.port);
+  for (const Flow& f : denied) ExpectDropped(tier[f.from], tier[f.to], f.port);
+
+  // Each side's drops name the other host's container and its host.
+  for (auto [instance, from, host] : {std::tuple{&agent_b, "web", "host-a"}, std::tuple{&agent_a, "backend", "host-b"}}) {
+    std::string drops;
+    EXPECT_TRUE(WaitUntil(
+                    [&] {
+                      absl::StatusOr<std::string> text = TailHistory(*instance, {"--from", tier[from].name});
+                      drops = text.ok() ? *text : std::string(text.status().message());
+                      return absl::StrContains(drops, "POLICY_DENIED");
+                    },
+                    absl::Seconds(5), "a drop of the other host's container")
+                    .ok());
+    EXPECT_THAT(drops, HasSubstr(absl::StrCat("\"container\":\"", tier[from].name, "\",\"host\":\"", host, "\"")));
+  }
+  if (HasFailure()) std::cerr << "host B's stockaded:\n" << agent_b.Log();
 }
 
 // ---------------------------------------------------------------------------

@@ -41,34 +41,6 @@ constexpr std::chrono::milliseconds kAnswerTimeout{2000};
 constexpr std::chrono::milliseconds kSilenceTimeout{500};
 constexpr int kLeaseTtlSeconds = 6;
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// `stockade-tail --no-follow ARGS -o json` for `instance`: its output.
-absl::StatusOr<std::string> TailHistory(const AgentInstance& instance, std::vector<std::string> args) {
-  const std::string out_path = instance.dir() + "/tail.json";
-  ScopedFd out(open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!out.valid()) return absl::InternalError(absl::StrCat("open ", out_path));
-  args.insert(args.begin(), {STOCKADE_TAIL_PATH, "--instance", instance.name(), "--no-follow", "-o", "json"});
-  absl::StatusOr<pid_t> pid = SpawnProcess(args, {.stdout_fd = out.get()});
-  if (!pid.ok()) return pid.status();
-  int status = 0;
-  for (const absl::Time deadline = absl::Now() + absl::Seconds(10);;) {
-    if (waitpid(*pid, &status, WNOHANG) == *pid) break;
-    if (absl::Now() >= deadline) {
-      kill(*pid, SIGKILL);
-      waitpid(*pid, &status, 0);
-      return absl::DeadlineExceededError("stockade-tail --no-follow did not end within 10 s");
-    }
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return ReadAll(out_path);
-}
-
 TEST(AgentStoreTest, TwoHostsEnforceEachOthersEndpointsThroughEtcdAndItsFailures) {
   STOCKADE_REQUIRE_PRIVILEGES();
   absl::StatusOr<std::unique_ptr<EtcdTestServer>> etcd = EtcdTestServer::Start();

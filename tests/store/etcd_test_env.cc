@@ -12,10 +12,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "stockade/netns/netns.h"
 #include "stockade/os/errno_status.h"
 #include "stockade/os/process.h"
 #include "stockade/os/scoped_fd.h"
@@ -32,6 +34,17 @@ std::string LogTail(const std::string& path) {
   return all.size() > 2000 ? all.substr(all.size() - 2000) : all;
 }
 
+// A Get of a probe key from `netns_path` (empty: here): OK once etcd answers.
+absl::Status ProbeEtcd(const EtcdClient& client, const std::string& netns_path) {
+  std::optional<NetnsGuard> inside;
+  if (!netns_path.empty()) {
+    absl::StatusOr<NetnsGuard> entered = NetnsGuard::Enter(netns_path);
+    if (!entered.ok()) return entered.status();
+    inside.emplace(std::move(*entered));
+  }
+  return client.Get("/stockade-test-probe").status();
+}
+
 }  // namespace
 
 absl::StatusOr<uint16_t> FreeLoopbackPort() {
@@ -46,7 +59,8 @@ absl::StatusOr<uint16_t> FreeLoopbackPort() {
   return ntohs(address.sin_port);
 }
 
-absl::StatusOr<std::unique_ptr<EtcdTestServer>> EtcdTestServer::Start(const EtcdServerTls* tls) {
+absl::StatusOr<std::unique_ptr<EtcdTestServer>> EtcdTestServer::Start(const EtcdServerTls* tls,
+                                                                      const EtcdPlacement& where) {
   if (access(kEtcdBinary, X_OK) != 0)
     return absl::FailedPreconditionError(absl::StrCat(kEtcdBinary, " missing (Debian package etcd-server)"));
   std::unique_ptr<EtcdTestServer> server(new EtcdTestServer());
@@ -65,8 +79,8 @@ absl::StatusOr<std::unique_ptr<EtcdTestServer>> EtcdTestServer::Start(const Etcd
     if (!peer_port.ok()) return peer_port.status();
     if (*client_port == *peer_port) continue;
     const std::string scheme = tls != nullptr ? "https" : "http";
-    server->client_url_ = absl::StrCat(scheme, "://127.0.0.1:", *client_port);
-    const std::string peer_url = absl::StrCat("http://127.0.0.1:", *peer_port);
+    server->client_url_ = absl::StrCat(scheme, "://", where.address, ":", *client_port);
+    const std::string peer_url = absl::StrCat("http://", where.address, ":", *peer_port);
     std::vector<std::string> argv = {kEtcdBinary,
                                      "--name=stockade-test",
                                      absl::StrCat("--data-dir=", server->data_dir_, "/data"),
@@ -88,9 +102,11 @@ absl::StatusOr<std::unique_ptr<EtcdTestServer>> EtcdTestServer::Start(const Etcd
     ScopedFd log(open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
     if (log.get() < 0) return ErrnoStatus(errno, absl::StrCat("open ", log_path));
     absl::StatusOr<pid_t> pid =
-        SpawnProcess(argv, {.stdout_fd = log.get(), .stderr_fd = log.get(), .own_process_group = true});
+        SpawnProcess(argv, {.stdout_fd = log.get(), .stderr_fd = log.get(), .own_process_group = true,
+                            .netns_path = where.netns_path});
     if (!pid.ok()) return pid.status();
     server->pid_ = *pid;
+    server->netns_path_ = where.netns_path;
 
     EtcdClientOptions probe_options{.endpoints = {server->client_url_},
                                     .dial_timeout = absl::Milliseconds(200),
@@ -111,7 +127,7 @@ absl::StatusOr<std::unique_ptr<EtcdTestServer>> EtcdTestServer::Start(const Etcd
         exited = true;
         break;
       }
-      last = probe->Get("/stockade-test-probe").status();
+      last = ProbeEtcd(*probe, where.netns_path);
       if (last.ok()) {
         server->argv_ = argv;
         server->probe_options_ = probe_options;
@@ -146,14 +162,15 @@ absl::Status EtcdTestServer::Restart(bool wipe) {
   ScopedFd log(open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   if (log.get() < 0) return ErrnoStatus(errno, absl::StrCat("open ", log_path_));
   absl::StatusOr<pid_t> pid =
-      SpawnProcess(argv_, {.stdout_fd = log.get(), .stderr_fd = log.get(), .own_process_group = true});
+      SpawnProcess(argv_, {.stdout_fd = log.get(), .stderr_fd = log.get(), .own_process_group = true,
+                           .netns_path = netns_path_});
   if (!pid.ok()) return pid.status();
   pid_ = *pid;
   absl::StatusOr<EtcdClient> probe = EtcdClient::Create(probe_options_);
   if (!probe.ok()) return probe.status();
   absl::Status last;
   for (const absl::Time deadline = absl::Now() + absl::Seconds(10); absl::Now() < deadline;) {
-    last = probe->Get("/stockade-test-probe").status();
+    last = ProbeEtcd(*probe, netns_path_);
     if (last.ok()) return absl::OkStatus();
     absl::SleepFor(absl::Milliseconds(50));
   }

@@ -29,11 +29,19 @@ struct EtcdServerTls {
   TestCertificate client;  // what the readiness probe shows
 };
 
+// Where etcd listens: by default the test's own loopback; for agents in
+// namespaces of a test's own, an address in one of them that all reach.
+struct EtcdPlacement {
+  std::string netns_path;  // empty: the test's namespace
+  std::string address = "127.0.0.1";
+};
+
 class EtcdTestServer {
  public:
   // Returns once etcd answers a range on its client URL (10 s at most). With
   // `tls`, clients must show a certificate signed by tls->ca.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<EtcdTestServer>> Start(const EtcdServerTls* tls = nullptr);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<EtcdTestServer>> Start(const EtcdServerTls* tls = nullptr,
+                                                                             const EtcdPlacement& where = {});
   EtcdTestServer(const EtcdTestServer&) = delete;
   EtcdTestServer& operator=(const EtcdTestServer&) = delete;
   ~EtcdTestServer();
@@ -55,6 +63,7 @@ class EtcdTestServer {
   pid_t pid_ = -1;
   std::vector<std::string> argv_;  // as started: Restart() runs it again
   EtcdClientOptions probe_options_;
+  std::string netns_path_;  // where it runs, and where it is probed from
   std::string log_path_;
   std::string data_dir_;
   std::string client_url_;

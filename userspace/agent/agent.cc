@@ -393,10 +393,15 @@ absl::Status Agent::Reconcile() {
 }
 
 void Agent::PublishToStore(const ReconcileInputs& inputs) {
+  // Only addresses other hosts can see as they are: overlay, macvlan and
+  // ipvlan ones, and static endpoints (declared by the operator). A bridge
+  // network's addresses are this host's alone (172.17.0.2 is on every host)
+  // and leave it masqueraded: the others see this host, remote-host.
+  static const std::set<std::string> kSharedDrivers = {"overlay", "macvlan", "ipvlan", "static"};
   std::vector<RemoteEndpoint> published;
   for (const EndpointState& e : endpoints_) {
     // One interface, one owner: a container that shares another's network is that one's.
-    if (!e.shares_network_of.empty()) continue;
+    if (!e.shares_network_of.empty() || !kSharedDrivers.contains(e.driver)) continue;
     for (const std::optional<IpAddress>& address : {e.ipv4, e.ipv6})
       if (address)
         published.push_back({.address = *address, .labels = e.labels, .host = store_->host_id(),
