@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // A container's labels as Docker reports them, {"container": {...},
-// "image": {...}} (Config.Labels of the container and of its image), through
+// "image": {...}, "networks": [...]} (Config.Labels of the container and of
+// its image, the names of the networks it is attached to), through
 // ReadContainerLabels and, when the container carries one, the label policy
 // parser. Beyond "no crash": an image never chooses an identity label (compose's
-// included) or a policy, and every identity label is one the container really has.
+// included) or a policy, every identity label is one the container really has,
+// and a network label is exactly an attached network's, whatever the labels say.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -37,16 +41,37 @@ std::string ContainerLabelKey(const std::string& identity_key) {
   return std::string(stockade::kStockadeLabelPrefix) + identity_key;
 }
 
+// Only an array of strings is a list of networks.
+bool ReadNetworks(const nlohmann::json& doc, std::vector<std::string>& out) {
+  auto found = doc.find("networks");
+  if (found == doc.end()) return true;
+  if (!found->is_array()) return false;
+  for (const nlohmann::json& name : *found) {
+    if (!name.is_string()) return false;
+    out.push_back(name.get<std::string>());
+  }
+  return true;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const nlohmann::json doc = nlohmann::json::parse(data, data + size, nullptr, /*allow_exceptions=*/false);
   if (!doc.is_object()) return 0;
   stockade::LabelMap container, image;
-  if (!ReadLabels(doc, "container", container) || !ReadLabels(doc, "image", image)) return 0;
+  std::vector<std::string> networks;
+  if (!ReadLabels(doc, "container", container) || !ReadLabels(doc, "image", image) || !ReadNetworks(doc, networks))
+    return 0;
 
-  const stockade::StockadeLabels labels = stockade::ReadContainerLabels(container, image);
+  const stockade::StockadeLabels labels = stockade::ReadContainerLabels(container, image, networks);
   for (const auto& [key, value] : labels.identity) {
+    if (absl::StartsWith(key, stockade::kNetworkKeyPrefix)) {
+      const std::string network = key.substr(stockade::kNetworkKeyPrefix.size());
+      FUZZ_CHECK(std::find(networks.begin(), networks.end(), network) != networks.end(),
+                 "network label " + key + " is an attached network's");
+      FUZZ_CHECK(value == stockade::kNetworkAttached, "network label " + key + " is " + value);
+      continue;
+    }
     const std::string label = ContainerLabelKey(key);
     auto found = container.find(label);
     FUZZ_CHECK(found != container.end() && found->second == value, "identity label " + key + " is the container's");
@@ -56,6 +81,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto by_image = image.find(label);
     FUZZ_CHECK(by_image == image.end() || by_image->second != value, "the image set " + label);
   }
+  // Networks never make a container managed on their own.
+  FUZZ_CHECK(labels.identity.empty() || std::any_of(labels.identity.begin(), labels.identity.end(), [](const auto& l) {
+               return !absl::StartsWith(l.first, stockade::kNetworkKeyPrefix);
+             }), "network labels alone made an identity");
   for (size_t i = 1; i < labels.ignored.size(); ++i)
     FUZZ_CHECK(labels.ignored[i - 1].key <= labels.ignored[i].key, "ignored labels are ordered by key");
 

@@ -792,6 +792,90 @@ TEST_F(AgentE2eTest, NoneAndSharedNetworkModesAreShownAndDecidedAsTheyRun) {
 }
 
 // ---------------------------------------------------------------------------
+// Segmentation by Docker network: each attached network is an identity label,
+// network.<name>: attached, of every container with identity labels.
+
+// db is on backnet and on frontnet; its policy lets in only what is on
+// backnet. A client on backnet is answered; a client on frontnet only,
+// which reaches db's frontnet address without the agent, is dropped, and so
+// is one that claims backnet with a label. An unmanaged container on backnet
+// (no identity labels of its own) stays unmanaged: network labels alone do
+// not make a container managed, so the rule does not let it in.
+TEST_F(AgentE2eTest, OnlyContainersOnBacknetReachDb) {
+  ASSERT_TRUE(scratch_.CreateNetwork("backnet", {"--driver", "bridge"}).ok());
+  ASSERT_TRUE(scratch_.CreateNetwork("frontnet", {"--driver", "bridge"}).ok());
+  const std::string backnet = scratch_.Name("backnet"), frontnet = scratch_.Name("frontnet");
+  absl::StatusOr<TestContainer> db_on_backnet = RunContainer("db", backnet, "db");
+  ASSERT_TRUE(db_on_backnet.ok()) << db_on_backnet.status();
+  ASSERT_TRUE(Docker({"network", "connect", frontnet, db_on_backnet->name}).ok());
+  absl::StatusOr<TestContainer> db_on_frontnet = InspectContainer(db_on_backnet->name, frontnet);
+  ASSERT_TRUE(db_on_frontnet.ok()) << db_on_frontnet.status();
+  absl::StatusOr<TestContainer> back = RunContainer("back", backnet, "client");
+  ASSERT_TRUE(back.ok()) << back.status();
+  absl::StatusOr<TestContainer> front = RunContainer("front", frontnet, "client");
+  ASSERT_TRUE(front.ok()) << front.status();
+  const std::string claim = absl::StrCat("stockade.network.", backnet, "=attached");
+  absl::StatusOr<TestContainer> impostor =
+      RunLabelledContainer("impostor", frontnet, {"stockade.tier=client", claim});
+  ASSERT_TRUE(impostor.ok()) << impostor.status();
+  // The scratch's own stockade.test label, set by this image, grants nothing: unmanaged.
+  ASSERT_TRUE(scratch_.ImportLabelledImage("plain", {}).ok());
+  absl::StatusOr<TestContainer> plain = RunContainer("plain", backnet, "", scratch_.Name("plain"));
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ExpectAnsweredOnceListening(*back, *db_on_backnet, 5432);
+  ExpectAnsweredOnceListening(*plain, *db_on_backnet, 5432);
+  ExpectAnsweredOnceListening(*front, *db_on_frontnet, 5432);
+  ExpectAnsweredOnceListening(*impostor, *db_on_frontnet, 5432);
+  ASSERT_FALSE(HasFailure()) << "without the agent every client must reach db";
+
+  ASSERT_TRUE(instance_
+                  ->WritePolicy(absl::StrCat(
+                      "apiVersion: stockade/v1\nkind: Policy\nmetadata: {name: db-backnet}\nspec:\n"
+                      "  endpointSelector: {matchLabels: {tier: db}}\n  ingress:\n"
+                      "    - fromEndpoints: [{matchLabels: {network.",
+                      backnet, ": attached}}]\n      toPorts: [{ports: [{port: \"5432\", protocol: TCP}]}]\n"))
+                  .ok());
+  absl::StatusOr<pid_t> agent = StartAgent({{db_on_backnet->name, "enforcing"},
+                                            {back->name, "allow-all"},
+                                            {front->name, "allow-all"},
+                                            {impostor->name, "allow-all"},
+                                            {plain->name, "allow-all"}});
+  ASSERT_TRUE(agent.ok()) << agent.status();
+
+  const std::string on_backnet = absl::StrCat("network.", backnet), on_frontnet = absl::StrCat("network.", frontnet);
+  absl::StatusOr<nlohmann::json> db = Endpoint(db_on_backnet->name);
+  ASSERT_TRUE(db.ok()) << db.status();
+  EXPECT_EQ((*db)["labels"].value(on_backnet, ""), "attached") << db->dump();
+  EXPECT_EQ((*db)["labels"].value(on_frontnet, ""), "attached") << db->dump();
+  absl::StatusOr<nlohmann::json> back_shown = Endpoint(back->name);
+  ASSERT_TRUE(back_shown.ok()) << back_shown.status();
+  EXPECT_EQ((*back_shown)["labels"].value(on_backnet, ""), "attached") << back_shown->dump();
+  EXPECT_FALSE((*back_shown)["labels"].contains(on_frontnet)) << back_shown->dump();
+  absl::StatusOr<nlohmann::json> impostor_shown = Endpoint(impostor->name);
+  ASSERT_TRUE(impostor_shown.ok()) << impostor_shown.status();
+  EXPECT_FALSE((*impostor_shown)["labels"].contains(on_backnet)) << impostor_shown->dump();
+  EXPECT_EQ((*impostor_shown)["labels"].value(on_frontnet, ""), "attached") << impostor_shown->dump();
+  bool claim_ignored = false;
+  for (const nlohmann::json& ignored : (*impostor_shown)["ignored_labels"])
+    if (ignored["label"] == claim) claim_ignored = absl::StrContains(ignored.value("reason", ""), "network.*");
+  EXPECT_TRUE(claim_ignored) << claim << " must be listed as ignored, with the reason: " << impostor_shown->dump();
+  EXPECT_EQ(IdentityOf(plain->name), IDENTITY_UNMANAGED) << "network labels alone do not make it managed";
+
+  const uint64_t drops_before = PolicyDrops();
+  ExpectAnswered(*back, *db_on_backnet, 5432);
+  ExpectDropped(*back, *db_on_backnet, 80);
+  ExpectDropped(*front, *db_on_frontnet, 5432);
+  ExpectDropped(*impostor, *db_on_frontnet, 5432);
+  ExpectDropped(*plain, *db_on_backnet, 5432);
+  EXPECT_GE(PolicyDrops(), drops_before + 4) << "every dropped probe is a POLICY_DENIED drop";
+  absl::StatusOr<nlohmann::json> explained = instance_->Ctl({"explain", back->name, db_on_backnet->name, "5432/tcp"});
+  ASSERT_TRUE(explained.ok()) << explained.status();
+  EXPECT_EQ((*explained)["verdict"], "allowed") << explained->dump();
+  EXPECT_THAT((*explained)["ingress_at_destination"].value("why", ""), HasSubstr("db-backnet ingress[0]"))
+      << explained->dump();
+}
+
+// ---------------------------------------------------------------------------
 // Compose as a real client: examples/compose/ (the chain as a compose project,
 // db's policy in its stockade.policy label) with Debian's docker-compose,
 // under a project name of the test's own, across up, restart, scale and down.

@@ -111,6 +111,43 @@ TEST(ContainerLabelsTest, PolicyLabelIsNotIdentityAndTheImageCannotSetIt) {
   EXPECT_THAT(from_image.ignored[0].reason, HasSubstr("cannot carry its own policy"));
 }
 
+TEST(ContainerLabelsTest, EachAttachedNetworkJoinsAManagedContainersIdentity) {
+  StockadeLabels labels = ReadContainerLabels({{"stockade.tier", "db"}}, {}, {"backnet", "frontnet"});
+  EXPECT_EQ(labels.identity,
+            (LabelSet{{"network.backnet", "attached"}, {"network.frontnet", "attached"}, {"tier", "db"}}));
+  EXPECT_THAT(labels.ignored, IsEmpty());
+}
+
+// Networks alone do not make a container managed: it stays `unmanaged`, as
+// every container without identity labels was before network labels.
+TEST(ContainerLabelsTest, NetworksAloneLeaveAContainerUnmanaged) {
+  EXPECT_THAT(ReadContainerLabels({{"maintainer", "someone"}}, {}, {"backnet"}).identity, IsEmpty());
+  const LabelMap image = {{"stockade.tier", "db"}};
+  EXPECT_THAT(ReadContainerLabels(image, image, {"backnet"}).identity, IsEmpty()) << "image labels give nothing";
+}
+
+// Only the attachment says a container is on a network: a stockade.network.*
+// label, set at run time or by the image, is ignored with the reason and
+// neither adds a network nor changes an attached one's value.
+TEST(ContainerLabelsTest, NoLabelCanClaimOrOverrideANetwork) {
+  const LabelMap image = {{"stockade.network.adminnet", "attached"}};
+  LabelMap container = image;
+  container["stockade.tier"] = "web";
+  container["stockade.network.backnet"] = "attached";
+  container["stockade.network.frontnet"] = "detached";
+  StockadeLabels labels = ReadContainerLabels(container, image, {"frontnet"});
+  EXPECT_EQ(labels.identity, (LabelSet{{"network.frontnet", "attached"}, {"tier", "web"}}));
+  EXPECT_THAT(labels.ignored, ElementsAre(Field(&IgnoredLabel::key, "stockade.network.adminnet"),
+                                          Field(&IgnoredLabel::key, "stockade.network.backnet"),
+                                          Field(&IgnoredLabel::key, "stockade.network.frontnet")));
+  EXPECT_THAT(labels.ignored[0].reason, HasSubstr("set by the image"));
+  for (size_t i = 1; i < labels.ignored.size(); ++i)
+    EXPECT_THAT(labels.ignored[i].reason, HasSubstr("network.* names come from the Docker networks"));
+
+  // A network label alone is no identity label: the container stays unmanaged.
+  EXPECT_THAT(ReadContainerLabels({{"stockade.network.backnet", "attached"}}, {}, {"frontnet"}).identity, IsEmpty());
+}
+
 TEST(ContainerLabelsTest, FormatLabelsIsOrdered) {
   EXPECT_EQ(FormatLabels({{"tier", "db"}, {"compose.service", "web"}}), "{compose.service=web, tier=db}");
   EXPECT_EQ(FormatLabels({}), "{}");

@@ -333,6 +333,42 @@ TEST_F(ReconcilerTest, RemoteEndpointsGetIdentitiesThatPolicySelects) {
   EXPECT_TRUE(r->address_conflicts.empty());
 }
 
+// The Docker networks a source reports are identity labels a policy selects:
+// db lets in what is on backnet, whatever its other labels.
+TEST_F(ReconcilerTest, NetworksAreIdentityLabelsThatPolicySelects) {
+  auto parsed = ParsePolicyText(
+      "apiVersion: stockade/v1\nkind: Policy\nmetadata: {name: db-ingress}\nspec:\n"
+      "  endpointSelector: {matchLabels: {tier: db}}\n  ingress:\n"
+      "    - fromEndpoints: [{matchLabels: {network.backnet: attached}}]\n",
+      "backnet.yaml");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ReconcileInputs in;
+  in.workloads = {Container("db", {{"stockade.tier", "db"}}, "172.20.0.4", 13),
+                  Container("back", {{"stockade.tier", "client"}}, "172.20.0.5", 14),
+                  Container("front", {{"stockade.tier", "client"}}, "172.20.0.6", 15)};
+  in.workloads[0].workload.networks = {"backnet", "frontnet"};
+  in.workloads[1].workload.networks = {"backnet"};
+  in.workloads[2].workload.networks = {"frontnet"};
+  for (const Policy& p : *parsed) in.policies.push_back(&p);
+  Reconciler reconciler;
+  auto r = reconciler.Reconcile(in);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const EndpointState& back = Find(*r, "back");
+  const EndpointState& front = Find(*r, "front");
+  EXPECT_EQ(back.labels, (LabelSet{{"network.backnet", "attached"}, {"tier", "client"}}));
+  EXPECT_NE(back.identity, front.identity) << "the same labels on other networks are another identity";
+  const uint32_t db = Find(*r, "db").identity;
+  const auto& rules = reconciler.compiler().compiled().rules;
+  auto allows = [&](uint32_t from) {
+    return std::any_of(rules.begin(), rules.end(), [&](const DatapathRule& rule) {
+      return rule.local_identity == db && rule.remote_identity == from;
+    });
+  };
+  EXPECT_TRUE(allows(back.identity));
+  EXPECT_TRUE(allows(db)) << "db is on backnet too";
+  EXPECT_FALSE(allows(front.identity));
+}
+
 TEST_F(ReconcilerTest, AnAddressClaimedTwiceResolvesToNeither) {
   ReconcileInputs in = Chain();
   in.remote_endpoints = {Remote("10.9.0.3", "backend", "host-b"), Remote("10.9.0.3", "web", "host-c"),

@@ -120,6 +120,7 @@ absl::StatusOr<Workload> DockerSource::ToWorkload(const ContainerInfo& info) {
     iface.ipv6 = a.ipv6;
     iface.placement = network->driver == "bridge" ? HookPlacement::kHostPeer : HookPlacement::kInContainer;
     w.interfaces.push_back(std::move(iface));
+    w.networks.push_back(a.network_name);
   }
   // A swarm container's second interface, for traffic off the overlay (to
   // the host, out through NAT), is on the host bridge docker_gwbridge; only

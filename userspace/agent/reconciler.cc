@@ -61,7 +61,7 @@ absl::StatusOr<ReconcileResult> Reconciler::Reconcile(const ReconcileInputs& inp
   // 1. Identities from labels, and each interface's endpoint.
   for (const LocalWorkload* local : workloads) {
     const Workload& w = local->workload;
-    StockadeLabels labels = ReadContainerLabels(w.labels, w.image_labels);
+    StockadeLabels labels = ReadContainerLabels(w.labels, w.image_labels, w.networks);
     uint32_t identity = IDENTITY_HOST;
     if (!w.host_network) {
       auto allocated = allocator_.ForLabels(labels.identity);

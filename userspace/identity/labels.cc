@@ -20,6 +20,9 @@ std::string WhyNotIdentity(absl::string_view name) {
   if (name.empty()) return "no name after 'stockade.'";
   // compose.* comes from compose's own labels; a stockade label must not pose as one.
   if (absl::StartsWith(name, "compose.")) return "reserved: compose.* names come from compose's labels";
+  // network.* says which Docker networks the container is on; a label claiming one would be a way onto it.
+  if (absl::StartsWith(name, kNetworkKeyPrefix))
+    return "reserved: network.* names come from the Docker networks the container is attached to";
   return "";
 }
 
@@ -34,7 +37,8 @@ std::optional<std::string> IdentityKeyOf(const std::string& label) {
 
 }  // namespace
 
-StockadeLabels ReadContainerLabels(const LabelMap& container, const LabelMap& image) {
+StockadeLabels ReadContainerLabels(const LabelMap& container, const LabelMap& image,
+                                   const std::vector<std::string>& networks) {
   StockadeLabels out;
   for (const auto& [key, value] : container) {
     const bool is_policy = key == kPolicyLabel;
@@ -57,6 +61,11 @@ StockadeLabels ReadContainerLabels(const LabelMap& container, const LabelMap& im
       out.identity[*identity_key] = value;
     }
   }
+  // Only a managed container's: an unlabelled one stays `unmanaged`, as
+  // before, instead of every container on the host becoming managed.
+  if (!out.identity.empty())
+    for (const std::string& network : networks)
+      if (!network.empty()) out.identity[absl::StrCat(kNetworkKeyPrefix, network)] = std::string(kNetworkAttached);
   std::sort(out.ignored.begin(), out.ignored.end(),
             [](const IgnoredLabel& a, const IgnoredLabel& b) { return a.key < b.key; });
   return out;

@@ -38,6 +38,9 @@ struct Workload {
   std::string source;  // "docker" or "static"
   Labels labels;       // as the container has them (image labels merged in)
   Labels image_labels; // what the image set: these grant no identity
+  // The Docker networks it has an interface on: each an implicit identity
+  // label, network.<name> (labels.h). Empty for static endpoints.
+  std::vector<std::string> networks;
   bool host_network = false;  // shares the host's stack: carries the host identity
   bool no_network = false;    // --network none: no interface, nothing to enforce
   // --network container:<id>: it has no interface of its own but shares the

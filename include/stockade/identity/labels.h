@@ -3,7 +3,9 @@
 // Which of a container's labels make its identity. A container's identity
 // labels are its `stockade.<name>` labels, named `<name>` in policy, plus
 // compose's project and service labels, named `compose.project` and
-// `compose.service`. Labels the image set (Docker copies an image's LABELs
+// `compose.service`, and, for a container that has any of those, one
+// `network.<name>: attached` per Docker network it is attached to, which no
+// label can set. Labels the image set (Docker copies an image's LABELs
 // into every container's labels) give no identity and carry no policy, the
 // compose labels included: a pulled image must not be able to choose its own
 // access. Pure logic.
@@ -33,6 +35,9 @@ inline constexpr absl::string_view kComposeProjectLabel = "com.docker.compose.pr
 inline constexpr absl::string_view kComposeServiceLabel = "com.docker.compose.service";
 inline constexpr absl::string_view kComposeProjectKey = "compose.project";
 inline constexpr absl::string_view kComposeServiceKey = "compose.service";
+// The implicit labels of a container's Docker networks: `network.<name>: attached`.
+inline constexpr absl::string_view kNetworkKeyPrefix = "network.";
+inline constexpr absl::string_view kNetworkAttached = "attached";
 
 // A label that would join the identity or carry policy but was not used, and
 // why: shown in the endpoint's status.
@@ -54,8 +59,14 @@ struct StockadeLabels {
 // `stockade.*` or compose label whose key and value both equal the image's
 // was set by the image and is ignored; a value overridden at run time counts.
 // (Docker merges the two, so a run that repeats the image's own value cannot
-// be told apart from the image: it is ignored too.)
-StockadeLabels ReadContainerLabels(const LabelMap& container, const LabelMap& image);
+// be told apart from the image: it is ignored too.) `networks` are the names
+// of the Docker networks the container is attached to: each joins the
+// identity as `network.<name>: attached`, but only of a container that has
+// identity labels of its own, so that an unlabelled container stays
+// unmanaged (docs/policy.md says why). A `stockade.network.*` label is
+// ignored: only the attachment itself says a container is on a network.
+StockadeLabels ReadContainerLabels(const LabelMap& container, const LabelMap& image,
+                                   const std::vector<std::string>& networks = {});
 
 // "{compose.service=web, tier=db}".
 std::string FormatLabels(const LabelSet& labels);
