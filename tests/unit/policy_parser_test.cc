@@ -307,6 +307,15 @@ INSTANTIATE_TEST_SUITE_P(
         BadPolicy{"{tier: backend}", "{com.docker.compose.service: web}",
                   "db.yaml:7: spec.ingress[0].fromEndpoints[0].matchLabels.com.docker.compose.service: "
                   "'com.docker.compose.service': compose's labels are named compose.project and compose.service"},
+        BadPolicy{"{tier: backend}", "{network.backnet: \"true\"}",
+                  "db.yaml:7: spec.ingress[0].fromEndpoints[0].matchLabels.network.backnet: 'network.backnet' is "
+                  "'attached' on every container on that network, never 'true'"},
+        BadPolicy{"{matchLabels: {tier: db}}", "{matchExpressions: [{key: network.backnet, operator: In, values: [yes]}]}",
+                  "db.yaml:5: spec.endpointSelector.matchExpressions[0].values[0]: 'network.backnet' is 'attached' on "
+                  "every container on that network, never 'yes'"},
+        BadPolicy{"{tier: backend}", "{network.: attached}",
+                  "db.yaml:7: spec.ingress[0].fromEndpoints[0].matchLabels.network.: no network name after "
+                  "'network.'"},
         BadPolicy{"{tier: backend}", "{tier: backend, tier: web}",
                   "db.yaml:7: spec.ingress[0].fromEndpoints[0].matchLabels: duplicate key 'tier' (also on line 7)"},
         BadPolicy{"{matchLabels: {tier: db}}", "{matchExpressions: [{key: tier, operator: In}]}",

@@ -84,7 +84,16 @@ std::string CheckLabelKey(const YamlValue& where, const std::string& key) {
       (absl::StartsWith(key, "compose.") && key != kComposeProjectKey && key != kComposeServiceKey))
     where.Fail(
         absl::StrCat("'", key, "': compose's labels are named ", kComposeProjectKey, " and ", kComposeServiceKey));
+  if (key == kNetworkKeyPrefix) where.Fail(absl::StrCat("no network name after '", kNetworkKeyPrefix, "'"));
   return key;
+}
+
+// A network label has one value; any other would select nothing, silently.
+std::string CheckLabelValue(const YamlValue& where, const std::string& key, const std::string& value) {
+  if (absl::StartsWith(key, kNetworkKeyPrefix) && value != kNetworkAttached)
+    where.Fail(absl::StrCat("'", key, "' is '", kNetworkAttached, "' on every container on that network, never '",
+                            value, "'"));
+  return value;
 }
 
 SelectorRequirement ReadRequirement(const YamlValue& value) {
@@ -100,7 +109,7 @@ SelectorRequirement ReadRequirement(const YamlValue& value) {
   if (takes_values && values == nullptr) value.Fail(absl::StrCat(op.String(), " needs values"));
   if (!takes_values && values != nullptr) values->Fail(absl::StrCat(op.String(), " takes no values"));
   if (values != nullptr)
-    for (const YamlValue& v : values->List()) req.values.push_back(v.String());
+    for (const YamlValue& v : values->List()) req.values.push_back(CheckLabelValue(v, req.key, v.String()));
   return req;
 }
 
@@ -109,7 +118,8 @@ LabelSelector ReadSelector(const YamlValue& value) {
   LabelSelector selector;
   if (const YamlValue* labels = map.Find("matchLabels"))
     for (const YamlEntry& label : labels->Entries())
-      selector.match_labels[CheckLabelKey(label.value, label.key)] = label.value.String();
+      selector.match_labels[CheckLabelKey(label.value, label.key)] =
+          CheckLabelValue(label.value, label.key, label.value.String());
   if (const YamlValue* expressions = map.Find("matchExpressions"))
     for (const YamlValue& e : expressions->List()) selector.match_expressions.push_back(ReadRequirement(e));
   return selector;
