@@ -1243,121 +1243,173 @@ TEST_F(AgentE2eTest, OverlayContainersAreEnforcedInsideTheirNamespace) {
 }
 
 // ---------------------------------------------------------------------------
-// Two Docker hosts, one swarm, one policy (docs/multihost.md): each host a
-// namespace of the test's own with a dockerd of its own, the two joined in
-// a swarm over a veth, an attachable overlay spanning both. The seed's
-// chain split across them (frontend and web on host A, backend and db on
-// host B), one stockaded per host, one etcd (in host A's namespace, reached
-// over the veth). A host knows the other's containers only from etcd:
-// without it, a container of the other host is world.
+// Two Docker hosts, one policy (docs/multihost.md): each host a namespace of
+// the test's own with a dockerd of its own, the two on one wire (a veth);
+// one etcd (in host A's namespace, reached over the wire) and one stockaded
+// per host. The seed's chain split across them, frontend and web on host A,
+// backend and db on host B, on a network that spans both: a swarm overlay,
+// or macvlan networks with the wire's ends as parents (one segment). A host
+// knows the other's containers only from etcd: without it, a container of
+// the other host is world.
 
-TEST_F(AgentE2eTest, ChainSplitAcrossTwoSwarmHostsIsEnforcedThroughEtcd) {
-  const int n = 1 + getpid() % 250;
-  const std::string a_ip = absl::StrCat("10.217.", n, ".1"), b_ip = absl::StrCat("10.217.", n, ".2");
-  absl::StatusOr<lab::TopologyNetns> host_a = host_links_.AddNamespace("hosta");
-  absl::StatusOr<lab::TopologyNetns> host_b = host_links_.AddNamespace("hostb");
-  ASSERT_TRUE(host_a.ok() && host_b.ok()) << host_a.status() << host_b.status();
-  auto wire = host_links_.AddVethPair(*host_a, "uplink", *host_b, "uplink");
-  ASSERT_TRUE(wire.ok()) << wire.status();
-  ASSERT_TRUE(host_links_.AddAddress(wire->first, a_ip + "/24").ok());
-  ASSERT_TRUE(host_links_.AddAddress(wire->second, b_ip + "/24").ok());
-  ASSERT_TRUE(host_links_.SetUp(wire->first).ok() && host_links_.SetUp(wire->second).ok());
-  absl::StatusOr<std::unique_ptr<EtcdTestServer>> etcd =
-      EtcdTestServer::Start(nullptr, {.netns_path = host_a->path, .address = a_ip});
-  ASSERT_TRUE(etcd.ok()) << etcd.status();
+struct DockerHost {
+  std::string id;  // its --host-id
+  lab::TopologyNetns netns;
+  std::string ip;  // on the wire
+  lab::TopologyLink uplink;  // its end of the wire
+  std::unique_ptr<PrivateDockerd> dockerd;
+};
 
-  PrivateDockerd dockerd_a(scratch_.Name("da"), host_a->path), dockerd_b(scratch_.Name("db"), host_b->path);
-  for (PrivateDockerd* d : {&dockerd_a, &dockerd_b}) {
-    ASSERT_TRUE(d->Start(absl::Seconds(60)).ok());
-    ASSERT_TRUE(d->CopyImage(kTestImage).ok());
+struct TwoDockerHosts {
+  int n = 1 + getpid() % 250;  // spreads concurrent runs' subnets
+  DockerHost a, b;
+  std::unique_ptr<EtcdTestServer> etcd;
+  std::unique_ptr<AgentInstance> agent_b;  // host A's agent is the fixture's instance_
+  std::map<std::string, DockerHost*> host_of;  // tier -> host
+  std::map<std::string, TestContainer> tier;
+};
+
+class TwoHostsTest : public AgentE2eTest {
+ protected:
+  // The namespaces, the wire, etcd and the two daemons with the test image.
+  void MakeHosts(TwoDockerHosts& hosts) {
+    int octet = 1;
+    for (auto [host, id] : {std::pair{&hosts.a, "host-a"}, std::pair{&hosts.b, "host-b"}}) {
+      absl::StatusOr<lab::TopologyNetns> netns = host_links_.AddNamespace(id);
+      ASSERT_TRUE(netns.ok()) << netns.status();
+      *host = {.id = id, .netns = *netns, .ip = absl::StrCat("10.217.", hosts.n, ".", octet++)};
+    }
+    auto wire = host_links_.AddVethPair(hosts.a.netns, "uplink", hosts.b.netns, "uplink");
+    ASSERT_TRUE(wire.ok()) << wire.status();
+    hosts.a.uplink = wire->first;
+    hosts.b.uplink = wire->second;
+    for (DockerHost* host : {&hosts.a, &hosts.b}) {
+      ASSERT_TRUE(host_links_.AddAddress(host->uplink, host->ip + "/24").ok());
+      ASSERT_TRUE(host_links_.SetUp(host->uplink).ok());
+    }
+    absl::StatusOr<std::unique_ptr<EtcdTestServer>> etcd =
+        EtcdTestServer::Start(nullptr, {.netns_path = hosts.a.netns.path, .address = hosts.a.ip});
+    ASSERT_TRUE(etcd.ok()) << etcd.status();
+    hosts.etcd = std::move(*etcd);
+    for (DockerHost* host : {&hosts.a, &hosts.b}) {
+      host->dockerd = std::make_unique<PrivateDockerd>(scratch_.Name(host->id), host->netns.path);
+      ASSERT_TRUE(host->dockerd->Start(absl::Seconds(60)).ok());
+      ASSERT_TRUE(host->dockerd->CopyImage(kTestImage).ok());
+    }
+    hosts.host_of = {{"frontend", &hosts.a}, {"web", &hosts.a}, {"backend", &hosts.b}, {"db", &hosts.b}};
   }
+
+  // The four tiers on `network` (named so on each host), with echo servers.
+  void RunChain(TwoDockerHosts& hosts, const std::string& network) {
+    for (const auto& [name, host] : hosts.host_of) {
+      ScopedEnv docker_host({{"DOCKER_HOST", host->dockerd->host()}});  // the helpers' docker commands
+      absl::StatusOr<std::string> id =
+          scratch_.RunContainer(name, {"--network", network, "--label", absl::StrCat("stockade.tier=", name)});
+      ASSERT_TRUE(id.ok()) << id.status();
+      ASSERT_TRUE(StartEchoServers(scratch_.Name(name), kPorts).ok());
+      absl::StatusOr<TestContainer> c = InspectContainer(scratch_.Name(name), network);
+      ASSERT_TRUE(c.ok()) << c.status();
+      hosts.tier[name] = *c;
+    }
+    for (const Flow& f : kChainDenied) ExpectAnsweredOnceListening(hosts.tier[f.from], hosts.tier[f.to], f.port);
+    ASSERT_FALSE(HasFailure()) << "without the agents every flow must be answered, across hosts too";
+  }
+
+  // Both agents under the chain's policy; then every hop answers, every
+  // other flow drops, and each side's drops name the other host's container
+  // with its host.
+  void ExpectChainEnforcedAcrossHosts(TwoDockerHosts& hosts) {
+    const std::string policy = Documents({IngressPolicy("web-ingress", "web", {"frontend"}, 80),
+                                          IngressPolicy("backend-ingress", "backend", {"web"}, 8080),
+                                          IngressPolicy("db-ingress", "db", {"backend"}, 5432)});
+    hosts.agent_b = std::make_unique<AgentInstance>(scratch_.Name("agentb"));
+    std::map<std::string, AgentInstance*> agent_of = {{"host-a", instance_.get()}, {"host-b", hosts.agent_b.get()}};
+    for (DockerHost* host : {&hosts.a, &hosts.b}) {
+      AgentInstance& agent = *agent_of[host->id];
+      ASSERT_TRUE(agent.WritePolicy(policy).ok());
+      agent.RunIn(host->netns.path);
+      ScopedEnv docker_host({{"DOCKER_HOST", host->dockerd->host()}});
+      absl::StatusOr<pid_t> pid = agent.StartAgent({"--etcd-endpoints", hosts.etcd->client_url(), "--host-id", host->id});
+      ASSERT_TRUE(pid.ok()) << pid.status();
+    }
+    // Each host lists the other's two containers, from etcd.
+    auto remote_names = [](AgentInstance& agent) {
+      std::set<std::string> names;
+      absl::StatusOr<nlohmann::json> list = agent.Ctl({"endpoint", "list", "--remote"});
+      if (list.ok())
+        for (const nlohmann::json& e : (*list)["endpoints"])
+          if (e.value("source", "") == "store" && e.value("state", "") == "remote")
+            names.insert(absl::StrCat(e.value("name", ""), "@", e.value("host", "")));
+      return names;
+    };
+    std::map<std::string, std::set<std::string>> expected;  // host -> the other's containers
+    for (const auto& [name, host] : hosts.host_of)
+      expected[host == &hosts.a ? "host-b" : "host-a"].insert(absl::StrCat(hosts.tier[name].name, "@", host->id));
+    absl::StatusOr<absl::Duration> shared = WaitUntil(
+        [&] { return remote_names(*instance_) == expected["host-a"] && remote_names(*hosts.agent_b) == expected["host-b"]; },
+        kAgentReady, "each host has the other's containers from etcd");
+    ASSERT_TRUE(shared.ok()) << shared.status() << "\nhost B:\n" << hosts.agent_b->Log();
+
+    for (const Flow& f : kChainHops) ExpectAnsweredOnceListening(hosts.tier[f.from], hosts.tier[f.to], f.port);
+    for (const Flow& f : kChainDenied) ExpectDropped(hosts.tier[f.from], hosts.tier[f.to], f.port);
+    // web (A) -> db (B) drops at B, backend (B) -> web (A) at A.
+    for (auto [agent, from] : {std::pair{hosts.agent_b.get(), "web"}, std::pair{instance_.get(), "backend"}}) {
+      std::string drops;
+      EXPECT_TRUE(WaitUntil(
+                      [&] {
+                        absl::StatusOr<std::string> text = TailHistory(*agent, {"--from", hosts.tier[from].name});
+                        drops = text.ok() ? *text : std::string(text.status().message());
+                        return absl::StrContains(drops, "POLICY_DENIED");
+                      },
+                      absl::Seconds(5), "a drop of the other host's container")
+                      .ok());
+      EXPECT_THAT(drops, HasSubstr(absl::StrCat("\"container\":\"", hosts.tier[from].name, "\",\"host\":\"",
+                                                hosts.host_of[from]->id, "\"")));
+    }
+    if (HasFailure()) std::cerr << "host B's stockaded:\n" << hosts.agent_b->Log();
+  }
+};
+
+TEST_F(TwoHostsTest, ChainSplitAcrossTwoSwarmHostsOnAnOverlay) {
+  TwoDockerHosts hosts;
+  ASSERT_NO_FATAL_FAILURE(MakeHosts(hosts));
   const std::string overlay = scratch_.Name("span");
-  std::map<std::string, PrivateDockerd*> daemon_of = {
-      {"frontend", &dockerd_a}, {"web", &dockerd_a}, {"backend", &dockerd_b}, {"db", &dockerd_b}};
   // Swarm state and docker_gwbridge outlive the containers: removed while the daemons run.
   absl::Cleanup leave = [&] {
-    for (const auto& [tier, d] : daemon_of) (void)d->Docker({"rm", "-f", scratch_.Name(tier)});
-    (void)dockerd_a.Docker({"network", "rm", overlay});
-    for (PrivateDockerd* d : {&dockerd_b, &dockerd_a}) {
-      (void)d->Docker({"swarm", "leave", "--force"});
-      (void)d->Docker({"network", "rm", "docker_gwbridge"});
+    for (const auto& [tier, host] : hosts.host_of) (void)host->dockerd->Docker({"rm", "-f", scratch_.Name(tier)});
+    (void)hosts.a.dockerd->Docker({"network", "rm", overlay});
+    for (DockerHost* host : {&hosts.b, &hosts.a}) {
+      (void)host->dockerd->Docker({"swarm", "leave", "--force"});
+      (void)host->dockerd->Docker({"network", "rm", "docker_gwbridge"});
     }
   };
-  ASSERT_TRUE(dockerd_a.Docker({"swarm", "init", "--advertise-addr", a_ip, "--listen-addr", a_ip + ":2377"}).ok());
-  absl::StatusOr<std::string> token = dockerd_a.Docker({"swarm", "join-token", "-q", "worker"});
+  const std::string manager = hosts.a.ip + ":2377";
+  ASSERT_TRUE(hosts.a.dockerd->Docker({"swarm", "init", "--advertise-addr", hosts.a.ip, "--listen-addr", manager}).ok());
+  absl::StatusOr<std::string> token = hosts.a.dockerd->Docker({"swarm", "join-token", "-q", "worker"});
   ASSERT_TRUE(token.ok()) << token.status();
-  absl::StatusOr<std::string> joined = dockerd_b.Docker(
-      {"swarm", "join", "--token", *token, "--advertise-addr", b_ip, "--listen-addr", b_ip + ":2377", a_ip + ":2377"});
+  absl::StatusOr<std::string> joined = hosts.b.dockerd->Docker({"swarm", "join", "--token", *token, "--advertise-addr",
+                                                                hosts.b.ip, "--listen-addr", hosts.b.ip + ":2377", manager});
   ASSERT_TRUE(joined.ok()) << joined.status();
-  absl::StatusOr<std::string> created = dockerd_a.Docker(
-      {"network", "create", "--driver", "overlay", "--attachable", "--subnet", absl::StrCat("10.218.", n, ".0/24"), overlay});
+  absl::StatusOr<std::string> created = hosts.a.dockerd->Docker({"network", "create", "--driver", "overlay", "--attachable",
+                                                                 "--subnet", absl::StrCat("10.218.", hosts.n, ".0/24"), overlay});
   ASSERT_TRUE(created.ok()) << created.status();
+  ASSERT_NO_FATAL_FAILURE(RunChain(hosts, overlay));
+  ExpectChainEnforcedAcrossHosts(hosts);
+}
 
-  std::map<std::string, TestContainer> tier;
-  for (const auto& [name, d] : daemon_of) {
-    ScopedEnv docker_host({{"DOCKER_HOST", d->host()}});  // the helpers' docker commands go to this host
-    absl::StatusOr<std::string> id =
-        scratch_.RunContainer(name, {"--network", overlay, "--label", absl::StrCat("stockade.tier=", name)});
-    ASSERT_TRUE(id.ok()) << id.status();
-    ASSERT_TRUE(StartEchoServers(scratch_.Name(name), kPorts).ok());
-    absl::StatusOr<TestContainer> c = InspectContainer(scratch_.Name(name), overlay);
-    ASSERT_TRUE(c.ok()) << c.status();
-    tier[name] = *c;
+TEST_F(TwoHostsTest, ChainSplitAcrossTwoHostsOnOneMacvlanSegment) {
+  TwoDockerHosts hosts;
+  ASSERT_NO_FATAL_FAILURE(MakeHosts(hosts));
+  // One subnet, a range of it per host, so the daemons never hand out one address twice.
+  const std::string lan = scratch_.Name("lan");
+  for (auto [host, range] : {std::pair{&hosts.a, "0/26"}, std::pair{&hosts.b, "64/26"}}) {
+    absl::StatusOr<std::string> created = host->dockerd->Docker(
+        {"network", "create", "--driver", "macvlan", "--subnet", absl::StrCat("10.219.", hosts.n, ".0/24"), "--ip-range",
+         absl::StrCat("10.219.", hosts.n, ".", range), "-o", absl::StrCat("parent=", host->uplink.ifname), lan});
+    ASSERT_TRUE(created.ok()) << created.status();
   }
-  const std::vector<Flow>& hops = kChainHops;
-  const std::vector<Flow>& denied = kChainDenied;
-  for (const Flow& f : denied) ExpectAnsweredOnceListening(tier[f.from], tier[f.to], f.port);
-  ASSERT_FALSE(HasFailure()) << "without the agents the overlay must carry every flow, across hosts too";
-
-  const std::string policy = Documents({IngressPolicy("web-ingress", "web", {"frontend"}, 80),
-                                        IngressPolicy("backend-ingress", "backend", {"web"}, 8080),
-                                        IngressPolicy("db-ingress", "db", {"backend"}, 5432)});
-  AgentInstance& agent_a = *instance_;
-  AgentInstance agent_b(scratch_.Name("agentb"));
-  std::vector<pid_t> agents;
-  for (auto [instance, d, netns, id] : {std::tuple{&agent_a, &dockerd_a, *host_a, "host-a"},
-                                        std::tuple{&agent_b, &dockerd_b, *host_b, "host-b"}}) {
-    ASSERT_TRUE(instance->WritePolicy(policy).ok());
-    instance->RunIn(netns.path);
-    ScopedEnv docker_host({{"DOCKER_HOST", d->host()}});
-    absl::StatusOr<pid_t> pid = instance->StartAgent({"--etcd-endpoints", (*etcd)->client_url(), "--host-id", id});
-    ASSERT_TRUE(pid.ok()) << pid.status();
-    agents.push_back(*pid);
-  }
-  // Each host has the other's two overlay containers from etcd.
-  auto remote_names = [](AgentInstance& instance) {
-    std::set<std::string> names;
-    absl::StatusOr<nlohmann::json> list = instance.Ctl({"endpoint", "list", "--remote"});
-    if (list.ok())
-      for (const nlohmann::json& e : (*list)["endpoints"])
-        if (e.value("source", "") == "store" && e.value("state", "") == "remote")
-          names.insert(absl::StrCat(e.value("name", ""), "@", e.value("host", "")));
-    return names;
-  };
-  const std::set<std::string> b_at_a = {tier["backend"].name + "@host-b", tier["db"].name + "@host-b"};
-  const std::set<std::string> a_at_b = {tier["frontend"].name + "@host-a", tier["web"].name + "@host-a"};
-  absl::StatusOr<absl::Duration> shared = WaitUntil(
-      [&] { return remote_names(agent_a) == b_at_a && remote_names(agent_b) == a_at_b; }, kAgentReady,
-      "each host has the other's containers from etcd");
-  ASSERT_TRUE(shared.ok()) << shared.status() << "\nhost A:\n" << agent_a.Log() << "\nhost B:\n" << agent_b.Log();
-
-  for (const Flow& f : hops) ExpectAnsweredOnceListening(tier[f.from], tier[f.to], f.port);
-  for (const Flow& f : denied) ExpectDropped(tier[f.from], tier[f.to], f.port);
-
-  // Each side's drops name the other host's container and its host.
-  for (auto [instance, from, host] : {std::tuple{&agent_b, "web", "host-a"}, std::tuple{&agent_a, "backend", "host-b"}}) {
-    std::string drops;
-    EXPECT_TRUE(WaitUntil(
-                    [&] {
-                      absl::StatusOr<std::string> text = TailHistory(*instance, {"--from", tier[from].name});
-                      drops = text.ok() ? *text : std::string(text.status().message());
-                      return absl::StrContains(drops, "POLICY_DENIED");
-                    },
-                    absl::Seconds(5), "a drop of the other host's container")
-                    .ok());
-    EXPECT_THAT(drops, HasSubstr(absl::StrCat("\"container\":\"", tier[from].name, "\",\"host\":\"", host, "\"")));
-  }
-  if (HasFailure()) std::cerr << "host B's stockaded:\n" << agent_b.Log();
+  ASSERT_NO_FATAL_FAILURE(RunChain(hosts, lan));
+  ExpectChainEnforcedAcrossHosts(hosts);
 }
 
 // ---------------------------------------------------------------------------
