@@ -40,6 +40,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
@@ -1368,6 +1369,58 @@ class TwoHostsTest : public AgentE2eTest {
     }
     if (HasFailure()) std::cerr << "host B's stockaded:\n" << hosts.agent_b->Log();
   }
+
+  // How soon host B enforces a container started on host A: from its start
+  // (Docker's StartedAt, on A) to its entry in B's maps (B's enforced_at for
+  // it) and to its first answer from db on B (it is a backend). A
+  // measurement, printed with its command (docs/benchmarks.md); the sample
+  // count is STOCKADE_CROSS_HOST_SAMPLES (5 by default).
+  void MeasureCrossHostEnforcement(TwoDockerHosts& hosts, const std::string& network) {
+    int samples = 5;
+    if (const char* env = getenv("STOCKADE_CROSS_HOST_SAMPLES")) {
+      ASSERT_TRUE(absl::SimpleAtoi(env, &samples) && samples > 0) << env;
+    }
+    std::vector<absl::Duration> to_map, to_answer;
+    for (int i = 0; i < samples; ++i) {
+      ScopedEnv docker_host({{"DOCKER_HOST", hosts.a.dockerd->host()}});
+      const std::string what = absl::StrCat("late", i), name = scratch_.Name(what);
+      ASSERT_TRUE(scratch_.RunContainer(what, {"--network", network, "--label", "stockade.tier=backend"}).ok());
+      absl::Cleanup remove = [&] { (void)Docker({"rm", "-f", name}); };
+      absl::StatusOr<std::string> started_text = Docker({"inspect", "--format", "{{.State.StartedAt}}", name});
+      ASSERT_TRUE(started_text.ok()) << started_text.status();
+      absl::Time started;
+      std::string error;
+      ASSERT_TRUE(absl::ParseTime(absl::RFC3339_full, *started_text, &started, &error)) << *started_text << ": " << error;
+      absl::StatusOr<TestContainer> late = InspectContainer(name, network);
+      ASSERT_TRUE(late.ok()) << late.status();
+      ASSERT_TRUE(WaitUntil([&] { return Probe(*late, hosts.tier["db"], 5432, absl::Milliseconds(50)).ok(); },
+                            absl::Seconds(10), "a backend started on host A reaches db on host B")
+                      .ok());
+      to_answer.push_back(absl::Now() - started);
+      int64_t enforced_ns = 0;
+      ASSERT_TRUE(WaitUntil(
+                      [&] {
+                        absl::StatusOr<nlohmann::json> list = hosts.agent_b->Ctl({"endpoint", "list", "--remote"});
+                        if (list.ok())
+                          for (const nlohmann::json& e : (*list)["endpoints"])
+                            if (e.value("name", "") == name) enforced_ns = e.value("enforced_at_ns", int64_t{0});
+                        return enforced_ns > 0;
+                      },
+                      absl::Seconds(5), "host B's enforced_at for it")
+                      .ok());
+      to_map.push_back(absl::FromUnixNanos(enforced_ns) - started);
+    }
+    auto summary = [](std::vector<absl::Duration> d) {
+      std::sort(d.begin(), d.end());
+      auto at = [&](double q) { return absl::FormatDuration(absl::Trunc(d[size_t(q * (d.size() - 1))], absl::Milliseconds(1))); };
+      return absl::StrCat("p50 ", at(0.5), " p99 ", at(0.99), " max ", at(1.0));
+    };
+    std::cout << "cross-host enforcement, " << samples << " containers started on host A (command: "
+              << "STOCKADE_CROSS_HOST_SAMPLES=" << samples
+              << " build/tests/agent_e2e_tests --gtest_filter='TwoHostsTest.*Macvlan*'):\n"
+              << "  start on A -> entry in B's maps:     " << summary(to_map) << "\n"
+              << "  start on A -> first answer from B:   " << summary(to_answer) << "\n";
+  }
 };
 
 TEST_F(TwoHostsTest, ChainSplitAcrossTwoSwarmHostsOnAnOverlay) {
@@ -1409,7 +1462,8 @@ TEST_F(TwoHostsTest, ChainSplitAcrossTwoHostsOnOneMacvlanSegment) {
     ASSERT_TRUE(created.ok()) << created.status();
   }
   ASSERT_NO_FATAL_FAILURE(RunChain(hosts, lan));
-  ExpectChainEnforcedAcrossHosts(hosts);
+  ASSERT_NO_FATAL_FAILURE(ExpectChainEnforcedAcrossHosts(hosts));
+  MeasureCrossHostEnforcement(hosts, lan);
 }
 
 // ---------------------------------------------------------------------------

@@ -55,6 +55,12 @@ absl::StatusOr<ScopedFd> LockInstance(const std::string& instance) {
 constexpr int kMaxPutOffsInARow = 8;
 constexpr absl::Duration kMaxPutOffDelay = absl::Seconds(1);
 
+}  // namespace
+
+std::string RemoteEnforcedKey(const RemoteEndpoint& r) { return absl::StrCat(r.address.ToString(), " ", FormatLabels(r.labels)); }
+
+namespace {
+
 std::string FormatMs(absl::Duration d) { return absl::FormatDuration(absl::Trunc(d, absl::Microseconds(100))); }
 
 std::string ReadFile(const std::string& path) {
@@ -380,7 +386,16 @@ absl::Status Agent::Reconcile() {
     return stats.status();
   }
   hooker_->DetachUnwanted(wanted_pins);
-  if (store_) PublishToStore(inputs);
+  if (store_) {
+    std::map<std::string, absl::Time> stamped;
+    for (const RemoteEndpoint& r : inputs.remote_endpoints) {
+      std::string key = RemoteEnforcedKey(r);
+      auto was = remote_enforced_at_.find(key);
+      stamped.emplace(std::move(key), was != remote_enforced_at_.end() ? was->second : synced_at);
+    }
+    remote_enforced_at_ = std::move(stamped);
+    PublishToStore(inputs);
+  }
   if (stats->written || stats->removed)
     AgentLog(absl::StrCat("synced: ", stats->written, " written, ", stats->removed, " removed, ", stats->revisions_bumped,
                      " revisions bumped; ", endpoints_.size(), " endpoints, ",

@@ -133,6 +133,10 @@ nlohmann::json Agent::EndpointList(bool remote) {
                       {"labels", LabelsJson(r.labels)},
                       {"ignored_labels", nlohmann::json::array()},
                       {"state", conflict ? "conflict" : "remote"},
+                      {"enforced_at_ns", [&]() -> int64_t {
+                         auto at = remote_enforced_at_.find(RemoteEnforcedKey(r));
+                         return at == remote_enforced_at_.end() ? 0 : absl::ToUnixNanos(at->second);
+                       }()},
                       {"error", conflict ? "address claimed twice: resolved to neither (world)" : ""}});
     }
   }

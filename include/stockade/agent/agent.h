@@ -168,6 +168,10 @@ class Agent {
   // never take mu_; Run's loop reconciles when changed_fd() is readable.
   std::unique_ptr<StoreSource> store_;
   std::vector<IpAddress> address_conflicts_;  // the last reconcile's
+  // When each remote endpoint (address and labels) was first in the maps
+  // as it is: `endpoint list --remote` shows it, for the latency from a
+  // container's start on its host to its enforcement here.
+  std::map<std::string, absl::Time> remote_enforced_at_;
   // Identities and the compiled policy, from one pass to the next.
   std::unique_ptr<Reconciler> reconciler_ = std::make_unique<Reconciler>();
   std::optional<std::tuple<uint32_t, size_t, size_t>> saved_identities_;  // IdentitySignature at the last save
@@ -206,6 +210,9 @@ class Agent {
   // objects (events_, metrics_: each locks inside): see "Who runs what".
   std::mutex mu_;
 };
+
+// A remote endpoint's key in Agent's remote_enforced_at_: its address and labels.
+std::string RemoteEnforcedKey(const RemoteEndpoint& r);
 
 // `stockaded --uninstall`: detaches everything of the instance and removes
 // its pins, its control socket and its lock file. Refuses while an agent runs
