@@ -27,7 +27,7 @@ packages_main=(
   linux-libc-dev iproute2 iputils-ping netcat-openbsd ethtool
   iptables nftables ipset iperf3 netsniff-ng gnuplot-nox
   docker.io docker-compose busybox-static procps psmisc openssl
-  libcap-dev systemd etcd-server
+  libcap-dev systemd etcd-server jq
   help2man lintian dpkg-dev bash-completion
 )
 packages_backports=(libbpf-dev bpftool)

@@ -344,14 +344,9 @@ class EtcdTlsTest : public EtcdClientTest {
     char dir_template[] = "/tmp/stockade-etcd-tls-XXXXXX";
     ASSERT_NE(mkdtemp(dir_template), nullptr);
     dir_ = dir_template;
-    ::stockade::testing::TestCertificates certificates(dir_);
-    absl::StatusOr<::stockade::testing::TestCertificate> ca = certificates.MakeCa("ca");
-    ASSERT_TRUE(ca.ok()) << ca.status();
-    absl::StatusOr<::stockade::testing::TestCertificate> server = certificates.MakeSigned("etcd", *ca, "IP:127.0.0.1");
-    ASSERT_TRUE(server.ok()) << server.status();
-    absl::StatusOr<::stockade::testing::TestCertificate> client = certificates.MakeSigned("host-a", *ca, "DNS:host-a");
-    ASSERT_TRUE(client.ok()) << client.status();
-    tls_ = EtcdServerTls{.server = *server, .ca = ca->cert, .client = *client};
+    absl::StatusOr<EtcdServerTls> tls = ::stockade::testing::MakeEtcdServerTls(dir_);
+    ASSERT_TRUE(tls.ok()) << tls.status();
+    tls_ = *std::move(tls);
     StartEtcd(&tls_);
   }
   void TearDown() override {

@@ -59,8 +59,20 @@ absl::StatusOr<uint16_t> FreeLoopbackPort() {
   return ntohs(address.sin_port);
 }
 
+absl::StatusOr<EtcdServerTls> MakeEtcdServerTls(const std::string& dir, absl::string_view client_subject) {
+  TestCertificates certificates(dir);
+  absl::StatusOr<TestCertificate> ca = certificates.MakeCa("ca");
+  if (!ca.ok()) return ca.status();
+  absl::StatusOr<TestCertificate> server = certificates.MakeSigned("etcd", *ca, "IP:127.0.0.1");
+  if (!server.ok()) return server.status();
+  absl::StatusOr<TestCertificate> client =
+      certificates.MakeSigned("host-a", *ca, "DNS:host-a", /*expired=*/false, client_subject);
+  if (!client.ok()) return client.status();
+  return EtcdServerTls{.server = *server, .ca = ca->cert, .ca_key = ca->key, .client = *client};
+}
+
 absl::StatusOr<std::unique_ptr<EtcdTestServer>> EtcdTestServer::Start(const EtcdServerTls* tls,
-                                                                      const EtcdPlacement& where) {
+                                                                      const EtcdTestOptions& where) {
   if (access(kEtcdBinary, X_OK) != 0)
     return absl::FailedPreconditionError(absl::StrCat(kEtcdBinary, " missing (Debian package etcd-server)"));
   std::unique_ptr<EtcdTestServer> server(new EtcdTestServer());
@@ -99,6 +111,7 @@ absl::StatusOr<std::unique_ptr<EtcdTestServer>> EtcdTestServer::Start(const Etcd
       argv.push_back(absl::StrCat("--trusted-ca-file=", tls->ca));
       argv.push_back("--client-cert-auth");
     }
+    argv.insert(argv.end(), where.extra_flags.begin(), where.extra_flags.end());
     ScopedFd log(open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
     if (log.get() < 0) return ErrnoStatus(errno, absl::StrCat("open ", log_path));
     absl::StatusOr<pid_t> pid =

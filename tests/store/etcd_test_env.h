@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "stockade/store/etcd_client.h"
 #include "tests/support/tls_test_env.h"
 
@@ -26,22 +27,30 @@ inline constexpr char kEtcdBinary[] = "/usr/bin/etcd";
 struct EtcdServerTls {
   TestCertificate server;  // its certificate and key, for 127.0.0.1
   std::string ca;          // signed the server's and the clients' certificates
+  std::string ca_key;      // to sign more clients' certificates
   TestCertificate client;  // what the readiness probe shows
 };
 
-// Where etcd listens: by default the test's own loopback; for agents in
-// namespaces of a test's own, an address in one of them that all reach.
-struct EtcdPlacement {
+// Where etcd listens (by default the test's own loopback; for agents in
+// namespaces of a test's own, an address in one of them that all reach),
+// and flags of its own.
+struct EtcdTestOptions {
   std::string netns_path;  // empty: the test's namespace
   std::string address = "127.0.0.1";
+  std::vector<std::string> extra_flags;  // on etcd's command line ("--auth-token-ttl=1")
 };
+
+// Under `dir`: a test CA, etcd's certificate for 127.0.0.1, and a client's
+// ("host-a", subject /CN=host-a unless `client_subject` says otherwise).
+[[nodiscard]] absl::StatusOr<EtcdServerTls> MakeEtcdServerTls(const std::string& dir,
+                                                              absl::string_view client_subject = "");
 
 class EtcdTestServer {
  public:
   // Returns once etcd answers a range on its client URL (10 s at most). With
   // `tls`, clients must show a certificate signed by tls->ca.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<EtcdTestServer>> Start(const EtcdServerTls* tls = nullptr,
-                                                                             const EtcdPlacement& where = {});
+                                                                             const EtcdTestOptions& where = {});
   EtcdTestServer(const EtcdTestServer&) = delete;
   EtcdTestServer& operator=(const EtcdTestServer&) = delete;
   ~EtcdTestServer();

@@ -47,13 +47,15 @@ absl::StatusOr<TestCertificate> TestCertificates::MakeCa(absl::string_view name)
 }
 
 absl::StatusOr<TestCertificate> TestCertificates::MakeSigned(absl::string_view name, const TestCertificate& ca,
-                                                             absl::string_view san, bool expired) const {
+                                                             absl::string_view san, bool expired,
+                                                             absl::string_view subject) const {
   TestCertificate leaf{.cert = absl::StrCat(dir_, "/", name, ".pem"), .key = absl::StrCat(dir_, "/", name, "-key.pem")};
   const std::string csr = absl::StrCat(dir_, "/", name, ".csr");
   const std::string extensions = absl::StrCat(dir_, "/", name, ".ext");
   std::ofstream(extensions) << "subjectAltName=" << san << "\n";
-  if (absl::Status s = Run(absl::StrCat("openssl req ", kNewEcKey, " -subj /CN=", name, " -keyout ", leaf.key,
-                                        " -out ", csr));
+  const std::string subject_text = subject.empty() ? absl::StrCat("/CN=", name) : std::string(subject);
+  if (absl::Status s =
+          Run(absl::StrCat("openssl req ", kNewEcKey, " -subj ", subject_text, " -keyout ", leaf.key, " -out ", csr));
       !s.ok())
     return s;
   // OpenSSL 3.0's x509 has no -not_after; -days -1 ends the certificate a day

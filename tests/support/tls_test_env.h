@@ -31,9 +31,11 @@ class TestCertificates {
   // A self-signed CA.
   [[nodiscard]] absl::StatusOr<TestCertificate> MakeCa(absl::string_view name) const;
   // A leaf signed by `ca`: `san` is its subjectAltName ("IP:127.0.0.1",
-  // "DNS:elsewhere.example"); `expired` makes it end before now.
+  // "DNS:elsewhere.example"); `expired` makes it end before now. Its
+  // subject is /CN=<name> unless `subject` says otherwise ("/O=stockade").
   [[nodiscard]] absl::StatusOr<TestCertificate> MakeSigned(absl::string_view name, const TestCertificate& ca,
-                                                           absl::string_view san, bool expired = false) const;
+                                                           absl::string_view san, bool expired = false,
+                                                           absl::string_view subject = "") const;
 
  private:
   std::string dir_;

@@ -62,22 +62,24 @@ absl::Status SplitTcpAddress(absl::string_view original, absl::string_view addre
 
 }  // namespace
 
-absl::Status CheckPrivateKeyFile(const std::string& path) {
-  // Only the file's metadata is read here: the key itself is read by libcurl
-  // at connect time and never passes through a string of ours, so no message
-  // can carry it.
+absl::Status CheckPrivateFile(const std::string& path, absl::string_view what) {
+  // Only the file's metadata is read here: the secret itself is read later,
+  // by libcurl (a key) or into one request (a password), never into a
+  // message.
   struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("TLS client key ", path));
+  if (stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat(what, " ", path));
   if (!S_ISREG(st.st_mode))
-    return absl::FailedPreconditionError(absl::StrCat("TLS client key ", path, " is not a regular file"));
+    return absl::FailedPreconditionError(absl::StrCat(what, " ", path, " is not a regular file"));
   const mode_t permissions = st.st_mode & 07777;
   if ((permissions & (S_IRWXG | S_IRWXO)) != 0)
-    return absl::PermissionDeniedError(absl::StrFormat(
-        "TLS client key %s has mode %04o, which lets group or others use it; a private key must be "
-        "private to its owner: chmod 600 %s",
-        path, permissions, path));
+    return absl::PermissionDeniedError(
+        absl::StrFormat("%s %s has mode %04o, which lets group or others use it; a secret must be "
+                        "private to its owner: chmod 600 %s",
+                        what, path, permissions, path));
   return absl::OkStatus();
 }
+
+absl::Status CheckPrivateKeyFile(const std::string& path) { return CheckPrivateFile(path, "TLS client key"); }
 
 DockerEnvironment ReadDockerEnvironment() {
   DockerEnvironment env{.docker_host = EnvOrEmpty("DOCKER_HOST"),

@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "stockade/store/etcd_client.h"
 
+#include <string.h>
+
 #include <algorithm>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -130,6 +134,26 @@ Json CompareRequest(const EtcdCompare& compare) {
                                                                        : absl::StrCat(compare.number)}};
 }
 
+// etcd 3.4's gateway, with auth on, refuses any request whose client
+// certificate has a CommonName (it cannot pass the CN on as the user), in
+// plain text with HTTP 400.
+constexpr char kGatewayCommonName[] = "CommonName of client sending a request against gateway";
+
+// An answer that is not the gateway's JSON (a proxy's page, etcd's plain
+// text): its first line, cut short, or "HTTP <status>".
+absl::Status PlainTextError(absl::string_view what, absl::string_view base_url, absl::string_view text,
+                            long http_status) {
+  if (absl::StrContains(text, kGatewayCommonName))
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, ": at ", base_url,
+                     ": etcd's gateway refuses a client certificate with a CommonName while etcd's auth is on; use a "
+                     "certificate without CN and --user (docs/multihost.md, \"etcd's auth, per host\")"));
+  absl::string_view line = absl::StripAsciiWhitespace(text.substr(0, text.find('\n')));
+  if (line.size() > 200) line = line.substr(0, 200);
+  return absl::UnknownError(
+      absl::StrCat(what, ": at ", base_url, ": HTTP ", http_status, line.empty() ? "" : ": ", line));
+}
+
 // An error etcd answered, in the gateway's form: {"error": "...", "code": 5,
 // "message": "..."} for a call, {"error": {"grpc_code": 5, "message": ...}}
 // inside a stream. gRPC's codes are absl's. Compaction is told apart.
@@ -155,6 +179,48 @@ absl::Status EtcdError(absl::string_view what, absl::string_view base_url, const
 
 absl::Status NotEtcd(absl::string_view what, absl::string_view base_url, absl::string_view why) {
   return absl::InternalError(absl::StrCat(what, ": at ", base_url, ": unexpected answer: ", why));
+}
+
+// A watch etcd cancelled, its reason "rpc error: code = Unauthenticated desc
+// = etcdserver: invalid auth token" kept as its code where auth is the
+// reason, so that a stale token is told apart (and replaced).
+absl::Status CancelledWatchStatus(absl::string_view what, absl::string_view base_url, absl::string_view reason) {
+  absl::StatusCode code = absl::StatusCode::kFailedPrecondition;
+  absl::string_view why = reason;
+  if (absl::ConsumePrefix(&why, "rpc error: code = ")) {
+    if (absl::ConsumePrefix(&why, "Unauthenticated"))
+      code = absl::StatusCode::kUnauthenticated;
+    else if (absl::ConsumePrefix(&why, "PermissionDenied"))
+      code = absl::StatusCode::kPermissionDenied;
+    else if (absl::ConsumePrefix(&why, "InvalidArgument"))
+      code = absl::StatusCode::kInvalidArgument;
+    if (code != absl::StatusCode::kFailedPrecondition) {
+      absl::ConsumePrefix(&why, " desc = ");
+      reason = why;
+    }
+  }
+  return absl::Status(code, absl::StrCat(what, ": at ", base_url, ": etcd cancelled the watch: ", reason));
+}
+
+// etcd refused the token itself, not the call: expired or dropped (auth was
+// disabled and enabled again), or issued before the auth store changed.
+// Nothing of the call was done, so a fresh token and one retry are safe.
+bool IsStaleToken(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kUnauthenticated ||
+         (status.code() == absl::StatusCode::kInvalidArgument &&
+          absl::StrContains(status.message(), "etcdserver: revision of auth store is old"));
+}
+
+// The password: the first line of `path`, re-checked as private.
+absl::StatusOr<std::string> ReadPasswordFile(const std::string& path) {
+  if (absl::Status private_file = CheckPrivateFile(path, "etcd password file"); !private_file.ok()) return private_file;
+  std::ifstream in(path);
+  std::string password;
+  if (!in || !std::getline(in, password))
+    return absl::FailedPreconditionError(absl::StrCat("etcd password file ", path, ": cannot read a line"));
+  if (!password.empty() && password.back() == '\r') password.pop_back();
+  if (password.empty()) return absl::FailedPreconditionError(absl::StrCat("etcd password file ", path, " is empty"));
+  return password;
 }
 
 // Parses a 2xx answer's JSON object; a bad one is named.
@@ -190,6 +256,12 @@ struct SlistDeleter {
 };
 using CurlHeaders = std::unique_ptr<curl_slist, SlistDeleter>;
 
+// Overwrites a secret's bytes before its memory goes back to the heap.
+void Wipe(std::string& secret) {
+  explicit_bzero(secret.data(), secret.size());
+  secret.clear();
+}
+
 // One POST's request, headers and body, on one endpoint. libcurl keeps
 // pointers to the headers and the body, so a post lives behind a unique_ptr.
 struct EtcdPost {
@@ -197,10 +269,15 @@ struct EtcdPost {
   CurlHeaders headers;
   std::string body;
   std::string answer;
+  // The body of an authenticate carries a password.
+  ~EtcdPost() { Wipe(body); }
 };
 
+// `token` ("" for none) goes in the Authorization header, as the gateway
+// wants it: the bare token, no "Bearer".
 absl::StatusOr<std::unique_ptr<EtcdPost>> NewPost(const std::string& base_url, absl::string_view path, std::string body,
-                                                  absl::string_view what, const EtcdClientOptions& options) {
+                                                  absl::string_view what, const EtcdClientOptions& options,
+                                                  const std::string& token) {
   const bool https = absl::StartsWith(base_url, "https://");
   const curl_internal::CurlTlsFiles tls{.ca_file = options.cacert, .cert_file = options.cert, .key_file = options.key};
   auto request = curl_internal::NewCurlRequest(absl::StrCat(base_url, path), what, base_url, https ? &tls : nullptr,
@@ -210,6 +287,12 @@ absl::StatusOr<std::unique_ptr<EtcdPost>> NewPost(const std::string& base_url, a
   post->request = *std::move(request);
   post->body = std::move(body);
   post->headers.reset(curl_slist_append(nullptr, "Content-Type: application/json"));
+  if (post->headers != nullptr && !token.empty()) {
+    std::string authorization = absl::StrCat("Authorization: ", token);
+    curl_slist* appended = curl_slist_append(post->headers.get(), authorization.c_str());
+    Wipe(authorization);
+    if (appended == nullptr) post->headers.reset();
+  }
   if (post->headers == nullptr) return absl::ResourceExhaustedError(absl::StrCat(what, ": curl_slist_append failed"));
   CURL* h = post->request->handle.get();
   CURLcode code = CURLE_OK;
@@ -292,8 +375,7 @@ struct WatchTransfer {
         return false;
       }
       if (result.value("canceled", false)) {
-        stop = absl::FailedPreconditionError(absl::StrCat(
-            what, ": at ", base_url, ": etcd cancelled the watch: ", result.value("cancel_reason", "no reason given")));
+        stop = CancelledWatchStatus(what, base_url, result.value("cancel_reason", "no reason given"));
         return false;
       }
       if (auto events = result.find("events"); events != result.end()) {
@@ -331,7 +413,8 @@ struct WatchTransfer {
     if (result != CURLE_OK) return curl_internal::TransferError(*post->request, result);
     if (const long http = curl_internal::ResponseCode(*post->request); http != 200) {
       const Json error = Json::parse(error_body, nullptr, /*allow_exceptions=*/false);
-      return EtcdError(what, base_url, error.is_object() ? error : Json::object(), http);
+      if (!error.is_object()) return PlainTextError(what, base_url, error_body, http);
+      return EtcdError(what, base_url, error, http);
     }
     return absl::UnavailableError(absl::StrCat(what, ": at ", base_url, ": etcd ended the stream"));
   }
@@ -380,6 +463,15 @@ absl::StatusOr<EtcdClient> EtcdClient::Create(EtcdClientOptions options) {
   if (!options.key.empty()) {
     if (absl::Status key = CheckPrivateKeyFile(options.key); !key.ok()) return key;
   }
+  if (options.user.empty() != options.password_file.empty())
+    return absl::InvalidArgumentError("etcd: --user and --password-file go together: set both or neither");
+  if (absl::StrContains(options.user, ':'))
+    return absl::InvalidArgumentError(
+        "etcd: --user is a name only; a password goes in --password-file, not on a command line");
+  if (!options.password_file.empty()) {
+    if (absl::Status password = CheckPrivateFile(options.password_file, "etcd password file"); !password.ok())
+      return password;
+  }
   const bool tls = !options.cacert.empty() || !options.cert.empty();
   std::vector<std::string> base_urls;
   for (const std::string& endpoint : options.endpoints) {
@@ -390,13 +482,25 @@ absl::StatusOr<EtcdClient> EtcdClient::Create(EtcdClientOptions options) {
   return EtcdClient(std::move(options), std::move(base_urls));
 }
 
+struct EtcdAuthState {
+  std::mutex mutex;   // held while authenticating, so that one call does it for all
+  std::string token;  // "" until the first authenticate
+  std::atomic<uint64_t> authentications{0};
+  ~EtcdAuthState() { Wipe(token); }
+};
+
 EtcdClient::EtcdClient(EtcdClientOptions options, std::vector<std::string> base_urls)
-    : options_(std::move(options)), base_urls_(std::move(base_urls)) {}
+    : options_(std::move(options)), base_urls_(std::move(base_urls)) {
+  if (!options_.user.empty()) auth_ = std::make_unique<EtcdAuthState>();
+}
 
 EtcdClient::EtcdClient(EtcdClient&& other) noexcept
     : options_(std::move(other.options_)),
       base_urls_(std::move(other.base_urls_)),
-      preferred_(other.preferred_.load()) {}
+      preferred_(other.preferred_.load()),
+      auth_(std::move(other.auth_)) {}
+
+EtcdClient::~EtcdClient() = default;
 
 struct EtcdAnswer {
   std::string base_url;
@@ -420,14 +524,71 @@ auto Decoded(absl::StatusOr<EtcdAnswer> answer, absl::string_view what, Decode d
 
 }  // namespace
 
+absl::StatusOr<std::string> EtcdClient::Token(const std::string* stale) const {
+  if (auth_ == nullptr) return std::string();
+  std::lock_guard<std::mutex> lock(auth_->mutex);
+  // Another call may have replaced the stale token while this one waited.
+  if (!auth_->token.empty() && (stale == nullptr || *stale != auth_->token)) return auth_->token;
+  absl::StatusOr<std::string> password = ReadPasswordFile(options_.password_file);
+  if (!password.ok()) return password.status();
+  std::string body;
+  try {
+    body = absl::StrCat("{\"name\":", Json(options_.user).dump(), ",\"password\":", Json(*password).dump(), "}");
+  } catch (const Json::exception&) {  // JSON strings are UTF-8
+    Wipe(*password);
+    return absl::InvalidArgumentError(
+        absl::StrCat("etcd --user or password file ", options_.password_file, ": not UTF-8 text"));
+  }
+  Wipe(*password);
+  const std::string what = absl::StrCat("etcd authenticate as user ", options_.user);
+  absl::StatusOr<EtcdAnswer> answer = PostWithToken("/v3/auth/authenticate", body, what, "");
+  Wipe(body);
+  if (!answer.ok()) return answer.status();
+  auto token = answer->json.find("token");
+  if (token == answer->json.end() || !token->is_string() || token->get_ref<const std::string&>().empty())
+    return NotEtcd(what, answer->base_url, "no token");
+  Wipe(auth_->token);
+  auth_->token = token->get<std::string>();
+  Wipe(token->get_ref<std::string&>());
+  auth_->authentications.fetch_add(1);
+  return auth_->token;
+}
+
+uint64_t EtcdClient::authentications() const { return auth_ == nullptr ? 0 : auth_->authentications.load(); }
+
+absl::Status EtcdClient::WithUser(absl::Status status) const {
+  if (auth_ == nullptr && status.code() == absl::StatusCode::kInvalidArgument &&
+      absl::StrContains(status.message(), "etcdserver: user name is empty"))
+    return absl::UnauthenticatedError(
+        absl::StrCat(status.message(), " (etcd's auth is on: give a user, --user and --password-file)"));
+  if (auth_ == nullptr || status.ok() ||
+      (status.code() != absl::StatusCode::kPermissionDenied && status.code() != absl::StatusCode::kUnauthenticated))
+    return status;
+  return absl::Status(status.code(), absl::StrCat(status.message(), " (as etcd user ", options_.user, ")"));
+}
+
 absl::StatusOr<EtcdAnswer> EtcdClient::Post(absl::string_view path, const std::string& body,
                                             absl::string_view what) const {
+  absl::StatusOr<std::string> token = Token(nullptr);
+  if (!token.ok()) return token.status();
+  absl::StatusOr<EtcdAnswer> answer = PostWithToken(path, body, what, *token);
+  if (auth_ != nullptr && !answer.ok() && IsStaleToken(answer.status())) {
+    token = Token(&*token);
+    if (!token.ok()) return token.status();
+    answer = PostWithToken(path, body, what, *token);
+  }
+  if (!answer.ok()) return WithUser(answer.status());
+  return answer;
+}
+
+absl::StatusOr<EtcdAnswer> EtcdClient::PostWithToken(absl::string_view path, const std::string& body,
+                                                     absl::string_view what, const std::string& token) const {
   absl::Status last_error;
   const size_t first = preferred_.load();
   for (size_t i = 0; i < base_urls_.size(); ++i) {
     const size_t index = (first + i) % base_urls_.size();
     const std::string& base_url = base_urls_[index];
-    absl::StatusOr<std::unique_ptr<EtcdPost>> created = NewPost(base_url, path, body, what, options_);
+    absl::StatusOr<std::unique_ptr<EtcdPost>> created = NewPost(base_url, path, body, what, options_, token);
     if (!created.ok()) return created.status();
     EtcdPost* post = created->get();
     CURL* h = post->request->handle.get();
@@ -443,7 +604,8 @@ absl::StatusOr<EtcdAnswer> EtcdClient::Post(absl::string_view path, const std::s
     const long http = curl_internal::ResponseCode(*post->request);
     if (http < 200 || http >= 300) {
       const Json error = Json::parse(post->answer, nullptr, /*allow_exceptions=*/false);
-      return EtcdError(what, base_url, error.is_object() ? error : Json::object(), http);
+      if (!error.is_object()) return PlainTextError(what, base_url, post->answer, http);
+      return EtcdError(what, base_url, error, http);
     }
     absl::StatusOr<Json> json = ParseAnswer(what, base_url, post->answer);
     if (!json.ok()) return json.status();
@@ -552,14 +714,29 @@ absl::Status EtcdClient::Watch(const EtcdWatchOptions& options,
   Json create = KeyRange(options.key, options.prefix);
   if (options.start_revision != 0) create["start_revision"] = absl::StrCat(options.start_revision);
   const std::string body = Json({{"create_request", create}}).dump();
+  absl::StatusOr<std::string> token = Token(nullptr);
+  if (!token.ok()) return token.status();
+  absl::Status ended = WatchWithToken(body, what, on_event, cancel, *token);
+  // A stale token cancels the watch as it is created, before any event.
+  if (auth_ != nullptr && IsStaleToken(ended)) {
+    token = Token(&*token);
+    if (!token.ok()) return token.status();
+    ended = WatchWithToken(body, what, on_event, cancel, *token);
+  }
+  return WithUser(ended);
+}
 
+absl::Status EtcdClient::WatchWithToken(const std::string& body, absl::string_view what,
+                                        absl::FunctionRef<absl::Status(const EtcdWatchEvent&)> on_event,
+                                        EtcdWatchCancel* cancel, const std::string& token) const {
   absl::Status last_error;
   const size_t first = preferred_.load();
   for (size_t i = 0; i < base_urls_.size(); ++i) {
     const size_t index = (first + i) % base_urls_.size();
-    absl::StatusOr<std::unique_ptr<EtcdPost>> post = NewPost(base_urls_[index], "/v3/watch", body, what, options_);
+    absl::StatusOr<std::unique_ptr<EtcdPost>> post =
+        NewPost(base_urls_[index], "/v3/watch", body, what, options_, token);
     if (!post.ok()) return post.status();
-    WatchTransfer transfer(*std::move(post), base_urls_[index], what, on_event);
+    WatchTransfer transfer(*std::move(post), base_urls_[index], std::string(what), on_event);
     CURL* h = transfer.post->request->handle.get();
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &WatchTransfer::OnData);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &transfer);

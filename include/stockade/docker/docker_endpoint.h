@@ -24,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace stockade {
 
@@ -60,6 +61,8 @@ struct DockerEnvironment {
 // others; otherwise an error naming the file, its mode and the fix
 // ("chmod 600 <path>"). Reads the file's metadata only, never its contents.
 [[nodiscard]] absl::Status CheckPrivateKeyFile(const std::string& path);
+// The same for any secret: `what` heads the message ("etcd password file").
+[[nodiscard]] absl::Status CheckPrivateFile(const std::string& path, absl::string_view what);
 
 // InvalidArgument for an unusable DOCKER_HOST ("DOCKER_HOST ssh://x: ssh://
 // is not supported; use unix:// or tcp://"); with TLS, the error of

@@ -17,7 +17,13 @@
 // (IsEtcdCompacted): the caller lists afresh and watches from there.
 //
 // Thread-safe: every call uses its own connection. Key material is never read
-// by this code (libcurl reads the files), so no message or log can carry it.
+// by this code (libcurl reads the files), so no message or log can carry it;
+// the password is read for one authenticate request and wiped after.
+//
+// With etcd's auth, a call outside the user's role is PermissionDenied
+// naming the user, e.g.
+//   "etcd put /stockade/v1/hosts/b/node: at http://...: as user host-a:
+//    etcdserver: permission denied".
 #ifndef STOCKADE_INCLUDE_STOCKADE_STORE_ETCD_CLIENT_H_
 #define STOCKADE_INCLUDE_STOCKADE_STORE_ETCD_CLIENT_H_
 
@@ -40,7 +46,8 @@
 namespace stockade {
 
 // Named as etcdctl names its flags (--endpoints, --cacert, --cert, --key,
-// --dial-timeout, --command-timeout).
+// --user, --dial-timeout, --command-timeout); etcdctl takes a password on
+// its command line, where others can read it, so ours is in a file.
 struct EtcdClientOptions {
   // "https://10.0.0.1:2379" or "10.0.0.1:2379" (https when cacert or cert is
   // set, else http). Tried in order; the first that answers is used first
@@ -49,6 +56,13 @@ struct EtcdClientOptions {
   std::string cacert;  // empty with https: the system's CAs
   std::string cert;    // client certificate; with `key`
   std::string key;     // must be private to its owner (no group/other bits)
+  // etcd's own auth: the user's name, and a file holding its password (one
+  // line; private to its owner, like `key`). The client gets a token from
+  // /v3/auth/authenticate, sends it with every call, and when etcd calls it
+  // invalid (expired, or auth re-enabled) authenticates once more and
+  // retries. Neither the password nor the token is ever in a message.
+  std::string user;
+  std::string password_file;
   absl::Duration dial_timeout = absl::Seconds(2);
   // Each call but Watch, connecting included.
   absl::Duration command_timeout = absl::Seconds(5);
@@ -144,16 +158,20 @@ class EtcdWatchCancel {
 // The compacted revision it carries (the oldest still kept is one more), or 0.
 int64_t EtcdCompactRevision(const absl::Status& status);
 
-struct EtcdAnswer;  // internal: a 2xx answer's JSON and the endpoint that gave it
+struct EtcdAnswer;     // internal: a 2xx answer's JSON and the endpoint that gave it
+struct EtcdAuthState;  // internal: the current token, shared by every call
 
 class EtcdClient {
  public:
   // InvalidArgument without endpoints or with a bad one, or with only one of
-  // cert and key; the error of CheckPrivateKeyFile for a key others may read.
+  // cert and key, or of user and password_file; the error of
+  // CheckPrivateFile for a key or password file others may read. Does not
+  // connect: the first call authenticates.
   [[nodiscard]] static absl::StatusOr<EtcdClient> Create(EtcdClientOptions options);
 
   EtcdClient(EtcdClient&& other) noexcept;
   EtcdClient& operator=(EtcdClient&&) = delete;
+  ~EtcdClient();
 
   // The value under `key`, nullopt when there is none.
   [[nodiscard]] absl::StatusOr<std::optional<EtcdKeyValue>> Get(absl::string_view key) const;
@@ -189,19 +207,36 @@ class EtcdClient {
                                    EtcdWatchCancel* cancel = nullptr) const;
 
   const EtcdClientOptions& options() const { return options_; }
+  // How many tokens this client has been given (0 without a user): one,
+  // plus one per token etcd dropped. For status.
+  uint64_t authentications() const;
 
  private:
   explicit EtcdClient(EtcdClientOptions options, std::vector<std::string> base_urls);
 
   // POST of `body` to `path` ("/v3/kv/range") on the first endpoint that
-  // answers. `what` heads errors.
+  // answers, with the token when auth is on (authenticating first when
+  // there is none, and once more when etcd calls it invalid). `what` heads
+  // errors.
   [[nodiscard]] absl::StatusOr<EtcdAnswer> Post(absl::string_view path, const std::string& body,
                                                 absl::string_view what) const;
+  // One POST with `token` ("" for none), no retry for auth.
+  [[nodiscard]] absl::StatusOr<EtcdAnswer> PostWithToken(absl::string_view path, const std::string& body,
+                                                         absl::string_view what, const std::string& token) const;
+  [[nodiscard]] absl::Status WatchWithToken(const std::string& body, absl::string_view what,
+                                            absl::FunctionRef<absl::Status(const EtcdWatchEvent&)> on_event,
+                                            EtcdWatchCancel* cancel, const std::string& token) const;
+  // The token to send: "" without a user; else the current one, after
+  // authenticating when there is none or when `stale` is the current one.
+  [[nodiscard]] absl::StatusOr<std::string> Token(const std::string* stale) const;
+  // A call's error, with "as user <name>" added to a refusal of etcd's auth.
+  absl::Status WithUser(absl::Status status) const;
 
   EtcdClientOptions options_;
   std::vector<std::string> base_urls_;  // "https://10.0.0.1:2379", one per endpoint
   // The endpoint that answered last: tried first.
   mutable std::atomic<size_t> preferred_{0};
+  std::unique_ptr<EtcdAuthState> auth_;  // null without a user
 };
 
 }  // namespace stockade
