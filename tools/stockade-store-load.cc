@@ -187,18 +187,21 @@ class StoreLoad {
   StoreLoad(const LoadOptions& options, EtcdClient etcd) : options_(options), etcd_(std::move(etcd)) {}
 
   absl::Status Run() {
-    if (absl::Status published = Publish(); !published.ok()) return published;
-    StartKeepalives();
-    absl::Status measured = MeasureListing();
+    absl::Status measured = GrantLeases();
+    // Kept alive from the grant on, as an agent does: a large publication
+    // takes longer than a TTL.
+    if (measured.ok()) StartKeepalives();
+    if (measured.ok()) measured = Publish();
+    if (measured.ok()) measured = MeasureListing();
     if (measured.ok()) measured = Churn();
     StopKeepalives();
-    absl::Status cleaned = Cleanup();
+    absl::Status cleaned = Cleanup();  // whatever failed: no keys are left behind
     return measured.ok() ? cleaned : measured;
   }
 
  private:
-  // 1. Every host's lease, then its endpoints, node and (last) complete.
-  absl::Status Publish() {
+  // 1. One lease per host.
+  absl::Status GrantLeases() {
     hosts_.resize(options_.hosts);
     for (int h = 0; h < options_.hosts; ++h) {
       hosts_[h].id = HostId(h);
@@ -207,6 +210,11 @@ class StoreLoad {
       if (!lease.ok()) return lease.status();
       hosts_[h].lease = lease->id;
     }
+    return absl::OkStatus();
+  }
+
+  // 2. Every host's endpoints, node and (last) complete.
+  absl::Status Publish() {
     next_address_ = static_cast<int64_t>(options_.hosts) * options_.endpoints_per_host;
     std::atomic<int64_t> keys{0};
     absl::Status first_error;
@@ -265,7 +273,7 @@ class StoreLoad {
     return absl::OkStatus();
   }
 
-  // 2. The hosts' keepalives, each lease every third of its TTL, as agents do.
+  // The hosts' keepalives, each lease every third of its TTL, as agents do.
   void StartKeepalives() {
     keepalive_thread_ = std::thread([this] {
       while (!stop_keepalives_.HasBeenNotified()) {
