@@ -192,7 +192,12 @@ absl::Status EtcdTestServer::Restart(bool wipe) {
 }
 
 void EtcdTestServer::Freeze() {
-  if (pid_ > 0) kill(pid_, SIGSTOP);
+  if (pid_ <= 0) return;
+  kill(pid_, SIGSTOP);
+  // kill() returns before every thread has stopped, and a request sent in
+  // between would still be answered: wait for the stop to be reported.
+  int status = 0;
+  waitpid(pid_, &status, WUNTRACED);
 }
 
 EtcdTestServer::~EtcdTestServer() {
