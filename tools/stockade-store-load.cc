@@ -196,6 +196,9 @@ class StoreLoad {
     if (measured.ok()) measured = Churn();
     StopKeepalives();
     absl::Status cleaned = Cleanup();  // whatever failed: no keys are left behind
+    if (!options_.etcd.user.empty())
+      std::printf("auth: as etcd user %s, %llu tokens\n", options_.etcd.user.c_str(),
+                  static_cast<unsigned long long>(etcd_.authentications()));
     return measured.ok() ? cleaned : measured;
   }
 

@@ -230,6 +230,21 @@ TEST_F(EtcdAuthTest, PasswordFilesOthersCanReadAreRefused) {
   EXPECT_THAT(inline_password.status().message(), HasSubstr("--password-file"));
 }
 
+TEST_F(EtcdAuthTest, TheSetupRunsAgainAndARotatedPasswordIsReadAgain) {
+  EtcdClient a = HostA();
+  ASSERT_TRUE(a.Put(NodeKey("a"), "{}").ok());
+  ASSERT_EQ(a.authentications(), 1u);
+  // The operator rotates a's password in its file and runs the setup again,
+  // which now works as root. etcd drops a's token with the change; the
+  // client reads the file again for its next token, without a restart.
+  WriteSecret("a.password", "host-a-new-secret-2Pm");
+  RunSetup({});
+  absl::StatusOr<int64_t> put = a.Put(NodeKey("a"), "{}");
+  EXPECT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(a.authentications(), 2u);
+  EXPECT_EQ(a.Put(NodeKey("b"), "{}").status().code(), absl::StatusCode::kPermissionDenied);
+}
+
 // Simple tokens that etcd drops after a second unused: every call after a
 // pause meets an invalid token.
 class EtcdShortTokenTest : public EtcdAuthTest {
