@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -283,6 +284,25 @@ TEST_F(EtcdShortTokenTest, AnExpiredTokenIsReplacedTransparently) {
   watcher.join();
   EXPECT_TRUE(delivered);
   EXPECT_EQ(a.authentications(), 3u);
+}
+
+TEST_F(EtcdShortTokenTest, CallsThatMeetTheSameExpiredTokenAuthenticateOnce) {
+  EtcdClient a = HostA();
+  ASSERT_TRUE(a.Put(NodeKey("a"), "{}").ok());
+  absl::SleepFor(absl::Milliseconds(2500));
+  // Every call finds the token dropped; one of them gets the next, the
+  // others wait for it and use it.
+  std::vector<std::thread> callers;
+  std::atomic<int> failed{0};
+  for (int i = 0; i < 4; ++i) {
+    callers.emplace_back([&, i] {
+      const RemoteEndpoint endpoint = Endpoint("a", absl::StrCat("10.0.1.", 10 + i));
+      if (!a.Put(StoreKeyOf(endpoint), EncodeStoreRecord(endpoint)).ok()) failed.fetch_add(1);
+    });
+  }
+  for (std::thread& caller : callers) caller.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(a.authentications(), 2u);
 }
 
 // With --client-cert-auth, etcd's gRPC API takes a client certificate's CN
