@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -716,12 +715,18 @@ absl::Status EtcdClient::Watch(const EtcdWatchOptions& options,
   const std::string body = Json({{"create_request", create}}).dump();
   absl::StatusOr<std::string> token = Token(nullptr);
   if (!token.ok()) return token.status();
-  absl::Status ended = WatchWithToken(body, what, on_event, cancel, *token);
-  // A stale token cancels the watch as it is created, before any event.
-  if (auth_ != nullptr && IsStaleToken(ended)) {
+  bool delivered = false;
+  auto counted = [&](const EtcdWatchEvent& event) {
+    delivered = true;
+    return on_event(event);
+  };
+  absl::Status ended = WatchWithToken(body, what, counted, cancel, *token);
+  // etcd cancels a watch with a stale token as it creates it, before any
+  // event: watching again from the same revision misses and repeats nothing.
+  if (auth_ != nullptr && !delivered && IsStaleToken(ended)) {
     token = Token(&*token);
     if (!token.ok()) return token.status();
-    ended = WatchWithToken(body, what, on_event, cancel, *token);
+    ended = WatchWithToken(body, what, counted, cancel, *token);
   }
   return WithUser(ended);
 }

@@ -18,7 +18,9 @@
 //
 // Thread-safe: every call uses its own connection. Key material is never read
 // by this code (libcurl reads the files), so no message or log can carry it;
-// the password is read for one authenticate request and wiped after.
+// the password is read for each authenticate request only, and this code's
+// copies of it and of the token are overwritten when done with (best effort:
+// libcurl's and the JSON library's copies are not).
 //
 // With etcd's auth, a call outside the user's role is PermissionDenied
 // naming the user, e.g.
