@@ -48,6 +48,8 @@ Options:
                            docs/multihost.md); with:
   --etcd-cacert FILE       CA of etcd's server certificate
   --etcd-cert FILE         client certificate, with --etcd-key FILE (private to its owner)
+  --etcd-user NAME         etcd's own auth: this host's user, with
+  --etcd-password-file F   its password (a file private to its owner; scripts/etcd-auth-setup.sh)
   --host-id NAME           this host's subtree in etcd (default: the hostname)
   --etcd-lease-ttl SECONDS how long others keep this host's endpoints after it died (default 20)
   --uninstall              detach everything of the instance, remove its pins, socket and lock, exit
@@ -122,6 +124,10 @@ int main(int argc, char** argv) {
       store.etcd.cert = value();
     } else if (arg == "--etcd-key") {
       store.etcd.key = value();
+    } else if (arg == "--etcd-user") {
+      store.etcd.user = value();
+    } else if (arg == "--etcd-password-file") {
+      store.etcd.password_file = value();
     } else if (arg == "--host-id") {
       store.host_id = value();
     } else if (arg == "--etcd-lease-ttl") {
@@ -152,8 +158,8 @@ int main(int argc, char** argv) {
     }
     options.store = std::move(store);
   } else if (!store.etcd.cacert.empty() || !store.etcd.cert.empty() || !store.etcd.key.empty() ||
-             !store.host_id.empty()) {
-    std::fprintf(stderr, "stockaded: --etcd-cacert, --etcd-cert, --etcd-key and --host-id need --etcd-endpoints\n");
+             !store.etcd.user.empty() || !store.etcd.password_file.empty() || !store.host_id.empty()) {
+    std::fprintf(stderr, "stockaded: --etcd-* and --host-id need --etcd-endpoints\n");
     return 2;
   }
   if (uninstall) {
