@@ -14,9 +14,19 @@
 // Every key it writes is under its hosts' leases, revoked at the end: the
 // store is left as it was found (--keep leaves the keys).
 //
+// With --agent-instance=NAME (a stockaded following the same etcd), also
+// what one real agent does with it: the publication to its last map write
+// (from `stockadectl status`), each churned start's put to its entry in the
+// agent's maps (`endpoint list --remote`, enforced_at), and the agent's CPU
+// time and memory over the run.
+//
 //   stockade-store-load --etcd-endpoints=http://127.0.0.1:2379 --hosts=100
 //       --endpoints-per-host=100 --batch=100 --churn-rate=200 --churn-seconds=20
+#include <unistd.h>
+
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -31,6 +41,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -41,6 +52,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "stockade/agent/control_socket.h"
 #include "stockade/store/endpoint_record.h"
 #include "stockade/store/etcd_client.h"
 #include "stockade/store/store_mirror.h"
@@ -66,13 +78,14 @@ struct LoadOptions {
   absl::Duration lease_ttl = absl::Seconds(30);
   int listing_repeats = 3;
   bool keep = false;
+  std::string agent_instance;  // empty: no agent measured
 };
 
 constexpr char kUsage[] =
     "usage: stockade-store-load --etcd-endpoints=URL[,URL] [--cacert=F --cert=F --key=F] [--user=U "
     "--password-file=F]\n"
     "         [--hosts=N] [--endpoints-per-host=M] [--batch=B] [--writers=K] [--churn-rate=R]\n"
-    "         [--churn-seconds=S] [--lease-ttl=SECONDS] [--listing-repeats=R] [--keep]\n";
+    "         [--churn-seconds=S] [--lease-ttl=SECONDS] [--listing-repeats=R] [--keep] [--agent-instance=NAME]\n";
 
 absl::StatusOr<LoadOptions> ParseArgs(int argc, char** argv) {
   LoadOptions options;
@@ -125,6 +138,8 @@ absl::StatusOr<LoadOptions> ParseArgs(int argc, char** argv) {
     } else if (name == "lease-ttl") {
       parsed = number(&seconds, 5, 3600);
       options.lease_ttl = absl::Seconds(seconds);
+    } else if (name == "agent-instance") {
+      options.agent_instance = value;
     } else if (name == "listing-repeats") {
       parsed = number(&options.listing_repeats, 1, 100);
     } else {
@@ -187,14 +202,18 @@ class StoreLoad {
   StoreLoad(const LoadOptions& options, EtcdClient etcd) : options_(options), etcd_(std::move(etcd)) {}
 
   absl::Status Run() {
+    agent_cpu_before_ = AgentCpuSeconds();
     absl::Status measured = GrantLeases();
     // Kept alive from the grant on, as an agent does: a large publication
     // takes longer than a TTL.
     if (measured.ok()) StartKeepalives();
     if (measured.ok()) measured = Publish();
     if (measured.ok()) measured = MeasureListing();
+    if (measured.ok()) measured = MeasureAgentSync();
     if (measured.ok()) measured = Churn();
+    if (measured.ok()) measured = MeasureAgentChurn();
     StopKeepalives();
+    ReportAgentResources();
     absl::Status cleaned = Cleanup();  // whatever failed: no keys are left behind
     if (!options_.etcd.user.empty())
       std::printf("auth: as etcd user %s, %llu tokens\n", options_.etcd.user.c_str(),
@@ -245,6 +264,7 @@ class StoreLoad {
       }
     });
     const absl::Duration took = absl::Now() - start;
+    published_at_ = absl::Now();
     if (!first_error.ok()) return first_error;
     const int64_t requests = requests_.puts.load() - requests_before;
     std::printf(
@@ -399,6 +419,7 @@ class StoreLoad {
           {
             std::lock_guard<std::mutex> lock(sent_mutex);
             sent[key] = absl::Now();
+            agent_sent_[endpoint.address.ToString()] = sent[key];
           }
           status = etcd_.Put(key, EncodeStoreRecord(endpoint), host.lease).status();
           requests_.puts.fetch_add(1);
@@ -445,6 +466,91 @@ class StoreLoad {
     return absl::OkStatus();
   }
 
+  // The agent's control socket: `request`'s answer.
+  absl::StatusOr<nlohmann::json> AskAgent(const nlohmann::json& request) const {
+    return ControlRequest(DefaultControlSocketPath(options_.agent_instance), request);
+  }
+
+  // 3b. The publication to the agent's maps: until `status` counts every
+  // published endpoint as written (remote_enforced), from the end of the
+  // publication (the agent was started before it).
+  absl::Status MeasureAgentSync() {
+    if (options_.agent_instance.empty()) return absl::OkStatus();
+    const size_t expected = static_cast<size_t>(options_.hosts) * options_.endpoints_per_host;
+    size_t enforced = 0;
+    for (const absl::Time deadline = absl::Now() + absl::Minutes(5); absl::Now() < deadline;) {
+      absl::StatusOr<nlohmann::json> status = AskAgent({{"command", "status"}});
+      if (!status.ok()) return status.status();
+      enforced = status->value("remote_enforced", size_t{0});
+      if (enforced >= expected) {
+        std::printf("agent: all %zu remote endpoints in its maps %.2f s after the publication ended\n", expected,
+                    absl::ToDoubleSeconds(absl::Now() - published_at_));
+        return absl::OkStatus();
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return absl::DeadlineExceededError(
+        absl::StrCat("agent: ", enforced, " of ", expected, " remote endpoints in its maps after 5 minutes"));
+  }
+
+  // 4b. Each churned start's put to its entry in the agent's maps.
+  absl::Status MeasureAgentChurn() {
+    if (options_.agent_instance.empty() || agent_sent_.empty()) return absl::OkStatus();
+    std::vector<double> latency_ms;
+    for (const absl::Time deadline = absl::Now() + absl::Seconds(10);;) {
+      absl::StatusOr<nlohmann::json> list = AskAgent({{"command", "endpoint list"}, {"remote", true}});
+      if (!list.ok()) return list.status();
+      latency_ms.clear();
+      for (const nlohmann::json& e : (*list)["endpoints"]) {
+        auto sent = agent_sent_.find(e.value("ipv4", ""));
+        const int64_t at = e.value("enforced_at_ns", int64_t{0});
+        if (sent != agent_sent_.end() && at > 0) latency_ms.push_back(Milliseconds(absl::FromUnixNanos(at) - sent->second));
+      }
+      // Starts stopped again within the churn are gone: most are not.
+      if (latency_ms.size() >= agent_sent_.size() * 9 / 10 || absl::Now() >= deadline) break;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    std::printf(
+        "agent: %zu of %zu churned starts in its maps: put to map write p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+        latency_ms.size(), agent_sent_.size(), Percentile(latency_ms, 0.5), Percentile(latency_ms, 0.99),
+        Percentile(latency_ms, 1.0));
+    return absl::OkStatus();
+  }
+
+  // The agent's pid, from its instance's lock file.
+  pid_t AgentPid() const {
+    std::ifstream lock(absl::StrCat("/run/stockade/", options_.agent_instance, ".lock"));
+    pid_t pid = 0;
+    lock >> pid;
+    return pid;
+  }
+  // utime + stime of the agent, or nullopt without one.
+  std::optional<double> AgentCpuSeconds() const {
+    if (options_.agent_instance.empty()) return std::nullopt;
+    std::ifstream stat(absl::StrCat("/proc/", AgentPid(), "/stat"));
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    // Fields after the command's closing parenthesis: state is 3, utime 14, stime 15.
+    std::vector<std::string> fields = absl::StrSplit(text.substr(text.rfind(')') + 2), ' ');
+    double utime = 0, stime = 0;
+    if (fields.size() < 13 || !absl::SimpleAtod(fields[11], &utime) || !absl::SimpleAtod(fields[12], &stime))
+      return std::nullopt;
+    return (utime + stime) / sysconf(_SC_CLK_TCK);
+  }
+  void ReportAgentResources() const {
+    std::optional<double> after = AgentCpuSeconds();
+    if (!after || !agent_cpu_before_) return;
+    std::ifstream status(absl::StrCat("/proc/", AgentPid(), "/status"));
+    std::string line, rss = "?", peak = "?";
+    while (std::getline(status, line)) {
+      if (absl::StartsWith(line, "VmRSS:")) rss = std::string(absl::StripAsciiWhitespace(absl::string_view(line).substr(6)));
+      if (absl::StartsWith(line, "VmHWM:")) peak = std::string(absl::StripAsciiWhitespace(absl::string_view(line).substr(6)));
+    }
+    const double wall = absl::ToDoubleSeconds(absl::Now() - run_started_);
+    std::printf("agent: %.2f s of CPU over the run's %.1f s (%.0f%% of one core); RSS %s, peak %s\n",
+                *after - *agent_cpu_before_, wall, 100 * (*after - *agent_cpu_before_) / wall, rss.c_str(),
+                peak.c_str());
+  }
+
   // 5. Revoking the leases deletes every key of the run.
   absl::Status Cleanup() {
     if (options_.keep) return absl::OkStatus();
@@ -474,6 +580,10 @@ class StoreLoad {
   int64_t listing_revision_ = 0;
   std::thread keepalive_thread_;
   absl::Notification stop_keepalives_;
+  const absl::Time run_started_ = absl::Now();
+  absl::Time published_at_;
+  std::map<std::string, absl::Time> agent_sent_;  // a churned start's address -> just before its put
+  std::optional<double> agent_cpu_before_;
 };
 
 }  // namespace

@@ -83,6 +83,7 @@ nlohmann::json Agent::Status() {
           {"events", EventStats()},
           {"drops", drops},
           {"store", store_ ? store_->Status() : nlohmann::json("disabled")},
+          {"remote_enforced", remote_enforced_at_.size()},  // other hosts' endpoints in the maps
           {"address_conflicts", conflicts}};
 }
 
