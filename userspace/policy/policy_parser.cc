@@ -151,12 +151,6 @@ bool ParsePortNumber(absl::string_view text, uint32_t min, uint32_t max, uint32_
   return absl::SimpleAtoi(text, &out) && out >= min && out <= max;
 }
 
-const char* ProtocolName(uint8_t protocol) {
-  for (const Named<uint8_t>& entry : kProtocols)
-    if (entry.value == protocol) return entry.name;
-  return "?";
-}
-
 // requireTLS of a port: its own, or its toPorts element's (Cilium puts TLS
 // settings on the element, beside `ports`; the issue wrote it beside the
 // port: both are read). Only an allow of TCP can require TLS.
@@ -167,7 +161,7 @@ bool ReadRequireTls(const YamlValue* own, const YamlValue* element, uint8_t prot
   if (flag == nullptr || !flag->Bool()) return false;
   if (deny) flag->Fail("a deny rule cannot require TLS: requireTLS belongs on an allow rule");
   if (protocol != IPPROTO_TCP)
-    flag->Fail(absl::StrCat("requireTLS is for TCP only, and the port's protocol is ", ProtocolName(protocol),
+    flag->Fail(absl::StrCat("requireTLS is for TCP only, and the port's protocol is ", ProtocolKeyword(protocol),
                             protocol == 0 ? " (write protocol: TCP)" : ""));
   return true;
 }
@@ -297,6 +291,19 @@ uint64_t Fingerprint(absl::string_view text, absl::string_view source, size_t do
 }
 
 }  // namespace
+
+// The keyword tables serve both ways, so what is written is what is read.
+const char* EntityKeyword(Entity entity) {
+  for (const Named<Entity>& entry : kEntities)
+    if (entry.value == entity) return entry.name;
+  return "?";
+}
+
+const char* ProtocolKeyword(uint8_t protocol) {
+  for (const Named<uint8_t>& entry : kProtocols)
+    if (entry.value == protocol) return entry.name;
+  return "?";
+}
 
 absl::StatusOr<std::vector<Policy>> ParsePolicyText(absl::string_view text, absl::string_view source) {
   const std::string name(source);

@@ -40,6 +40,9 @@ struct LabelSelector {
 };
 
 enum class Entity { kHost, kRemoteHost, kWorld, kUnmanaged, kAll };
+// As policy text writes them (the parser's keywords): "remote-host"; "TCP", "ICMPv6", "ANY" for 0.
+const char* EntityKeyword(Entity entity);
+const char* ProtocolKeyword(uint8_t protocol);
 
 struct CidrPeer {
   IpPrefix cidr;
