@@ -1,11 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // stockadectl: what stockaded does, for an operator. Talks to the agent's
-// root-only control socket; `policy validate` works without an agent.
+// root-only control socket; `policy validate` and `policy suggest` work
+// without an agent.
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -16,12 +22,13 @@
 #include "absl/strings/str_join.h"
 #include "stockade/agent/control_socket.h"
 #include "stockade/policy/policy_parser.h"
+#include "stockade/policy/policy_suggest.h"
 #include "stockade/version/version.h"
 
 namespace {
 
 constexpr char kUsage[] = R"(Usage: stockadectl [--instance NAME] [--socket PATH] [-o json] COMMAND
-What stockaded enforces, from its control socket; policy validate needs no agent.
+What stockaded enforces, from its control socket; policy validate and suggest need no agent.
 
 Commands:
   status                          agent, Docker link, policies, drop counters
@@ -30,6 +37,11 @@ Commands:
   identity list                   identities and their labels
   policy get                      the compiled rules and where each comes from
   policy validate FILE...         check policy files without applying them
+  policy suggest --from-file FILE [--out DIR] [--cidr-prefix N [--cidr6-prefix M]]
+                                  least-privilege policies from observed flows (JSON,
+                                  include/stockade/policy/policy_suggest.h): one file per
+                                  endpoint group into DIR, or all on stdout; world peers as
+                                  CIDRs aggregated to /N (IPv6 /M, default 64) if asked
   explain FROM TO PORT[/tcp|udp]  would FROM reach TO on PORT, and which rule says so
   tls                             live TCP flows per endpoint pair and port: begun in TLS, in plaintext, no payload yet
 
@@ -82,6 +94,82 @@ int ValidatePolicies(const std::vector<std::string>& files, bool json) {
   return bad ? 1 : 0;
 }
 
+// The whole of a text file, or why not.
+bool ReadTextFile(const std::string& path, std::string& text, std::string& error) {
+  std::ifstream in(path);
+  std::stringstream buffer;
+  if (in) buffer << in.rdbuf();
+  if (!in || in.bad()) {
+    error = absl::StrCat("read ", path, ": ", std::strerror(errno));
+    return false;
+  }
+  text = buffer.str();
+  return true;
+}
+
+bool WriteTextFile(const std::string& path, const std::string& text, std::string& error) {
+  std::ofstream out(path, std::ios::trunc);
+  if (out) out << text;
+  if (out) out.close();
+  if (!out) {
+    error = absl::StrCat("write ", path, ": ", std::strerror(errno));
+    return false;
+  }
+  return true;
+}
+
+// policy suggest: observed flows (a file) to policy files, offline.
+int SuggestPolicyFiles(const std::vector<std::string>& args) {
+  std::string from_file, out_dir;
+  stockade::SuggestOptions options;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (i + 1 == args.size()) return Fail(absl::StrCat("policy suggest: ", arg, " needs a value"), 2);
+    const std::string& value = args[++i];
+    int length = 0;
+    if (arg == "--from-file") {
+      from_file = value;
+    } else if (arg == "--out") {
+      out_dir = value;
+    } else if (arg == "--cidr-prefix") {
+      if (!absl::SimpleAtoi(value, &length) || length < 0 || length > 32)
+        return Fail(absl::StrCat("policy suggest: --cidr-prefix ", value, ": not a length from 0 to 32"), 2);
+      options.world_ipv4_prefix = static_cast<uint8_t>(length);
+    } else if (arg == "--cidr6-prefix") {
+      if (!absl::SimpleAtoi(value, &length) || length < 0 || length > 128)
+        return Fail(absl::StrCat("policy suggest: --cidr6-prefix ", value, ": not a length from 0 to 128"), 2);
+      options.world_ipv6_prefix = static_cast<uint8_t>(length);
+    } else {
+      return Fail(absl::StrCat("policy suggest: unknown option ", arg), 2);
+    }
+  }
+  if (from_file.empty()) return Fail("policy suggest needs --from-file FILE", 2);
+
+  std::string text, error;
+  if (!ReadTextFile(from_file, text, error)) return Fail(error);
+  auto observations = stockade::ParseFlowObservations(text, from_file);
+  if (!observations.ok()) return Fail(std::string(observations.status().message()));
+  auto suggestion = stockade::SuggestPolicies(*observations, options);
+  if (!suggestion.ok()) return Fail(absl::StrCat(from_file, ": ", suggestion.status().message()));
+  for (const std::string& note : suggestion->notes) std::fprintf(stderr, "note: %s\n", note.c_str());
+  if (suggestion->files.empty()) return Fail(absl::StrCat(from_file, ": no allowed or audited flow to learn from"));
+
+  if (out_dir.empty()) {  // one stream of documents, itself a valid policy file
+    for (const stockade::SuggestedPolicyFile& file : suggestion->files)
+      std::printf("# %s\n%s---\n", file.file_name.c_str(), file.text.c_str());
+    return 0;
+  }
+  std::error_code made;
+  std::filesystem::create_directories(out_dir, made);
+  if (made) return Fail(absl::StrCat("create ", out_dir, ": ", made.message()));
+  for (const stockade::SuggestedPolicyFile& file : suggestion->files) {
+    const std::string path = (std::filesystem::path(out_dir) / file.file_name).string();
+    if (!WriteTextFile(path, file.text, error)) return Fail(error);
+    std::printf("wrote %s\n", path.c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -111,6 +199,7 @@ int main(int argc, char** argv) {
     if (words.size() < 3) return Fail("policy validate needs a FILE", 2);
     return ValidatePolicies({words.begin() + 2, words.end()}, json);
   }
+  if (command == "policy suggest") return SuggestPolicyFiles({words.begin() + 2, words.end()});
 
   nlohmann::json request = {{"command", command}};
   if (command == "endpoint list") {
