@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "absl/strings/str_replace.h"
+#include "tests/support/doc_blocks.h"
 
 namespace stockade {
 namespace {
@@ -442,15 +443,8 @@ TEST(PolicyFileTest, ValidateReadsTheFile) {
 
 // docs/policy.md must not show a policy stockade refuses: every ```yaml block parses.
 TEST(PolicyDocsTest, EveryYamlExampleParses) {
-  std::ifstream file(std::string(STOCKADE_SOURCE_DIR) + "/docs/policy.md");
-  ASSERT_TRUE(file.good());
-  std::stringstream content;
-  content << file.rdbuf();
-  const std::string doc = content.str();
-  const std::regex block("```yaml\n([\\s\\S]*?)```");
   int examples = 0;
-  for (auto it = std::sregex_iterator(doc.begin(), doc.end(), block); it != std::sregex_iterator(); ++it) {
-    const std::string text = (*it)[1].str();
+  for (const std::string& text : FencedBlocks(std::string(STOCKADE_SOURCE_DIR) + "/docs/policy.md", "yaml")) {
     ++examples;
     if (text.find("apiVersion:") == std::string::npos) {
       EXPECT_TRUE(ParseLabelPolicy(text, "example").ok()) << ParseLabelPolicy(text, "example").status() << "\n" << text;

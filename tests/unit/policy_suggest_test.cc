@@ -18,6 +18,7 @@
 
 #include "stockade/policy/policy_compiler.h"
 #include "stockade/policy/policy_parser.h"
+#include "tests/support/doc_blocks.h"
 
 namespace stockade {
 namespace {
@@ -434,6 +435,20 @@ TEST(PolicySuggestJsonTest, BadValuesNameTheField) {
   late.replace(late.rfind("10:00:00Z"), 9, "09:00:00Z");
   EXPECT_EQ(ParseFlowObservations(R"({"flows": [)" + late + "]}", "o.json").status().message(),
             "o.json: flows[0].last_seen: earlier than first_seen");
+}
+
+// docs/policy.md shows the observations' form: every ```json block reads, and suggests.
+TEST(PolicySuggestJsonTest, TheDocsExampleReads) {
+  int examples = 0;
+  for (const std::string& text : FencedBlocks(std::string(STOCKADE_SOURCE_DIR) + "/docs/policy.md", "json")) {
+    ++examples;
+    absl::StatusOr<FlowObservations> obs = ParseFlowObservations(text, "docs/policy.md");
+    ASSERT_TRUE(obs.ok()) << obs.status();
+    absl::StatusOr<PolicySuggestion> suggestion = SuggestPolicies(*obs, {});
+    ASSERT_TRUE(suggestion.ok()) << suggestion.status();
+    for (const SuggestedPolicyFile& f : suggestion->files) ParseAll({{f.file_name, f.text}});
+  }
+  EXPECT_GE(examples, 1);
 }
 
 }  // namespace
