@@ -211,6 +211,34 @@ TEST(PolicySuggestTest, ReplicasWithExtraLabelsAreToldApart) {
   ParseAll({{"db.yaml", text}});
 }
 
+TEST(PolicySuggestTest, ReplicasTalkingToEachOtherAreInBothSections) {
+  // web-1 -> web-2 (gossip) and web-1 -> the world: web's egress section
+  // closes its egress, so the flow to its own replica is listed there too.
+  FlowObservations obs;
+  Add(obs, BothEnds(kWeb1, kWeb2, 7946));
+  obs.flows.push_back(Flow(kWeb1, FlowSide::kClient, World("203.0.113.7"), 443));
+  std::string web = Files(obs)["web.yaml"];
+  EXPECT_THAT(web, HasSubstr(R"(  ingress:
+    # 1 flow from web-1; first seen 2026-12-07T10:00:00Z, last seen 2026-12-07T10:00:00Z
+    - fromEndpoints: [{matchLabels: {compose.service: web}}]
+      toPorts: [{ports: [{port: "7946", protocol: TCP}]}]
+)"));
+  EXPECT_THAT(web, HasSubstr(R"(    # 1 flow to web-2; first seen 2026-12-07T10:00:00Z, last seen 2026-12-07T10:00:00Z
+    - toEndpoints: [{matchLabels: {compose.service: web}}]
+      toPorts: [{ports: [{port: "7946", protocol: TCP}]}]
+)"));
+}
+
+TEST(PolicySuggestTest, ALabelThePolicyParserRefusesIsAnError) {
+  // Identity labels never carry another network value; a hand-written file might.
+  const ObservedEndpoint odd{"odd-1", {{"network.backnet", "yes"}}};
+  FlowObservations obs;
+  obs.flows.push_back(Flow(odd, FlowSide::kServer, Host(), 80));
+  absl::StatusOr<PolicySuggestion> suggestion = SuggestPolicies(obs, {});
+  EXPECT_THAT(suggestion.status().message(),
+              HasSubstr("the policy suggested for {network.backnet=yes} does not parse: "));
+}
+
 TEST(PolicySuggestTest, WorldAsEntityWithItsAddressesInAComment) {
   std::map<std::string, std::string> files = Files(Shop());
   EXPECT_THAT(files["web.yaml"], HasSubstr("to world (198.51.100.20, 203.0.113.7, 203.0.113.9)"));

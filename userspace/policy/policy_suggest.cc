@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <array>
 #include <tuple>
 
 #include "absl/strings/ascii.h"
@@ -21,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
+#include "stockade/policy/policy_parser.h"
 
 namespace stockade {
 namespace {
@@ -32,13 +34,20 @@ struct Party {
   LabelSet labels;
   std::optional<IpPrefix> world_prefix;
 
-  auto Key() const {
-    std::tuple<uint8_t, std::array<uint8_t, 16>, uint8_t> prefix{};
-    if (world_prefix) prefix = {world_prefix->address.family, world_prefix->address.bytes, world_prefix->length};
-    return std::make_tuple(entity, labels, prefix);
+  // Parties are map keys, compared often: labels are compared in place.
+  auto PrefixKey() const {
+    return world_prefix ? std::make_tuple(true, world_prefix->address.family, world_prefix->address.bytes,
+                                          world_prefix->length)
+                        : std::make_tuple(false, uint8_t{0}, std::array<uint8_t, 16>{}, uint8_t{0});
   }
-  bool operator<(const Party& other) const { return Key() < other.Key(); }
-  bool operator==(const Party& other) const { return Key() == other.Key(); }
+  bool operator<(const Party& other) const {
+    if (entity != other.entity) return entity < other.entity;
+    if (labels != other.labels) return labels < other.labels;
+    return PrefixKey() < other.PrefixKey();
+  }
+  bool operator==(const Party& other) const {
+    return entity == other.entity && labels == other.labels && PrefixKey() == other.PrefixKey();
+  }
   bool IsEndpoint() const { return !entity.has_value(); }
 };
 
@@ -276,11 +285,13 @@ std::string RuleText(const SuggestedRule& rule, bool ingress, const std::set<Lab
   for (const Party& peer : rule.peers) {
     if (peer.IsEndpoint()) {
       endpoints.insert(peer.labels);
-      auto it = names.find(peer.labels);
-      if (it != names.end() && !it->second.empty())
-        peer_names.insert(it->second.begin(), it->second.end());
-      else
-        peer_names.insert(FormatLabels(peer.labels));
+      // The containers seen at the peer's end, else its labels.
+      const std::set<std::string>& seen = ingress ? rule.tally.client_names : rule.tally.server_names;
+      size_t named = 0;
+      if (auto it = names.find(peer.labels); it != names.end())
+        for (const std::string& name : it->second)
+          if (seen.contains(name)) named += peer_names.insert(name).second ? 1 : 0;
+      if (named == 0) peer_names.insert(FormatLabels(peer.labels));
     } else if (peer.world_prefix) {
       cidrs.push_back(peer.world_prefix->ToString());
     } else {
@@ -409,21 +420,20 @@ absl::StatusOr<PolicySuggestion> SuggestPolicies(const FlowObservations& observa
                                             " flows to unmanaged containers: no policy selects them (give them "
                                             "identity labels first)"));
 
-  std::map<std::string, int> stems_taken;
+  std::set<std::string> stems_taken;
   for (const LabelSet& group : groups) {
     // (3) Its flows as server (ingress) and as client (egress).
     std::map<std::pair<Party, PortKey>, FlowTally> served, opened;
     bool opened_to_unenforced = false;  // a peer whose ingress stockade does not decide
     FlowTally all;
     for (const auto& [key, tally] : flows) {
-      if (key.server.IsEndpoint() && key.server.labels == group) {
-        served[{key.client, key.port}] = tally;
-      } else if (key.client.IsEndpoint() && key.client.labels == group) {
-        opened[{key.server, key.port}] = tally;
-        opened_to_unenforced = opened_to_unenforced || !key.server.IsEndpoint();
-      } else {
-        continue;
-      }
+      // Both, for replicas that talk to each other: an egress section must list them too.
+      const bool serves = key.server.IsEndpoint() && key.server.labels == group;
+      const bool opens = key.client.IsEndpoint() && key.client.labels == group;
+      if (serves) served[{key.client, key.port}] = tally;
+      if (opens) opened[{key.server, key.port}] = tally;
+      if (opens && !key.server.IsEndpoint()) opened_to_unenforced = true;
+      if (!serves && !opens) continue;
       all.count += tally.count;
       all.AddTimes(tally.first_seen, tally.last_seen);
     }
@@ -431,7 +441,8 @@ absl::StatusOr<PolicySuggestion> SuggestPolicies(const FlowObservations& observa
     const std::vector<LabelSelector> selected = SelectExactly({group}, known);
     const LabelSelector& selector = selected.front();
     std::string stem = NameStem(selector);
-    if (int taken = stems_taken[stem]++; taken > 0) absl::StrAppend(&stem, "-", taken + 1);
+    for (int n = 2; stems_taken.contains(stem); ++n) stem = absl::StrCat(NameStem(selector), "-", n);
+    stems_taken.insert(stem);
 
     // (4) The text.
     std::string text = "# Suggested by stockadectl policy suggest: it allows what was observed, nothing else.\n";
@@ -459,7 +470,13 @@ absl::StatusOr<PolicySuggestion> SuggestPolicies(const FlowObservations& observa
                       "  # egress, so its flows to other endpoints are listed too.\n  egress:\n");
       for (const SuggestedRule& rule : GroupRules(opened)) absl::StrAppend(&text, RuleText(rule, false, known, names));
     }
-    suggestion.files.push_back({.file_name = stem + ".yaml", .text = std::move(text)});
+    // What it writes must read back: a label the parser refuses (say a
+    // `network.*` value other than attached) fails here, not at enforce time.
+    const std::string file_name = stem + ".yaml";
+    if (absl::StatusOr<std::vector<Policy>> parsed = ParsePolicyText(text, file_name); !parsed.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("the policy suggested for ", FormatLabels(group), " does not parse: ", parsed.status().message()));
+    suggestion.files.push_back({.file_name = file_name, .text = std::move(text)});
   }
   std::sort(suggestion.files.begin(), suggestion.files.end(),
             [](const SuggestedPolicyFile& a, const SuggestedPolicyFile& b) { return a.file_name < b.file_name; });
