@@ -37,11 +37,11 @@ Commands:
   identity list                   identities and their labels
   policy get                      the compiled rules and where each comes from
   policy validate FILE...         check policy files without applying them
-  policy suggest --from-file FILE [--out DIR] [--cidr-prefix N [--cidr6-prefix M]]
+  policy suggest --from-file FILE [--out DIR] [--cidr-prefix N]
                                   least-privilege policies from observed flows (JSON,
                                   include/stockade/policy/policy_suggest.h): one file per
                                   endpoint group into DIR, or all on stdout; world peers as
-                                  CIDRs aggregated to /N (IPv6 /M, default 64) if asked
+                                  CIDRs if asked: IPv4 aggregated to /N, IPv6 to /64
   explain FROM TO PORT[/tcp|udp]  would FROM reach TO on PORT, and which rule says so
   tls                             live TCP flows per endpoint pair and port: begun in TLS, in plaintext, no payload yet
 
@@ -135,10 +135,6 @@ int SuggestPolicyFiles(const std::vector<std::string>& args) {
       if (!absl::SimpleAtoi(value, &length) || length < 0 || length > 32)
         return Fail(absl::StrCat("policy suggest: --cidr-prefix ", value, ": not a length from 0 to 32"), 2);
       options.world_ipv4_prefix = static_cast<uint8_t>(length);
-    } else if (arg == "--cidr6-prefix") {
-      if (!absl::SimpleAtoi(value, &length) || length < 0 || length > 128)
-        return Fail(absl::StrCat("policy suggest: --cidr6-prefix ", value, ": not a length from 0 to 128"), 2);
-      options.world_ipv6_prefix = static_cast<uint8_t>(length);
     } else {
       return Fail(absl::StrCat("policy suggest: unknown option ", arg), 2);
     }

@@ -123,7 +123,8 @@ bool Selects(const LabelSet& selector, const LabelSet& labels) {
   return true;
 }
 
-// Past this many shared labels, the subsets are too many to try; all of them is exact enough.
+// Past this many shared labels, trying every subset costs too much (2^n):
+// all of them are used, which selects no more than any subset would.
 constexpr size_t kMaxLabelsToCombine = 16;
 
 // Among labels that select equally well, the one that better says what a

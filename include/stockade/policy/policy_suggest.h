@@ -96,7 +96,7 @@ struct SuggestOptions {
   // World peers as CIDRs, addresses aggregated to these lengths; unset:
   // `world` with the addresses in a comment.
   std::optional<uint8_t> world_ipv4_prefix;
-  uint8_t world_ipv6_prefix = 64;  // with world_ipv4_prefix set only
+  uint8_t world_ipv6_prefix = 64;  // with world_ipv4_prefix set only; a /64 is one IPv6 subnet
 };
 
 struct SuggestedPolicyFile {
