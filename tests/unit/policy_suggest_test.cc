@@ -268,7 +268,10 @@ TEST(PolicySuggestTest, DeniedAndLoopbackFlowsAreLeftOutWithANote) {
   obs.flows.push_back(Flow(kApi, FlowSide::kClient, World("127.0.0.11"), 53, IPPROTO_UDP));
   absl::StatusOr<PolicySuggestion> suggestion = SuggestPolicies(obs, {});
   ASSERT_TRUE(suggestion.ok()) << suggestion.status();
-  EXPECT_THAT(suggestion->notes, ElementsAre(HasSubstr("4 denied flows"), HasSubstr("1 flows with a loopback peer")));
+  EXPECT_THAT(suggestion->notes,
+              ElementsAre(HasSubstr("4 flows were denied"), HasSubstr("1 flow with a loopback peer"),
+                          "no flow of web-1 {compose.project=shop, compose.service=web, role=frontend} was "
+                          "observed: no policy suggested for it"));
   ASSERT_EQ(suggestion->files.size(), 2u);  // api, db: web had only a denied flow
   for (const SuggestedPolicyFile& file : suggestion->files) {
     EXPECT_THAT(file.text, Not(HasSubstr("web")));

@@ -232,6 +232,8 @@ std::string Listed(const std::set<std::string>& items, size_t most) {
   return out;
 }
 
+std::string Flows(uint64_t count) { return absl::StrCat(count, count == 1 ? " flow" : " flows"); }
+
 std::string Time(absl::Time t) { return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone()); }
 
 std::string SelectorText(const LabelSelector& selector) {
@@ -303,7 +305,7 @@ std::string RuleText(const SuggestedRule& rule, bool ingress, const std::set<Lab
   if (!rule.tally.world_addresses.empty())
     peer_names.insert(absl::StrCat("world (", Listed(rule.tally.world_addresses, 16), ")"));
 
-  std::string out = CommentText(absl::StrCat("    # ", rule.tally.count, rule.tally.count == 1 ? " flow " : " flows ",
+  std::string out = CommentText(absl::StrCat("    # ", Flows(rule.tally.count), " ",
                                              ingress ? "from " : "to ", Listed(peer_names, 10), "; first seen ",
                                              Time(rule.tally.first_seen), ", last seen ", Time(rule.tally.last_seen)));
   out += "\n";
@@ -403,10 +405,10 @@ absl::StatusOr<PolicySuggestion> SuggestPolicies(const FlowObservations& observa
     tally.AddNames(reported);
   }
   if (denied > 0)
-    suggestion.notes.push_back(absl::StrCat(denied, " denied flows are not allowed by any suggestion"));
+    suggestion.notes.push_back(absl::StrCat(Flows(denied), " were denied: no suggestion allows them"));
   if (loopback > 0)
     suggestion.notes.push_back(
-        absl::StrCat(loopback, " flows with a loopback peer were skipped: they never cross a container's veth"));
+        absl::StrCat(Flows(loopback), " with a loopback peer were skipped: they never cross a container's veth"));
 
   // (2) A file for each identity seen as the local end or as a server:
   // a client seen only from its server's side keeps its own policy.
@@ -417,9 +419,19 @@ absl::StatusOr<PolicySuggestion> SuggestPolicies(const FlowObservations& observa
   for (const auto& [key, tally] : flows)
     if (key.server.entity == Entity::kUnmanaged) unmanaged_served += tally.count;
   if (unmanaged_served > 0)
-    suggestion.notes.push_back(absl::StrCat(unmanaged_served,
-                                            " flows to unmanaged containers: no policy selects them (give them "
+    suggestion.notes.push_back(absl::StrCat(Flows(unmanaged_served),
+                                            " to unmanaged containers: no policy selects them (give them "
                                             "identity labels first)"));
+  // Known but silent: left unenforced, which the user should know.
+  std::set<LabelSet> clients;
+  for (const auto& [key, tally] : flows)
+    if (key.client.IsEndpoint()) clients.insert(key.client.labels);
+  for (const LabelSet& identity : known) {
+    if (groups.contains(identity) || clients.contains(identity)) continue;
+    auto it = names.find(identity);
+    suggestion.notes.push_back(absl::StrCat("no flow of ", it == names.end() ? "" : Listed(it->second, 10) + " ",
+                                            FormatLabels(identity), " was observed: no policy suggested for it"));
+  }
 
   std::set<std::string> stems_taken;
   for (const LabelSet& group : groups) {
@@ -452,7 +464,7 @@ absl::StatusOr<PolicySuggestion> SuggestPolicies(const FlowObservations& observa
                                                     group_names == names.end() ? "" : Listed(group_names->second, 10),
                                                     group_names == names.end() ? "" : " ", FormatLabels(group))),
                     "\n");
-    absl::StrAppend(&text, "# ", all.count, all.count == 1 ? " flow" : " flows", " observed from ",
+    absl::StrAppend(&text, "# ", Flows(all.count), " observed from ",
                     Time(all.first_seen), " to ", Time(all.last_seen), ".\n", kDnsComment);
     if (!opened_to_unenforced)
       absl::StrAppend(&text,
