@@ -123,8 +123,13 @@ struct PolicySuggestion {
 //  - peers by the fewest identity labels that select exactly the observed
 //    peers among the known endpoints (one selector for many clients when one
 //    fits, else one per peer), never `{}` and never an address;
+//  - the world as `world` (so any outside address, on the ports seen) unless
+//    options ask for CIDRs; loopback peers (the embedded DNS resolver)
+//    never cross the veth and are skipped;
 //  - one rule per set of ports with the same peers, commented with its
 //    flows, peers, first and last seen.
+// Fails if a world peer has no address, or if a file would not parse (a
+// label the parser refuses): it never returns a file the agent would reject.
 [[nodiscard]] absl::StatusOr<PolicySuggestion> SuggestPolicies(const FlowObservations& observations,
                                                                const SuggestOptions& options);
 
