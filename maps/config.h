@@ -10,6 +10,10 @@
 enum stockade_config_flags {
 	/* Written by a loader: a restarted agent keeps it as it is. */
 	STOCKADE_CONFIG_F_SET = 1u << 0,
+	/* No new-flow records (VERDICT_FORWARDED events, bpf/lib/record.h):
+	 * stockaded --no-flow-records. A clear bit means records on, the
+	 * default, so a config nobody wrote reports flows too. */
+	STOCKADE_CONFIG_F_NO_FLOW_RECORDS = 1u << 1,
 };
 
 struct stockade_config {

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * events: one BPF ring buffer of drop (and audit) records. At most one record
- * per (interface, direction, reason, protocol, source, destination, destination
- * port) per config.event_interval_ns; a record carries how many drops it
- * stands for. The source port is left out on purpose: a flood from random
- * ports is one flow for an operator.
+ * events: one BPF ring buffer of drop (and audit) records, and of new-flow
+ * records: VERDICT_FORWARDED, reason REASON_NONE, made when the datapath
+ * creates the conntrack entry of an allowed flow (its first packet: source
+ * the client, destination the server port). At most one record per
+ * (interface, direction, reason, protocol, source, destination, destination
+ * port) per config.event_interval_ns; a record carries how many drops (or new
+ * flows) it stands for. The source port is left out on purpose: a flood from
+ * random ports is one flow for an operator.
  */
 #ifndef STOCKADE_MAPS_EVENTS_H
 #define STOCKADE_MAPS_EVENTS_H
@@ -19,10 +22,10 @@
 struct drop_event {
 	__u64 timestamp_ns;    /* bpf_ktime_get_ns() clock (CLOCK_MONOTONIC) */
 	__u32 ifindex;         /* host order */
-	__u32 rule_id;         /* host order; 0: no rule matched */
+	__u32 rule_id;         /* host order; the deciding rule (forwarded: the allowing one); 0: none */
 	__u32 local_identity;  /* host order */
 	__u32 remote_identity; /* host order */
-	__u32 count;           /* host order; drops this record stands for, >= 1 */
+	__u32 count;           /* host order; drops (forwarded: new flows) this record stands for, >= 1 */
 	__u32 packet_length;   /* host order; of the last packet */
 	__s32 reason;          /* enum stockade_drop_reason */
 	__u8 verdict;          /* enum stockade_verdict */

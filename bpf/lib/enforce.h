@@ -196,6 +196,9 @@ static __always_inline int enforce(struct packet *pkt, int parsed, const struct 
 			pkt->len, now);
 	if (ret < 0)
 		return ret;
+	/* Reported only if the flow also passes (record_decision()): an audit
+	 * or a TLS drop is reported as what it is. */
+	d->new_flow = 1;
 	return res.reason != REASON_NONE ? res.reason : tls_verdict(ep, ct_flags, tls_state, d);
 }
 

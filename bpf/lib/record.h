@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The full way's exit path: every packet's verdict is counted, and every drop
- * and audit is reported, aggregated per flow and reason. established.h
- * counts the packets it decides with the same count_verdict() (enforce.h).
+ * and audit is reported, aggregated per flow and reason; so is every new flow
+ * that passes (d->new_flow: enforce() created its conntrack entry), unless
+ * the agent turned flow records off. established.h counts the packets it
+ * decides with the same count_verdict() (enforce.h) and reports nothing: a
+ * flow's record is made once, when its entry is.
  */
 #ifndef STOCKADE_BPF_LIB_RECORD_H
 #define STOCKADE_BPF_LIB_RECORD_H
@@ -17,6 +20,7 @@ struct decision {
 	__u32 remote_identity;
 	__u8 verdict;  /* enum stockade_verdict */
 	__u8 direction;
+	__u8 new_flow; /* this packet created its flow's conntrack entry */
 	/* Where this drop's records are aggregated: a remembered deny's entry
 	 * (bpf/lib/denied.h), or NULL for the event_agg map. */
 	struct event_agg_value *agg;
@@ -43,6 +47,18 @@ static __always_inline __u64 event_interval(void)
 	struct stockade_config *cfg = config_get();
 
 	return cfg ? cfg->event_interval_ns : STOCKADE_DEFAULT_EVENT_INTERVAL_NS;
+}
+
+/* Whether a forwarded packet is reported: only the one that created its
+ * flow's entry, and only while flow records are on (maps/config.h). */
+static __always_inline int flow_record_wanted(const struct decision *d)
+{
+	struct stockade_config *cfg;
+
+	if (!d->new_flow)
+		return 0;
+	cfg = config_get();
+	return !cfg || !(cfg->flags & STOCKADE_CONFIG_F_NO_FLOW_RECORDS);
 }
 
 /* A drop inside its flow's interval: counted into the next record, 1;
@@ -140,7 +156,7 @@ static __always_inline void record_decision(const struct packet *pkt, const stru
 					    const struct decision *d)
 {
 	count_verdict(d->reason, d->direction, d->verdict, pkt->len);
-	if (d->verdict != VERDICT_FORWARDED)
+	if (d->verdict != VERDICT_FORWARDED || flow_record_wanted(d))
 		emit_event(pkt, flow, d);
 }
 

@@ -3,8 +3,8 @@
 // The verdict matrix: one row a packet, for the web endpoint's maps
 // (web_endpoint.h). Each row states the verdict, the reason counted, and the
 // rule a drop reports. The verdict tests run every row through the programs;
-// the event tests check the event each drop row makes. A new bug becomes a
-// new row.
+// the event tests check the event each drop row makes (and that a passing
+// row reports only the new flow it made, if any). A new bug becomes a new row.
 #ifndef STOCKADE_TESTS_KERNEL_VERDICT_ROWS_H_
 #define STOCKADE_TESTS_KERNEL_VERDICT_ROWS_H_
 

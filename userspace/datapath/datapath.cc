@@ -212,6 +212,14 @@ absl::StatusOr<stockade_config> Datapath::ReadConfig() const {
 
 absl::Status Datapath::WriteConfig(const stockade_config& config) { return config_.Update(0, config); }
 
+absl::Status Datapath::SetFlowRecords(bool on) {
+  auto cfg = ReadConfig();
+  if (!cfg.ok()) return cfg.status();
+  cfg->flags = on ? cfg->flags & ~uint64_t{STOCKADE_CONFIG_F_NO_FLOW_RECORDS}
+                  : cfg->flags | STOCKADE_CONFIG_F_NO_FLOW_RECORDS;
+  return WriteConfig(*cfg);
+}
+
 absl::StatusOr<metrics_value> Datapath::Counter(int reason, uint32_t direction, uint32_t verdict) const {
   auto per_cpu = metrics_.LookupAllCpus(stockade_metrics_index(reason, direction, verdict));
   if (!per_cpu.ok()) return per_cpu.status();

@@ -82,6 +82,8 @@ class Datapath {
 
   [[nodiscard]] absl::StatusOr<stockade_config> ReadConfig() const;
   [[nodiscard]] absl::Status WriteConfig(const stockade_config& config);
+  // Turns new-flow records (maps/config.h) on or off, keeping the rest of the config.
+  [[nodiscard]] absl::Status SetFlowRecords(bool on);
 
   // Sets every counter to zero.
   [[nodiscard]] absl::Status ZeroCounters();
