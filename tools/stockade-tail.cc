@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// stockade-tail: drop events as they happen, from stockaded's event socket.
+// stockade-tail: drop events (and, when asked, allowed new flows) as they
+// happen, from stockaded's event socket.
 // The filters travel to the agent, which applies them before it formats or
 // queues anything. See docs/events.md.
 #include <poll.h>
@@ -40,7 +41,8 @@ constexpr int kExitNotRunning = 3;
 constexpr int kExitPermission = 4;
 
 constexpr char kUsage[] = R"(Usage: stockade-tail [options]
-Shows drop (and audit) events from stockaded as they happen.
+Shows drop (and audit) events from stockaded as they happen; with
+--verdict forwarded or --all-verdicts, the flows it allowed too.
 
 Options:
   --instance NAME        the agent's instance (default: default)
@@ -54,7 +56,9 @@ Options:
   --container SELECTOR   either end
   --identity N           either end's numeric identity
   --reason NAME          e.g. POLICY_DENIED, SPOOFED_SOURCE (stockadectl status lists them)
-  --verdict V            dropped or audit
+  --verdict V            dropped, audit or forwarded (an allowed new flow);
+                         default: dropped and audit
+  --all-verdicts         every verdict: drops, audits and allowed new flows
   --port N               either end's port
   --protocol P           tcp, udp, icmp, icmpv6, arp or a number
   --direction D          ingress or egress
@@ -91,6 +95,7 @@ void AddParsed(std::vector<T>& list, const absl::StatusOr<T>& value, const std::
 Options ParseArgs(int argc, char** argv) {
   Options o;
   std::string instance = "default", colour = "auto", output = "text";
+  bool all_verdicts = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&]() -> std::string {
@@ -128,6 +133,9 @@ Options ParseArgs(int argc, char** argv) {
       AddParsed(o.filter.reasons, stockade::ParseDropReason(value()), arg);
     } else if (arg == "--verdict") {
       AddParsed(o.filter.verdicts, stockade::ParseVerdict(value()), arg);
+    } else if (arg == "--all-verdicts") {
+      // Not `--all`: to a `hubble observe` user that means the whole history.
+      all_verdicts = true;
     } else if (arg == "--port") {
       o.filter.ports.push_back(static_cast<uint16_t>(number(65535)));
     } else if (arg == "--protocol") {
@@ -151,6 +159,10 @@ Options ParseArgs(int argc, char** argv) {
     } else {
       UsageError(absl::StrCat("unknown option '", arg, "'"));
     }
+  }
+  if (all_verdicts) {
+    if (!o.filter.verdicts.empty()) UsageError("--all-verdicts and --verdict exclude each other");
+    o.filter.verdicts = {VERDICT_DROPPED, VERDICT_AUDIT, VERDICT_FORWARDED};
   }
   if (o.socket_path.empty()) o.socket_path = stockade::DefaultEventSocketPath(instance);
   bool terminal = isatty(STDOUT_FILENO);
@@ -208,12 +220,14 @@ bool SendRequest(int fd, const Options& o, bool resumed, int64_t resume_after_ns
 
 struct Summary {
   uint64_t events = 0;
-  uint64_t drops = 0;
+  uint64_t drops = 0;      // dropped and audited packets
+  uint64_t new_flows = 0;  // allowed new flows (forwarded records)
   uint64_t lost = 0;
-  absl::flat_hash_map<std::string, uint64_t> by_reason;  // drops each reason stands for
+  absl::flat_hash_map<std::string, uint64_t> by_reason;  // drops each reason stands for; FORWARDED: new flows
 
   void Print() const {
     std::string line = absl::StrCat("stockade-tail: ", events, " events standing for ", drops, " packets");
+    if (new_flows) absl::StrAppend(&line, " and ", new_flows, " allowed new flows");
     std::map<std::string, uint64_t> sorted(by_reason.begin(), by_reason.end());
     for (const auto& [reason, n] : sorted) absl::StrAppend(&line, "\n  ", reason, " ", n);
     if (lost) absl::StrAppend(&line, "\n  lost (not shown): ", lost, " events");
@@ -254,7 +268,8 @@ LineUse HandleLine(std::string_view line, const Options& o, Summary& summary) {
     // "reason" and "count" come early in the line: the searches are short.
     std::string_view reason = FieldOf(line, "\"reason\":\"");
     uint64_t count = CountOf(line);
-    summary.drops += count;
+    // REASON_NONE's name: only a forwarded record carries it.
+    (reason == "FORWARDED" ? summary.new_flows : summary.drops) += count;
     // Debian's Abseil has a string_view of its own.
     absl::string_view key(reason.data(), reason.size());
     auto counted = summary.by_reason.find(key);  // no allocation for a reason seen before

@@ -42,6 +42,7 @@ Options:
   --state-dir DIR          identity table (default /var/lib/stockade/NAME)
   --resync SECONDS         full resync period (default 30)
   --audit                  report would-be drops, let traffic pass
+  --no-flow-records        report drops and audits only, no allowed new flows (on by default)
   --tc-mode auto|tcx|classic
   --xdp                    XDP in place of TC ingress on host-side veths (TC is faster on veth)
   --etcd-endpoints URLS     share endpoints with other hosts through etcd (comma-separated;
@@ -105,6 +106,8 @@ int main(int argc, char** argv) {
       options.resync_interval = absl::Seconds(seconds);
     } else if (arg == "--audit") {
       options.audit = true;
+    } else if (arg == "--no-flow-records") {
+      options.flow_records = false;
     } else if (arg == "--tc-mode") {
       std::string mode = value();
       if (mode == "auto") options.tc_mode = stockade::TcAttachMode::kAuto;

@@ -214,6 +214,57 @@ TEST_F(EventHubTest, EveryDropRowMakesAnEventWithItsReasonRuleAndEnds) {
   EXPECT_FALSE(tail.NextEvent(absl::Milliseconds(100)).has_value()) << "one event a drop, no more";
 }
 
+// A new flow's record goes to a subscriber that asks for forwarded records
+// (stockade-tail --verdict forwarded, --all-verdicts), named as drops are; one
+// that names no verdict keeps seeing drops only, as before.
+TEST_F(EventHubTest, AForwardedRecordReachesTheSubscribersThatAskForIt) {
+  Subscriber flows = Subscriber::Connect(socket_, {{"follow", true}, {"filter", {{"verdict", {"forwarded"}}}}});
+  Subscriber all =
+      Subscriber::Connect(socket_, {{"follow", true}, {"filter", {{"verdict", {"dropped", "audit", "forwarded"}}}}});
+  Subscriber drops = Subscriber::Connect(socket_, {{"follow", true}});
+  ASSERT_TRUE(Passes(Hook::kTcIngress, FromWeb().Tcp({.sport = 40000, .dport = 5432, .flags = kSyn}).Build()));
+  ASSERT_TRUE(Passes(Hook::kTcEgress,
+                     ToWeb(kBackendIp).Tcp({.sport = 5432, .dport = 40000, .flags = kSyn | kTcpAck}).Build()));
+  ASSERT_FALSE(Passes(Hook::kTcIngress, FromWeb().Tcp({.sport = 40000, .dport = 5433, .flags = kSyn}).Build()));
+  WaitReceived(2);  // the new flow and the drop; the reply made none
+
+  auto flow = flows.NextEvent();
+  ASSERT_TRUE(flow.has_value());
+  const nlohmann::json& e = *flow;
+  ExpectSchema(e);
+  EXPECT_EQ(e["verdict"], "FORWARDED");
+  EXPECT_EQ(e["reason"], "FORWARDED");
+  EXPECT_EQ(e["count"], 1);
+  EXPECT_EQ(e["direction"], "egress");
+  EXPECT_EQ(e["protocol"], "tcp");
+  EXPECT_EQ(e["rule_id"], 2);
+  EXPECT_EQ(e["rule"], "web-policy rule 2");
+  EXPECT_EQ(e["source"]["container"], "web");
+  EXPECT_EQ(e["source"]["port"], 40000);
+  EXPECT_EQ(e["source"]["identity"], kWeb);
+  EXPECT_EQ(e["destination"]["container"], "backend");
+  EXPECT_EQ(e["destination"]["port"], 5432);
+  EXPECT_EQ(e["destination"]["identity"], kBackend);
+  EXPECT_EQ(e["interface"], "veth-web");
+  EXPECT_FALSE(flows.NextEvent(absl::Milliseconds(100)).has_value()) << "one record for the flow, none for the drop";
+
+  auto first = all.NextEvent(), second = all.NextEvent();
+  ASSERT_TRUE(first.has_value() && second.has_value());
+  EXPECT_EQ((*first)["verdict"], "FORWARDED");
+  EXPECT_EQ((*second)["verdict"], "DROPPED");
+
+  auto drop = drops.NextEvent();
+  ASSERT_TRUE(drop.has_value());
+  EXPECT_EQ((*drop)["verdict"], "DROPPED");
+  EXPECT_FALSE(drops.NextEvent(absl::Milliseconds(100)).has_value());
+
+  EventHubStats stats = hub_->Stats();
+  EXPECT_EQ(stats.flows[VERDICT_FORWARDED][DIR_EGRESS], 1u);
+  EXPECT_EQ(stats.flows[VERDICT_DROPPED][DIR_EGRESS], 1u);
+  EXPECT_EQ(stats.drops_received, 1u) << "a new flow is no drop";
+  EXPECT_EQ(stats.subscriber_lost, 0u);
+}
+
 TEST_F(EventHubTest, IcmpEventsCarryTypeAndCodeInsteadOfPorts) {
   Subscriber tail = Subscriber::Connect(socket_, {{"follow", true}});
   ASSERT_FALSE(Passes(Hook::kTcEgress, ToWeb(kWorldIp).Icmpv4({.type = 13}).Build()));

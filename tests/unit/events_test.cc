@@ -346,6 +346,75 @@ TEST(EventFilter, FieldsAndAlternatives) {
   EXPECT_FALSE(matches({{"direction", "ingress"}}));
 }
 
+// A new-flow record as the datapath makes it: verdict FORWARDED, reason
+// REASON_NONE, the allowing rule, the client as the source.
+drop_event Ipv4NewFlow(uint32_t rule_id) {
+  drop_event e = Ipv4Drop("10.0.0.2", "10.0.0.3", 40000, 5432, DIR_EGRESS);
+  e.verdict = VERDICT_FORWARDED;
+  e.reason = REASON_NONE;
+  e.rule_id = rule_id;
+  e.count = 1;
+  return e;
+}
+
+TEST(FlowRecord, JsonAndTextNameTheFlowAndTheAllowingRule) {
+  auto context = Context();
+  context->AddRule(2, "web-egress egress[0] (policies/web.yaml:4)");
+  EventRecord r{.raw = Ipv4NewFlow(2), .time_ns = 1795689077123456789, .context = context};
+  nlohmann::json j = Json(r);
+  EXPECT_EQ(j["verdict"], "FORWARDED");
+  EXPECT_EQ(j["reason"], "FORWARDED");
+  EXPECT_EQ(j["count"], 1);
+  EXPECT_EQ(j["rule_id"], 2);
+  EXPECT_EQ(j["rule"], "web-egress egress[0] (policies/web.yaml:4)");
+  EXPECT_EQ(j["source"]["container"], "web");
+  EXPECT_EQ(j["source"]["port"], 40000);
+  EXPECT_EQ(j["destination"]["port"], 5432) << "the server port";
+  EXPECT_EQ(j["direction"], "egress");
+  EXPECT_EQ(FormatEventText(j, false),
+            "2026-11-26 10:31:17.123 FORWARDED web 10.0.0.2:40000 -> db \"primary\" 10.0.0.3:5432 tcp egress veth1 "
+            "rule: web-egress egress[0] (policies/web.yaml:4)")
+      << "no reason repeating the verdict";
+  EXPECT_NE(FormatEventText(j, true).find("\033[32mFORWARDED"), std::string::npos) << "green";
+  // Allowed without a rule: no policy selects the endpoint in that direction.
+  EXPECT_EQ(Json(EventRecord{.raw = Ipv4NewFlow(0), .time_ns = 0, .context = context})["rule"], "not enforced");
+}
+
+TEST(FlowRecord, AFilterWithoutAVerdictKeepsToDropsAndAudits) {
+  auto context = Context();
+  EventRecord flow{.raw = Ipv4NewFlow(5), .time_ns = 0, .context = context};
+  EventRecord drop{.raw = Ipv4Drop("10.0.0.2", "10.0.0.3", 40000, 5432, DIR_EGRESS), .time_ns = 0, .context = context};
+  EventRecord audit = drop;
+  audit.raw.verdict = VERDICT_AUDIT;
+  auto filter = [](nlohmann::json j) {
+    auto f = EventFilter::FromJson(j);
+    EXPECT_TRUE(f.ok()) << f.status();
+    return *f;
+  };
+  EventFilter none = filter(nlohmann::json::object());
+  EXPECT_FALSE(none.Matches(flow)) << "a subscriber that names no verdict sees what it saw before flows";
+  EXPECT_TRUE(none.Matches(drop));
+  EXPECT_TRUE(none.Matches(audit));
+  EventFilter forwarded = filter({{"verdict", {"forwarded"}}});
+  EXPECT_TRUE(forwarded.Matches(flow));
+  EXPECT_FALSE(forwarded.Matches(drop));
+  EventFilter all = filter({{"verdict", {"dropped", "audit", "FORWARDED"}}});
+  EXPECT_TRUE(all.Matches(flow) && all.Matches(drop) && all.Matches(audit));
+  // The other fields apply to flows as to drops.
+  EXPECT_TRUE(filter({{"verdict", {"forwarded"}}, {"from", {"web"}}, {"port", {5432}}, {"protocol", {"tcp"}},
+                      {"direction", "egress"}})
+                  .Matches(flow));
+  EXPECT_FALSE(filter({{"verdict", {"forwarded"}}, {"to", {"web"}}}).Matches(flow));
+  EXPECT_FALSE(filter({{"verdict", {"forwarded"}}, {"direction", "ingress"}}).Matches(flow));
+  EXPECT_FALSE(filter({{"verdict", {"forwarded"}}, {"reason", {"policy_denied"}}}).Matches(flow));
+  // And the verdict round-trips, as stockade-tail sends it.
+  auto back = EventFilter::FromJson(all.ToJson());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->verdicts, all.verdicts);
+  EXPECT_EQ(ParseVerdict("forwarded").value_or(99), VERDICT_FORWARDED);
+  EXPECT_NE(ParseVerdict("allowed").status().message().find("forwarded"), std::string::npos) << "lists the known ones";
+}
+
 TEST(SubscriberQueue, KeepsOrderAndFinishesAHalfWrittenLine) {
   SubscriberQueue q(10);
   q.Push("aaaa\n");

@@ -89,6 +89,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options)
   auto datapath = Datapath::Load({.instance = o.instance});
   if (!datapath.ok()) return datapath.status();
   agent->datapath_ = std::move(*datapath);
+  // The agent's flag decides at each start, whatever a predecessor set.
+  if (auto s = agent->datapath_->SetFlowRecords(o.flow_records); !s.ok()) return s;
   agent->sync_ = std::make_unique<MapSync>(*agent->datapath_);
   if (auto s = agent->sync_->Adopt(); !s.ok()) return s;
   if (o.least_privilege) {

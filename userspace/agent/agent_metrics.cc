@@ -19,28 +19,38 @@
 namespace stockade {
 namespace {
 
-// Ring buffer reservations that failed: the records lost, and the drops they stood for.
-std::pair<uint64_t, uint64_t> RingbufLost(const Datapath& datapath) {
-  uint64_t records = 0, drops = 0;
+// Ring buffer reservations that failed: the records lost, and the drops and
+// the allowed new flows they stood for.
+struct RingbufLoss {
+  uint64_t records = 0, drops = 0, new_flows = 0;
+};
+
+RingbufLoss RingbufLost(const Datapath& datapath) {
+  RingbufLoss lost;
   for (uint32_t dir = 0; dir < DIR_MAX; ++dir)
     for (uint32_t verdict = 0; verdict < VERDICT_MAX; ++verdict) {
       auto c = datapath.Counter(EVENT_LOST, dir, verdict);
       if (!c.ok()) continue;
-      records += c->packets;
-      drops += c->bytes;  // record_decision counts what a lost record stood for as its "bytes"
+      lost.records += c->packets;
+      // emit_event() counts what a lost record stood for as its "bytes".
+      (verdict == VERDICT_FORWARDED ? lost.new_flows : lost.drops) += c->bytes;
     }
-  return {records, drops};
+  return lost;
 }
 
 }  // namespace
 
 nlohmann::json Agent::EventStats() {
   EventHubStats hub = events_->Stats();
-  auto [ringbuf_records, ringbuf_drops] = RingbufLost(*datapath_);
+  RingbufLoss ringbuf = RingbufLost(*datapath_);
+  uint64_t new_flows = 0;
+  for (uint32_t dir = 0; dir < DIR_MAX; ++dir) new_flows += hub.flows[VERDICT_FORWARDED][dir];
   return {{"received", hub.received},
           {"drops_received", hub.drops_received},
+          {"new_flows_received", new_flows},
           {"subscribers", hub.subscribers},
-          {"lost", {{"ringbuf", ringbuf_records}, {"ringbuf_drops", ringbuf_drops}, {"agent", hub.malformed},
+          {"lost", {{"ringbuf", ringbuf.records}, {"ringbuf_drops", ringbuf.drops}, {"ringbuf_new_flows", ringbuf.new_flows},
+                    {"agent", hub.malformed},
                     {"subscriber", hub.subscriber_lost}}}};
 }
 
@@ -91,13 +101,22 @@ std::string Agent::RenderMetrics() {
     out.Sample("stockade_forward_bytes_total", {{"direction", std::string(DirectionName(dir))}}, forwarded[dir].bytes);
 
   EventHubStats hub = events_->Stats();
-  auto [ringbuf_records, ringbuf_drops] = RingbufLost(*datapath_);
-  out.Family("stockade_events_total", "counter", "Drop event records the agent read from the ring buffer.");
+  RingbufLoss ringbuf = RingbufLost(*datapath_);
+  out.Family("stockade_events_total", "counter",
+             "Event records (drops, audits, allowed new flows) the agent read from the ring buffer.");
   out.Sample("stockade_events_total", hub.received);
+  out.Family("stockade_flows_total", "counter",
+             "What the event records stood for, by verdict and direction: FORWARDED counts allowed new flows "
+             "(conntrack entries created), DROPPED and AUDIT the packets their records stood for.");
+  for (uint32_t verdict = 0; verdict < VERDICT_MAX; ++verdict)
+    for (uint32_t dir = 0; dir < DIR_MAX; ++dir)
+      out.Sample("stockade_flows_total",
+                 {{"verdict", std::string(VerdictName(verdict))}, {"direction", std::string(DirectionName(dir))}},
+                 hub.flows[verdict][dir]);
   out.Family("stockade_events_lost_total", "counter",
-             "Drop event records lost, by stage: ringbuf (the kernel could not reserve), agent (unreadable), "
+             "Event records lost, by stage: ringbuf (the kernel could not reserve), agent (unreadable), "
              "subscriber (dropped from a slow subscriber's queue).");
-  out.Sample("stockade_events_lost_total", {{"stage", "ringbuf"}}, ringbuf_records);
+  out.Sample("stockade_events_lost_total", {{"stage", "ringbuf"}}, ringbuf.records);
   out.Sample("stockade_events_lost_total", {{"stage", "agent"}}, hub.malformed);
   out.Sample("stockade_events_lost_total", {{"stage", "subscriber"}}, hub.subscriber_lost);
   out.Family("stockade_event_subscribers", "gauge", "stockade-tail and other subscribers connected now.");

@@ -120,11 +120,14 @@ void EventHub::StartReading() {
 }
 
 EventHubStats EventHub::Stats() const {
-  return {.received = received_,
-          .drops_received = drops_received_,
-          .malformed = reader_ ? reader_->malformed() : 0,
-          .subscriber_lost = subscriber_lost_,
-          .subscribers = subscribers_};
+  EventHubStats stats{.received = received_,
+                      .drops_received = drops_received_,
+                      .malformed = reader_ ? reader_->malformed() : 0,
+                      .subscriber_lost = subscriber_lost_,
+                      .subscribers = subscribers_};
+  for (int verdict = 0; verdict < VERDICT_MAX; ++verdict)
+    for (int dir = 0; dir < DIR_MAX; ++dir) stats.flows[verdict][dir] = flows_[verdict][dir];
+  return stats;
 }
 
 int64_t EventHub::RealtimeNs(uint64_t monotonic_ns) {
@@ -182,7 +185,10 @@ void EventHub::Loop() {
 
 void EventHub::OnEvent(const drop_event& raw) {
   received_.fetch_add(1, std::memory_order_relaxed);
-  drops_received_.fetch_add(raw.count, std::memory_order_relaxed);
+  if (raw.verdict != VERDICT_FORWARDED) drops_received_.fetch_add(raw.count, std::memory_order_relaxed);
+  // The reader checked the size, not the values: a record of another build must not index past the table.
+  if (raw.verdict < VERDICT_MAX && raw.direction < DIR_MAX)
+    flows_[raw.verdict][raw.direction].fetch_add(raw.count, std::memory_order_relaxed);
   EventRecord record{.raw = raw, .time_ns = RealtimeNs(raw.timestamp_ns), .context = batch_context_};
   // Formatted once for all who want it; the last of them gets the line itself.
   std::string line = TakeSpareLine();

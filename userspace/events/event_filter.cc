@@ -97,7 +97,7 @@ std::string WorkloadSelector::ToString() const {
 bool EventFilter::Matches(const EventRecord& e) const {
   const drop_event& r = e.raw;
   if (!AnyOrContains(reasons, static_cast<int>(r.reason))) return false;
-  if (!AnyOrContains(verdicts, r.verdict)) return false;
+  if (verdicts.empty() ? r.verdict == VERDICT_FORWARDED : !AnyOrContains(verdicts, r.verdict)) return false;
   if (!AnyOrContains(protocols, r.protocol)) return false;
   if (direction && *direction != r.direction) return false;
   if (!identities.empty() && !AnyOrContains(identities, e.source_identity()) &&
@@ -199,7 +199,8 @@ absl::StatusOr<uint8_t> ParseVerdict(const std::string& name) {
   std::string lower = absl::AsciiStrToLower(name);
   if (lower == "dropped" || lower == "drop") return uint8_t{VERDICT_DROPPED};
   if (lower == "audit") return uint8_t{VERDICT_AUDIT};
-  return absl::InvalidArgumentError(absl::StrCat("unknown verdict '", name, "'; known: dropped, audit"));
+  if (lower == "forwarded") return uint8_t{VERDICT_FORWARDED};
+  return absl::InvalidArgumentError(absl::StrCat("unknown verdict '", name, "'; known: dropped, audit, forwarded"));
 }
 
 absl::StatusOr<uint8_t> ParseProtocol(const std::string& name) {

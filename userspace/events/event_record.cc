@@ -246,7 +246,9 @@ std::string EventRecord::Rule() const {
     return origin ? *origin : absl::StrCat("rule ", raw.rule_id);
   }
   // No rule matched: the endpoint is selected by a policy in this direction and nothing allows the flow.
-  return raw.reason == DROP_POLICY_DENIED ? "default deny" : "";
+  if (raw.reason == DROP_POLICY_DENIED) return "default deny";
+  // A flow allowed without a rule: no policy selects the endpoint in this direction.
+  return raw.verdict == VERDICT_FORWARDED ? "not enforced" : "";
 }
 
 std::string_view VerdictName(uint8_t verdict) {

@@ -41,10 +41,12 @@ std::string FormatEventText(const nlohmann::json& e, bool colour) {
   const char* on = "";
   const char* off = "";
   if (colour) {
-    on = verdict == "AUDIT" ? "\033[33m" : "\033[31m";
+    on = verdict == "AUDIT" ? "\033[33m" : verdict == "FORWARDED" ? "\033[32m" : "\033[31m";
     off = "\033[0m";
   }
-  std::string line = absl::StrCat(time, " ", on, verdict, " ", Str(e, "reason"), off, " ",
+  // A forwarded record is a new flow: its reason would only repeat the verdict.
+  std::string reason = verdict == "FORWARDED" ? "" : " " + Str(e, "reason");
+  std::string line = absl::StrCat(time, " ", on, verdict, reason, off, " ",
                                   Peer(e.value("source", nlohmann::json::object())), " -> ",
                                   Peer(e.value("destination", nlohmann::json::object())), " ", Str(e, "protocol"));
   if (e.contains("icmp_type"))

@@ -70,6 +70,9 @@ struct AgentOptions {
   size_t subscriber_queue = 65536;   // event lines waiting per subscriber before its oldest drop
   absl::Duration resync_interval = absl::Seconds(30);
   bool audit = false;  // every endpoint in audit mode: drops reported, traffic passes
+  // A record for every allowed new flow (VERDICT_FORWARDED events); on by
+  // default, as `hubble observe` shows allowed flows. Off: drops and audits only.
+  bool flow_records = true;
   TcAttachMode tc_mode = TcAttachMode::kAuto;
   // XDP in place of TC ingress on host-side veths. TC is the default: on a
   // veth XDP costs more (the kernel copies each frame for it; docs/benchmarks.md).

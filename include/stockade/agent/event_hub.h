@@ -49,7 +49,10 @@ struct EventHubOptions {
 
 struct EventHubStats {
   uint64_t received = 0;         // records read from the ring buffer
-  uint64_t drops_received = 0;   // the drops those records stand for (sum of counts)
+  uint64_t drops_received = 0;   // the drops the drop and audit records stand for (sum of counts)
+  // What the records stand for, by verdict and direction: drops, audits, and
+  // (VERDICT_FORWARDED) allowed new flows.
+  uint64_t flows[VERDICT_MAX][DIR_MAX] = {};
   uint64_t malformed = 0;        // records of the wrong size: lost at the agent
   uint64_t subscriber_lost = 0;  // lines dropped from subscribers' queues, all subscribers
   uint64_t subscribers = 0;      // connected now
@@ -101,6 +104,7 @@ class EventHub {
   int64_t offset_refreshed_ns_ = 0;
 
   std::atomic<uint64_t> received_{0}, drops_received_{0}, subscriber_lost_{0}, subscribers_{0};
+  std::atomic<uint64_t> flows_[VERDICT_MAX][DIR_MAX] = {};
 };
 
 std::string DefaultEventSocketPath(const std::string& instance);

@@ -37,7 +37,10 @@ struct EventFilter {
   std::vector<WorkloadSelector> container;  // either end
   std::vector<uint32_t> identities;         // either end's identity
   std::vector<int> reasons;                 // enum stockade_drop_reason
-  std::vector<uint8_t> verdicts;            // VERDICT_DROPPED, VERDICT_AUDIT
+  // Empty: VERDICT_DROPPED and VERDICT_AUDIT, what the stream carried before
+  // new-flow records, so a subscriber that names no verdict sees what it did;
+  // VERDICT_FORWARDED only when asked for (stockade-tail --all-verdicts).
+  std::vector<uint8_t> verdicts;
   std::vector<uint16_t> ports;              // either end's port
   std::vector<uint8_t> protocols;           // IPPROTO_*; 0 for ARP
   std::optional<uint8_t> direction;         // DIR_INGRESS or DIR_EGRESS
@@ -51,7 +54,7 @@ struct EventFilter {
 
 // Names as operators type them; case does not matter.
 [[nodiscard]] absl::StatusOr<int> ParseDropReason(const std::string& name);         // "policy_denied"
-[[nodiscard]] absl::StatusOr<uint8_t> ParseVerdict(const std::string& name);        // "dropped", "audit"
+[[nodiscard]] absl::StatusOr<uint8_t> ParseVerdict(const std::string& name);        // "dropped", "audit", "forwarded"
 [[nodiscard]] absl::StatusOr<uint8_t> ParseProtocol(const std::string& name);       // "tcp", "udp", "icmp", ...
 [[nodiscard]] absl::StatusOr<uint8_t> ParseDirection(const std::string& name);      // "ingress", "egress"
 
