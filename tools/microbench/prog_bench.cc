@@ -11,12 +11,15 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "bench_bpf.skel.h"
 #include "maps/abi.h"
 #include "stockade/net/addresses.h"
@@ -82,6 +85,10 @@ std::vector<uint8_t> MeasuredIpv4Options() {
 
 constexpr char kEstablished[] = "established";
 constexpr char kNewFlow[] = "new flow";
+// The same two paths with new-flow records off (maps/config.h), measured in
+// the same rounds: what the records cost. The others run with them on.
+constexpr char kEstablishedNoRecords[] = "established -r";
+constexpr char kNewFlowNoRecords[] = "new flow -r";
 constexpr char kDenied[] = "denied";
 constexpr char kRefPass[] = "ref_pass";
 constexpr char kRefMinFilter[] = "ref_min_filter";
@@ -100,6 +107,10 @@ struct MinFilterKey {
   uint8_t pad[3];
 };
 static_assert(sizeof(MinFilterKey) == 16);
+
+// The bench object's ring buffer: 64 MiB, ~760k records, more than the
+// 500k runs of a full run's new-flow measure.
+constexpr uint32_t kBenchRecordBytes = 64u << 20;
 
 // A port no rule allows, for the denied path.
 constexpr uint16_t kDeniedPortOffset = 1000;
@@ -274,11 +285,17 @@ struct Measurement {
   // Run before every measure, if not empty: the bench object's new flows
   // evict its established ones from its small conntrack.
   std::vector<uint8_t> primer;
+  // Also before every measure, outside the timing: new-flow records on
+  // (the default) or off in the config of the program's object.
+  std::function<absl::Status()> configure;
 };
 
 // Every measured packet must get the verdict of its path: another would mean
 // a broken setup, and the cost of another path.
 absl::StatusOr<uint32_t> TimeRuns(const Measurement& m, uint32_t repeat) {
+  if (m.configure) {
+    if (absl::Status s = m.configure(); !s.ok()) return s;
+  }
   if (!m.primer.empty()) {
     auto primed = TestRun(m.prog_fd, m.primer, 1);
     if (!primed.ok()) return primed.status();
@@ -293,17 +310,47 @@ absl::StatusOr<uint32_t> TimeRuns(const Measurement& m, uint32_t repeat) {
   return result->ns_per_run;
 }
 
-std::vector<Measurement> Measurements(Datapath& dp, bench_bpf* bench) {
+// The bench object's config as Datapath::Load writes the datapath's (the
+// default interval), with new-flow records on or off.
+absl::Status WriteBenchConfig(bench_bpf* bench, bool flow_records) {
+  uint32_t zero = 0;
+  stockade_config config{.event_interval_ns = STOCKADE_DEFAULT_EVENT_INTERVAL_NS,
+                         .flags = uint64_t{STOCKADE_CONFIG_F_SET} |
+                                  (flow_records ? 0 : uint64_t{STOCKADE_CONFIG_F_NO_FLOW_RECORDS})};
+  if (bpf_map_update_elem(bpf_map__fd(bench->maps.config), &zero, &config, BPF_ANY) != 0)
+    return ErrnoStatus(errno, "write the config of BPF object bench_bpf");
+  return absl::OkStatus();
+}
+
+std::vector<Measurement> Measurements(Datapath& dp, bench_bpf* bench, ring_buffer* records) {
   std::vector<Measurement> list;
+  auto datapath_records = [&dp](bool on) { return [&dp, on] { return dp.SetFlowRecords(on); }; };
+  auto bench_records = [bench, records](bool on) {
+    return [bench, records, on]() -> absl::Status {
+      if (ring_buffer__consume(records) < 0) return absl::InternalError("read the bench object's ring buffer");
+      return WriteBenchConfig(bench, on);
+    };
+  };
   const Kind& ipv4_tcp = kKinds[0];
   list.push_back({ipv4_tcp.name, kRefPass, bpf_program__fd(bench->progs.ref_pass), Frame(ipv4_tcp, true)});
   for (const Kind& kind : kKinds) {
     if (HasOwnFloor(kind))
       list.push_back({kind.name, kRefMinFilter, bpf_program__fd(bench->progs.ref_min_filter), Frame(kind, true)});
     // Primed as a live flow is: past its first request.
-    list.push_back({.kind = kind.name, .path = kEstablished, .prog_fd = dp.tc_ingress_fd(), .frame = Frame(kind, true),
-                    .primer = Frame(kind, true, 0, true)});
-    list.push_back({kind.name, kNewFlow, bpf_program__fd(bench->progs.bench_new_flow), Frame(kind, false)});
+    // Established, new flow, new flow without records, established without:
+    // in ABBA order each established measure follows a new flow's in one
+    // round of two, as its twin does, so neither gets the colder caches.
+    auto established = [&](bool on) {
+      list.push_back({.kind = kind.name, .path = on ? kEstablished : kEstablishedNoRecords,
+                      .prog_fd = dp.tc_ingress_fd(), .frame = Frame(kind, true),
+                      .primer = Frame(kind, true, 0, true), .configure = datapath_records(on)});
+    };
+    established(true);
+    for (bool on : {true, false})
+      list.push_back({.kind = kind.name, .path = on ? kNewFlow : kNewFlowNoRecords,
+                      .prog_fd = bpf_program__fd(bench->progs.bench_new_flow), .frame = Frame(kind, false),
+                      .configure = bench_records(on)});
+    established(false);
     list.push_back({.kind = kind.name, .path = kDenied, .prog_fd = dp.tc_ingress_fd(),
                     .frame = Frame(kind, true, kDeniedPortOffset), .expected_retval = TC_ACT_SHOT});
     for (auto [path, prog] : {std::pair{kToEndpoint, bench->progs.stage_endpoint},
@@ -404,6 +451,33 @@ void CheckFlatTarget(const std::map<std::pair<std::string, std::string>, std::ve
   }
 }
 
+// What new-flow records cost: records on over records off, per kind, at
+// every N (the same rounds); the worst N is the one judged.
+void PrintRecordCost(const std::map<std::pair<std::string, std::string>, std::vector<Row>>& rows) {
+  std::printf("  new-flow records on / off (same rounds; worst N): established unchanged (<= 1.05, the noise), "
+              "new flow <= 1.10\n");
+  for (auto [on, off, limit] : {std::tuple{kEstablished, kEstablishedNoRecords, 1.05},
+                                std::tuple{kNewFlow, kNewFlowNoRecords, 1.10}}) {
+    for (const Kind& kind : kKinds) {
+      const std::vector<Row>& with = rows.at({kind.name, on});
+      const std::vector<Row>& without = rows.at({kind.name, off});
+      double worst = 0;
+      uint32_t worst_n = 0;
+      std::string each;
+      for (size_t i = 0; i < with.size() && i < without.size(); ++i) {
+        double ratio = with[i].median / without[i].median;
+        absl::StrAppend(&each, i ? " " : "", absl::StrFormat("%.3f", ratio));
+        if (ratio > worst) {
+          worst = ratio;
+          worst_n = with[i].policy_size;
+        }
+      }
+      std::printf("    %s  %-9s %-12s worst %.3f at N=%u (by N: %s)\n", worst <= limit ? "PASS" : "FAIL", kind.name,
+                  on, worst, worst_n, each.c_str());
+    }
+  }
+}
+
 // Where an established packet's time goes, by the stage_* programs (over
 // ref_pass, the cost of a run that does nothing), at the largest N.
 void PrintStages(const std::map<std::pair<std::string, std::string>, std::vector<Row>>& rows) {
@@ -435,11 +509,19 @@ void PrintStages(const std::map<std::pair<std::string, std::string>, std::vector
 // that every N is measured in the same rounds: the speed of a shared VM
 // drifts by tens of percent within a minute, and interleaving makes the
 // drift weigh on every N alike.
+struct RingBufferDeleter {
+  void operator()(ring_buffer* rb) const { ring_buffer__free(rb); }
+};
+
 struct Scene {
   uint32_t policy_size = 0;
   std::unique_ptr<Datapath> dp;
   BenchObject bench;
   std::unique_ptr<BenchMaps> bench_maps;
+  // The bench object's records, read (and thrown away) before each new-flow
+  // measure, as the agent reads them: a full ring buffer would make a
+  // reservation a cheap failure, not the cost of a record.
+  std::unique_ptr<ring_buffer, RingBufferDeleter> records;
   std::vector<Measurement> list;
 };
 
@@ -451,8 +533,18 @@ absl::StatusOr<std::unique_ptr<Scene>> BuildScene(uint32_t policy_size, uint64_t
   if (!dp.ok()) return dp.status();
   scene->dp = std::move(*dp);
   // bench_new_flow keeps the production conntrack size, so its inserts evict as a full table would.
-  scene->bench.reset(bench_bpf__open_and_load());
-  if (!scene->bench) return ErrnoStatus(errno, "open and load BPF object bench_bpf");
+  scene->bench.reset(bench_bpf__open());
+  if (!scene->bench) return ErrnoStatus(errno, "open BPF object bench_bpf");
+  // Room for every record of a new-flow measure (at most one a run) between two reads.
+  if (int err = bpf_map__set_max_entries(scene->bench->maps.events, kBenchRecordBytes); err != 0)
+    return ErrnoStatus(-err, "size the ring buffer of BPF object bench_bpf");
+  if (int err = bench_bpf__load(scene->bench.get()); err != 0)
+    return ErrnoStatus(-err, "load BPF object bench_bpf");
+  scene->records.reset(ring_buffer__new(bpf_map__fd(scene->bench->maps.events),
+                                        [](void*, void*, size_t) { return 0; }, nullptr, nullptr));
+  if (!scene->records) return ErrnoStatus(errno, "read the ring buffer of BPF object bench_bpf");
+  // Records on, at the default interval: a zeroed config would report every new flow, one record each.
+  if (absl::Status s = WriteBenchConfig(scene->bench.get(), true); !s.ok()) return s;
   auto bench_maps = WrapBenchMaps(scene->bench.get());
   if (!bench_maps.ok()) return bench_maps.status();
   scene->bench_maps = std::make_unique<BenchMaps>(std::move(*bench_maps));
@@ -467,7 +559,7 @@ absl::StatusOr<std::unique_ptr<Scene>> BuildScene(uint32_t policy_size, uint64_t
     if (!HasOwnFloor(kind)) continue;
     if (absl::Status s = AllowInMinFilter(scene->bench_maps->min_filter_allow, kind); !s.ok()) return s;
   }
-  scene->list = Measurements(*scene->dp, scene->bench.get());
+  scene->list = Measurements(*scene->dp, scene->bench.get(), scene->records.get());
   if (absl::Status s = CheckPaths(policy_size, *scene->dp, *scene->bench_maps, scene->list); !s.ok()) return s;
   // Fill bench_new_flow's conntrack maps (IPv4 and IPv6) before measuring:
   // from then on every insert evicts, the steady state.
@@ -509,7 +601,8 @@ absl::Status RunProgBench(bool quick) {
   std::fflush(stdout);
   for (int round = 0; round < rounds; ++round) {
     for (size_t index : InterleavedOrder(all.size(), round)) {
-      auto ns = TimeRuns(*all[index], all[index]->path == kNewFlow ? new_flow_repeat : repeat);
+      bool new_flow = all[index]->path == kNewFlow || all[index]->path == kNewFlowNoRecords;
+      auto ns = TimeRuns(*all[index], new_flow ? new_flow_repeat : repeat);
       if (!ns.ok()) return ns.status();
       all[index]->ns.Add(*ns);
     }
@@ -542,6 +635,7 @@ absl::Status RunProgBench(bool quick) {
   CheckFlatTarget(rows, kEstablished, 0.10);
   CheckFlatTarget(rows, kNewFlow, 0.10);
   CheckFlatTarget(rows, kDenied, 0.10);
+  PrintRecordCost(rows);
   std::printf("\n");
   PrintStages(rows);
   return absl::OkStatus();
