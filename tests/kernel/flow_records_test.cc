@@ -194,6 +194,26 @@ TEST_F(FlowRecordAggregationTest, NewFlowsOfOneClientAndPortAreOneRecordPerInter
   EXPECT_EQ(DrainEvents().size(), 1u);
 }
 
+// What stockaded --no-flow-records writes at its start: the one bit, the
+// interval and the loader's mark kept as they were.
+TEST_F(FlowRecordAggregationTest, TheSwitchTurnsOnlyTheRecordsOffAndOn) {
+  stockade_config config = dp_->ReadConfig().value();
+  config.event_interval_ns = 777;
+  ASSERT_TRUE(dp_->WriteConfig(config).ok());
+  EXPECT_FALSE(config.flags & STOCKADE_CONFIG_F_NO_FLOW_RECORDS) << "on by default";
+  ASSERT_TRUE(dp_->SetFlowRecords(false).ok());
+  stockade_config off = dp_->ReadConfig().value();
+  EXPECT_TRUE(off.flags & STOCKADE_CONFIG_F_NO_FLOW_RECORDS);
+  EXPECT_TRUE(off.flags & STOCKADE_CONFIG_F_SET);
+  EXPECT_EQ(off.event_interval_ns, 777u);
+  ASSERT_TRUE(Passes(kOut, WebTcp(43000, 5432, kTcpSyn)));
+  EXPECT_TRUE(DrainEvents().empty());
+  ASSERT_TRUE(dp_->SetFlowRecords(true).ok());
+  EXPECT_EQ(dp_->ReadConfig().value().flags, config.flags);
+  ASSERT_TRUE(Passes(kOut, WebTcp(43001, 5432, kTcpSyn)));
+  EXPECT_EQ(DrainEvents().size(), 1u) << "back on at once, no reload";
+}
+
 // Every record the ring buffer had no room for is counted where it was lost,
 // under its own verdict: the agent's events.lost.ringbuf_new_flows.
 TEST_F(FlowRecordAggregationTest, FullRingBufferCountsEveryLostFlowRecord) {
