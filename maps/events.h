@@ -61,4 +61,23 @@ struct event_agg_value {
 };
 STOCKADE_ABI_SIZE(struct event_agg_value, 16);
 
+/*
+ * flow_seen: per CPU, the keys of the new-flow records this CPU made lately,
+ * by hash (bpf/lib/record.h). A key it has not seen within the interval is
+ * reported at once, without an event_agg entry; a repeat is aggregated there.
+ * One entry (index 0) of STOCKADE_FLOW_SEEN_SLOTS slots, a slot a hash.
+ */
+#define STOCKADE_FLOW_SEEN_SLOTS 2048
+
+struct flow_seen_slot {
+	__u32 hash; /* of the event_agg_key; 0 with at 0: empty */
+	__u32 at;   /* bpf_ktime_get_coarse_ns() >> 20 (~1 ms) of the key's latest record or repeat */
+};
+STOCKADE_ABI_SIZE(struct flow_seen_slot, 8);
+
+struct flow_seen_table {
+	struct flow_seen_slot slots[STOCKADE_FLOW_SEEN_SLOTS];
+};
+STOCKADE_ABI_SIZE(struct flow_seen_table, 8 * STOCKADE_FLOW_SEEN_SLOTS);
+
 #endif /* STOCKADE_MAPS_EVENTS_H */

@@ -25,6 +25,7 @@
 #define STOCKADE_MAP_METRICS "metrics"
 #define STOCKADE_MAP_EVENTS "events"
 #define STOCKADE_MAP_EVENT_AGG "event_agg"
+#define STOCKADE_MAP_FLOW_SEEN "flow_seen"
 #define STOCKADE_MAP_CONFIG "config"
 
 #endif /* STOCKADE_MAPS_PINS_H */

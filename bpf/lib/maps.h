@@ -97,6 +97,14 @@ struct {
 	__type(value, struct event_agg_value);
 } event_agg SEC(".maps");
 
+/* New-flow record keys each CPU saw lately, see maps/events.h. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct flow_seen_table);
+} flow_seen SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

@@ -88,6 +88,7 @@ void DatapathTest::ResetSharedState() {
   ASSERT_TRUE(dp_->fragments().Clear().ok());
   ASSERT_TRUE(dp_->denied_flows().Clear().ok());
   ASSERT_TRUE(dp_->event_agg().Clear().ok());
+  ASSERT_TRUE(dp_->flow_seen().Zero(0).ok());
   stockade_config config{};
   config.event_interval_ns = STOCKADE_DEFAULT_EVENT_INTERVAL_NS;
   config.flags = STOCKADE_CONFIG_F_SET;

@@ -145,11 +145,12 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
   auto fragments = Wrap<FragmentMap>(skel->maps.fragments);
   auto denied_flows = Wrap<DeniedFlowMap>(skel->maps.denied_flows);
   auto event_agg = Wrap<EventAggMap>(skel->maps.event_agg);
+  auto flow_seen = FlowSeenMap::FromFd(bpf_map__fd(skel->maps.flow_seen));
   auto config = Wrap<ConfigMap>(skel->maps.config);
   auto metrics = MetricsMap::FromFd(bpf_map__fd(skel->maps.metrics));
   for (const absl::Status& s : {endpoints.status(), ipcache.status(), policy.status(),
                                 policy_exact.status(),
-                                conntrack.status(), conntrack4.status(), flow_cache.status(), fragments.status(), denied_flows.status(), event_agg.status(), config.status(),
+                                conntrack.status(), conntrack4.status(), flow_cache.status(), fragments.status(), denied_flows.status(), event_agg.status(), flow_seen.status(), config.status(),
                                 metrics.status()}) {
     if (!s.ok()) {
       destroy();
@@ -159,7 +160,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
   std::unique_ptr<Datapath> dp(new Datapath(skel, pin_dir, std::move(*endpoints), std::move(*ipcache),
                                             std::move(*policy), std::move(*policy_exact),
                                             Conntrack(std::move(*conntrack), std::move(*conntrack4), std::move(*flow_cache)),
-                                            std::move(*fragments), std::move(*denied_flows), std::move(*event_agg), std::move(*config),
+                                            std::move(*fragments), std::move(*denied_flows), std::move(*event_agg), std::move(*flow_seen), std::move(*config),
                                             std::move(*metrics)));
 
   // A fresh config gets the defaults; an adopted one keeps what was set.
@@ -182,7 +183,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
 Datapath::Datapath(stockade_bpf* skel, std::string pin_dir, EndpointMap endpoints, IpcacheMap ipcache,
                    PolicyMap policy, PolicyMap policy_exact, Conntrack conntrack,
                    FragmentMap fragments, DeniedFlowMap denied_flows,
-                   EventAggMap event_agg, ConfigMap config, MetricsMap metrics)
+                   EventAggMap event_agg, FlowSeenMap flow_seen, ConfigMap config, MetricsMap metrics)
     : skel_(skel),
       pin_dir_(std::move(pin_dir)),
       endpoints_(std::move(endpoints)),
@@ -193,6 +194,7 @@ Datapath::Datapath(stockade_bpf* skel, std::string pin_dir, EndpointMap endpoint
       fragments_(std::move(fragments)),
       denied_flows_(std::move(denied_flows)),
       event_agg_(std::move(event_agg)),
+      flow_seen_(std::move(flow_seen)),
       config_(std::move(config)),
       metrics_(std::move(metrics)) {}
 

@@ -42,6 +42,7 @@ using DeniedFlowMap = TypedMap<denied_flow_key, denied_flow>;
 using EventAggMap = TypedMap<event_agg_key, event_agg_value>;
 using ConfigMap = TypedMap<uint32_t, stockade_config>;
 using MetricsMap = PerCpuArray<metrics_value>;
+using FlowSeenMap = PerCpuArray<flow_seen_table>;
 
 class Datapath {
  public:
@@ -74,6 +75,7 @@ class Datapath {
   FragmentMap& fragments() { return fragments_; }
   DeniedFlowMap& denied_flows() { return denied_flows_; }
   EventAggMap& event_agg() { return event_agg_; }
+  FlowSeenMap& flow_seen() { return flow_seen_; }
   ConfigMap& config() { return config_; }
   MetricsMap& metrics() { return metrics_; }
 
@@ -94,7 +96,8 @@ class Datapath {
  private:
   Datapath(stockade_bpf* skel, std::string pin_dir, EndpointMap endpoints, IpcacheMap ipcache,
            PolicyMap policy, PolicyMap policy_exact, Conntrack conntrack, FragmentMap fragments,
-           DeniedFlowMap denied_flows, EventAggMap event_agg, ConfigMap config, MetricsMap metrics);
+           DeniedFlowMap denied_flows, EventAggMap event_agg, FlowSeenMap flow_seen, ConfigMap config,
+           MetricsMap metrics);
 
   stockade_bpf* skel_;
   std::string pin_dir_;
@@ -107,6 +110,7 @@ class Datapath {
   FragmentMap fragments_;
   DeniedFlowMap denied_flows_;
   EventAggMap event_agg_;
+  FlowSeenMap flow_seen_;
   ConfigMap config_;
   MetricsMap metrics_;
 };
