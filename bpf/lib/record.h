@@ -125,7 +125,8 @@ static __always_inline int flow_key_is_new_here(const struct event_agg_key *key,
 	h = event_agg_key_hash(key);
 	at = (__u32)(now >> 20);
 	slot = &seen->slots[h & (STOCKADE_FLOW_SEEN_SLOTS - 1)];
-	/* Wraps after ~50 days: then a key is taken as new once too often. */
+	/* ~1 ms units wrap after ~50 days: a slot untouched that long may pass
+	 * for a recent sighting, which costs an event_agg entry, never a count. */
 	is_new = slot->hash != h || at - slot->at > (__u32)(interval >> 20);
 	slot->hash = h;
 	slot->at = at;
