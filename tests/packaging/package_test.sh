@@ -97,12 +97,25 @@ tail_completion=$root/usr/share/bash-completion/completions/stockade-tail
 [ "$(complete_words "$ctl" stockadectl -o json endpoint "")" = list ] || fail "stockadectl -o json endpoint <TAB>"
 [ "$(complete_words "$tail_completion" stockade-tail --verdict d)" = dropped ] || fail "stockade-tail --verdict d<TAB>"
 [ "$(complete_words "$tail_completion" stockade-tail --no-f)" = --no-follow ] || fail "stockade-tail --no-f<TAB>"
-# Every option of each --help is offered.
+# Every option of each --help is offered: those of its Options section
+# first thing, a command's own (on its line of Commands) after that command.
+options_in() { grep -oE -- '(^|[ ,[])--?[a-z][a-z-]*' | tr -d ' ,[' | sort -u; }
 for name in stockadectl stockade-tail; do
-  offered=$(complete_words "$root/usr/share/bash-completion/completions/$name" "$name" -)
-  for option in $("$build/tools/$name" --help | grep -oE -- '(^|[ ,[])--?[a-z][a-z-]*' | tr -d ' ,[' | sort -u); do
+  completion=$root/usr/share/bash-completion/completions/$name
+  help=$("$build/tools/$name" --help)
+  offered=$(complete_words "$completion" "$name" -)
+  for option in $(sed -n '/^Options:/,$p' <<<"$help" | options_in); do
     grep -qx -- "$option" <<<"$offered" || fail "$name's completion does not offer $option"
   done
+  # "  endpoint list [--remote]   ...": the words before the first option, and its options.
+  while read -r line; do
+    words=$(sed -E 's/ +(\[|-).*//; s/  .*//' <<<"$line")
+    # shellcheck disable=SC2086 # the command's words, one argument each
+    offered=$(complete_words "$completion" "$name" $words -)
+    for option in $(sed -E 's/  .*//' <<<"$line" | options_in); do
+      grep -qx -- "$option" <<<"$offered" || fail "$name's completion does not offer $option after $words"
+    done
+  done < <(sed -n '/^Commands:/,/^$/p' <<<"$help" | grep -E '^  [a-z][a-z ]*[a-z] +(\[)?--')
 done
 
 step "dpkg -i"
