@@ -129,6 +129,8 @@ TEST(AgentStoreTest, TwoHostsEnforceEachOthersEndpointsThroughEtcdAndItsFailures
   EXPECT_EQ(remote_by_name["backend"]["ipv4"], address.at("backend"));
   EXPECT_EQ(remote_by_name["backend"]["labels"], nlohmann::json({{"tier", "backend"}}));
   EXPECT_EQ(remote_by_name["web"]["state"], "remote");
+  EXPECT_GT(remote_by_name["web"].value("enforced_at_ns", int64_t{0}), 0);
+  EXPECT_NE(store_status(host_b).value("last_change", ""), "") << "status says when the store last changed";
   std::string drops;
   EXPECT_TRUE(WaitUntil(
                   [&] {

@@ -570,7 +570,11 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
     if (p[2].revents) {
       store_->ClearChanged();
       std::lock_guard<std::mutex> hold(mu_);
-      if (auto s = Reconcile(); !s.ok()) AgentLog(absl::StrCat("reconcile after a store change: ", s.message()));
+      if (auto s = Reconcile(); !s.ok()) {
+        AgentLog(absl::StrCat("reconcile after a store change: ", s.message()));
+      } else {
+        store_sync_lag_ = absl::Now() - store_->Stats().last_change;
+      }
     }
     {
       // Put off for the change just handled (or for one that changed nothing).

@@ -192,6 +192,8 @@ std::string Agent::RenderMetrics() {
     agent.Sample("stockade_store_relists_total", store.relists);
     agent.Family("stockade_store_publish_errors_total", "counter", "Failed writes and lease keepalives.");
     agent.Sample("stockade_store_publish_errors_total", store.publish_errors);
+    agent.Family("stockade_store_sync_lag_seconds", "gauge", "From the store's latest change to the agent's map write for it.");
+    agent.Sample("stockade_store_sync_lag_seconds", absl::ToDoubleSeconds(store_sync_lag_));
   }
   return out.text() + agent.text();
 }

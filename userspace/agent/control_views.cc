@@ -82,9 +82,17 @@ nlohmann::json Agent::Status() {
           {"events_socket", options_.events_socket},
           {"events", EventStats()},
           {"drops", drops},
-          {"store", store_ ? store_->Status() : nlohmann::json("disabled")},
+          {"store", store_ ? StoreStatus() : nlohmann::json("disabled")},
           {"remote_enforced", remote_enforced_at_.size()},  // other hosts' endpoints in the maps
           {"address_conflicts", conflicts}};
+}
+
+nlohmann::json Agent::StoreStatus() {
+  nlohmann::json status = store_->Status();
+  const absl::Time last_change = store_->Stats().last_change;
+  status["last_change"] = last_change == absl::InfinitePast() ? "" : absl::FormatTime(absl::RFC3339_full, last_change, absl::UTCTimeZone());
+  status["sync_lag_ms"] = absl::ToDoubleMilliseconds(store_sync_lag_);
+  return status;
 }
 
 nlohmann::json Agent::EndpointList(bool remote) {

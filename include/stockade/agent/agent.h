@@ -147,6 +147,8 @@ class Agent {
   void HookOnSight(const std::vector<LinkInfo>& links);
   nlohmann::json Status();
   nlohmann::json EndpointList(bool remote);
+  // The store's own status, with when it last changed and how long that took to reach the maps.
+  nlohmann::json StoreStatus();
   nlohmann::json IdentityList();
   nlohmann::json PolicyGet();
   nlohmann::json Explain(const nlohmann::json& request);
@@ -175,6 +177,7 @@ class Agent {
   // as it is: `endpoint list --remote` shows it, for the latency from a
   // container's start on its host to its enforcement here.
   std::map<std::string, absl::Time> remote_enforced_at_;
+  absl::Duration store_sync_lag_ = absl::ZeroDuration();  // the store's latest change to its map write
   // Identities and the compiled policy, from one pass to the next.
   std::unique_ptr<Reconciler> reconciler_ = std::make_unique<Reconciler>();
   std::optional<std::tuple<uint32_t, size_t, size_t>> saved_identities_;  // IdentitySignature at the last save
