@@ -14,6 +14,7 @@
 // (its endpoints leave B after the TTL), and A stopped cleanly (at once).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <csignal>
@@ -22,6 +23,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -30,6 +32,8 @@
 #include "testlib/lab/probes.h"
 #include "testlib/lab/topology.h"
 #include "tests/docker/agent_e2e_env.h"
+#include "stockade/store/endpoint_record.h"
+#include "stockade/store/etcd_client.h"
 #include "tests/store/etcd_test_env.h"
 #include "tests/support/bpf_test_env.h"
 
@@ -222,6 +226,78 @@ TEST(AgentStoreTest, TwoHostsEnforceEachOthersEndpointsThroughEtcdAndItsFailures
   EXPECT_LT(absl::Now() - stopped, absl::Seconds(2)) << "a clean stop does not wait for the TTL";
   EXPECT_TRUE(WaitUntil(backend_shut_out, absl::Seconds(5), "backend is world again at host B").ok());
   if (HasFailure()) std::cerr << "host A:\n" << host_a.Log() << "\nhost B:\n" << host_b.Log();
+}
+
+
+// The same two hosts with etcd's own auth on (scripts/etcd-auth-setup.sh:
+// a user and role per host, its subtree read-write, the prefix read-only):
+// each agent publishes as its own user and follows the other, and host A's
+// user cannot touch host B's keys.
+TEST(AgentStoreTest, AgentsPublishAndFollowAsTheirOwnEtcdUsers) {
+  STOCKADE_REQUIRE_PRIVILEGES();
+  absl::StatusOr<std::unique_ptr<EtcdTestServer>> etcd = EtcdTestServer::Start();
+  ASSERT_TRUE(etcd.ok()) << etcd.status();
+  lab::Topology topology;
+  AgentInstance host_a(absl::StrCat(topology.prefix(), "-ua")), host_b(absl::StrCat(topology.prefix(), "-ub"));
+  auto secret = [&](const AgentInstance& owner, const std::string& name, const std::string& password) {
+    const std::string path = owner.dir() + "/" + name;
+    std::ofstream(path) << password << "\n";
+    EXPECT_EQ(chmod(path.c_str(), 0600), 0);
+    return path;
+  };
+  const std::string root = secret(host_a, "root.password", "root-pw-3Hd"),
+                    a_password = secret(host_a, "etcd.password", "host-a-pw-8Lq"),
+                    b_password = secret(host_b, "etcd.password", "host-b-pw-1Vz");
+  const std::string setup = absl::StrCat(STOCKADE_SOURCE_DIR, "/scripts/etcd-auth-setup.sh --endpoint ",
+                                         (*etcd)->client_url(), " --root-password-file ", root, " --host host-a:",
+                                         a_password, " --host host-b:", b_password, " >", host_a.dir(), "/setup.log 2>&1");
+  ASSERT_EQ(std::system(setup.c_str()), 0) << setup;
+
+  const std::map<std::string, std::string> address = {{"backend", "10.234.0.4"}, {"db", "10.234.0.3"}};
+  absl::StatusOr<StaticLab> scene = MakeStaticLab(topology, address);
+  ASSERT_TRUE(scene.ok()) << scene.status();
+  ASSERT_TRUE(scene->Listen("db", {5432}).ok());
+  const std::string policy =
+      "apiVersion: stockade/v1\nkind: Policy\nmetadata: {name: db-ingress}\nspec:\n"
+      "  endpointSelector: {matchLabels: {tier: db}}\n  ingress:\n"
+      "    - fromEndpoints: [{matchLabels: {tier: backend}}]\n"
+      "      toPorts: [{ports: [{port: \"5432\", protocol: TCP}]}]\n";
+  for (auto [agent, id, tier, password] : {std::tuple{&host_a, "host-a", "backend", a_password},
+                                           std::tuple{&host_b, "host-b", "db", b_password}}) {
+    ASSERT_TRUE(agent->WritePolicy(policy).ok());
+    const std::string endpoints = agent->dir() + "/endpoints.yaml";
+    std::ofstream(endpoints) << scene->EndpointsYaml({tier});
+    absl::StatusOr<pid_t> pid = agent->StartAgent({"--no-docker", "--static-endpoints", endpoints, "--etcd-endpoints",
+                                                   (*etcd)->client_url(), "--host-id", id, "--etcd-user",
+                                                   absl::StrCat("stockade-", id), "--etcd-password-file", password});
+    ASSERT_TRUE(pid.ok()) << pid.status();
+  }
+  auto published = [](const AgentInstance& agent) {
+    absl::StatusOr<nlohmann::json> status = agent.Ctl({"status"});
+    return status.ok() && (*status)["store"].is_object() && (*status)["store"]["published_keys"] == 3 &&
+           (*status)["remote_enforced"] == 1;
+  };
+  ASSERT_TRUE(WaitUntil([&] { return published(host_a) && published(host_b); }, kAgentReady,
+                        "each agent publishes as its own etcd user and has the other's endpoint")
+                  .ok())
+      << "host A:\n" << host_a.Log() << "\nhost B:\n" << host_b.Log();
+  EXPECT_EQ(scene->Probe("backend", "db", 5432, kAnswerTimeout), lab::ProbeOutcome::kAnswered);
+  for (AgentInstance* agent : {&host_a, &host_b}) {
+    absl::StatusOr<nlohmann::json> status = agent->Ctl({"status"});
+    ASSERT_TRUE(status.ok()) << status.status();
+    EXPECT_EQ((*status)["store"]["publish_error"], "") << status->dump(2);
+    EXPECT_EQ((*status)["store"]["published_keys"], 3) << "its endpoint, node and complete";
+    EXPECT_THAT(agent->Log(), ::testing::Not(::testing::HasSubstr("pw-"))) << "no password in the agent's log";
+  }
+  // Host A's credentials do not reach host B's subtree.
+  absl::StatusOr<EtcdClient> as_a = EtcdClient::Create(
+      {.endpoints = {(*etcd)->client_url()}, .user = "stockade-host-a", .password_file = a_password});
+  ASSERT_TRUE(as_a.ok()) << as_a.status();
+  absl::StatusOr<int64_t> overwritten = as_a->Put(CompleteKey("host-b"), "{\"host\":\"host-b\"}");
+  EXPECT_TRUE(absl::IsPermissionDenied(overwritten.status())) << overwritten.status();
+  absl::StatusOr<int64_t> deleted = as_a->DeletePrefix(HostKeyPrefix("host-b"));
+  EXPECT_TRUE(absl::IsPermissionDenied(deleted.status())) << deleted.status();
+  EXPECT_EQ(scene->Probe("backend", "db", 5432, kAnswerTimeout), lab::ProbeOutcome::kAnswered);
 }
 
 }  // namespace
