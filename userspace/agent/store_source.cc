@@ -24,6 +24,8 @@ constexpr absl::Duration kReadBackoffCap = absl::Seconds(2);
 // The publisher looks again at least this often: retained hosts expire,
 // failed writes are retried.
 constexpr absl::Duration kPublishTick = absl::Seconds(1);
+// After a failed write or keepalive.
+constexpr absl::Duration kPublishRetry = absl::Milliseconds(500);
 
 std::vector<StoreChange> ListingChanges(const EtcdRangeResult& range) {
   std::vector<StoreChange> keys;
@@ -158,13 +160,17 @@ void StoreSource::PublishLoop() {
       stats_.last_change = absl::Now();
       SignalChanged();
     }
+    if (!s.ok()) {
+      // etcd away or refusing: try again after a pause, not at once (what
+      // is wanted is still unwritten, and would wake the wait below at once).
+      wake_.wait_for(lock, absl::ToChronoMilliseconds(kPublishRetry), [this] { return stopping_.load(); });
+      continue;
+    }
     // Woken by Publish() with new keys, by the first listing, or to stop.
     absl::Duration wait = std::min(kPublishTick, std::max(absl::ZeroDuration(), next_keepalive_ - absl::Now()));
-    if (!s.ok()) wait = std::max(wait, absl::Milliseconds(200));
-    auto wanted_now = [this] {
+    wake_.wait_for(lock, absl::ToChronoMilliseconds(wait), [this] {
       return stopping_ || (listed_ && wanted_ && lease_ != 0 && (republish_all_ || *wanted_ != written_));
-    };
-    if (!wanted_now() || !s.ok()) wake_.wait_for(lock, absl::ToChronoMilliseconds(wait), wanted_now);
+    });
   }
 }
 
