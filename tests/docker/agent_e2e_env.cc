@@ -63,20 +63,29 @@ absl::StatusOr<EchoSession> EchoSession::Open(const TestContainer& from, const T
                                               absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   std::string peer = absl::StrCat(to.name, " ", to.ip, ":", port);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  if (inet_pton(AF_INET, to.ip.c_str(), &address.sin_addr) != 1)
-    return absl::InvalidArgumentError(absl::StrCat("not an IPv4 address: ", peer));
+  sockaddr_storage address{};
+  socklen_t address_length = 0;
+  if (auto* v4 = reinterpret_cast<sockaddr_in*>(&address); inet_pton(AF_INET, to.ip.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    address_length = sizeof(*v4);
+  } else if (auto* v6 = reinterpret_cast<sockaddr_in6*>(&address);
+             inet_pton(AF_INET6, to.ip.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    address_length = sizeof(*v6);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("not an IP address: ", peer));
+  }
   ScopedFd fd;
   {
     // The socket belongs to the namespace it is made in, for its whole life.
     absl::StatusOr<NetnsGuard> inside = NetnsGuard::Enter(from.netns);
     if (!inside.ok()) return inside.status();
-    fd.Reset(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    fd.Reset(socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("socket in ", from.name));
   }
-  if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0 && errno != EINPROGRESS)
+  if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), address_length) != 0 && errno != EINPROGRESS)
     return ErrnoStatus(errno, absl::StrCat("connect from ", from.name, " to ", peer));
   pollfd p{fd.get(), POLLOUT, 0};
   if (poll(&p, 1, MillisecondsLeft(deadline)) == 0)

@@ -1021,7 +1021,7 @@ TEST_F(AgentE2eTest, PublishedPortsAndTheWorldUnderDockersDefaults) {
     TestContainer client;   // the namespace outside, as a probe's source
     TestContainer gateway;  // the "host" address it reaches the published port at
   };
-  std::vector<Outside> outside;
+  std::vector<Outside> outside, outside_over_ipv6;
   for (int i : {1, 2}) {
     const std::string subnet = absl::StrCat("10.", 215 + i, ".", n, ".");
     absl::StatusOr<lab::TopologyNetns> world = host_links_.AddNamespace(absl::StrCat("world", i));
@@ -1032,8 +1032,15 @@ TEST_F(AgentE2eTest, PublishedPortsAndTheWorldUnderDockersDefaults) {
     ASSERT_TRUE(host_links_.AddAddress(link->second, subnet + "2/24").ok());
     ASSERT_TRUE(host_links_.SetUp(link->first).ok() && host_links_.SetUp(link->second).ok());
     ASSERT_TRUE(host_links_.Run(*world, {"ip", "route", "add", "default", "via", subnet + "1"}).ok());
+    // IPv6 too, on the second link: Docker (20.10) publishes on [::] as well, through docker-proxy.
+    const std::string subnet6 = absl::StrCat("fd00:", 215 + i, ":", n, "::");
+    ASSERT_TRUE(host_links_.AddAddress(link->first, subnet6 + "1/64").ok());
+    ASSERT_TRUE(host_links_.AddAddress(link->second, subnet6 + "2/64").ok());
     outside.push_back({{absl::StrCat("world", i), world->path, subnet + "2"},
                        {absl::StrCat("published port via up", i), daemon_netns_.path, subnet + "1"}});
+    outside_over_ipv6.push_back({{absl::StrCat("world", i, " over IPv6"), world->path, subnet6 + "2"},
+                                 {absl::StrCat("published port via up", i, " over IPv6"), daemon_netns_.path,
+                                  subnet6 + "1"}});
   }
   // A server on tcp/9000 in each outside namespace, for egress.
   std::vector<pid_t> servers;
@@ -1064,6 +1071,7 @@ TEST_F(AgentE2eTest, PublishedPortsAndTheWorldUnderDockersDefaults) {
   const TestContainer client_via_published_port{client->name, client->netns, outside[0].gateway.ip};
   // Without the agent every path carries the probe.
   ExpectAnsweredOnceListening(outside[1].client, outside[1].gateway, 8080);
+  ExpectAnsweredOnceListening(outside_over_ipv6[1].client, outside_over_ipv6[1].gateway, 8080);
   ExpectAnsweredOnceListening(*web, outside[1].client, 9000);
   ASSERT_FALSE(HasFailure()) << "without the agent, the published port and the way out must work";
 
@@ -1088,6 +1096,10 @@ TEST_F(AgentE2eTest, PublishedPortsAndTheWorldUnderDockersDefaults) {
   ExpectAnswered(host, TestContainer{"the host's loopback", daemon_netns_.path, "127.0.0.1"}, 8080);
   ExpectAnswered(client_via_published_port, outside[0].gateway, 8080);
   ExpectDropped(*client, *web, 80);  // directly, with its own identity
+  // The same outside client over IPv6 reaches the port through docker-proxy,
+  // which connects from the network's gateway: it is host, and fromCIDR
+  // cannot name it (docs/policy.md says what to do about it).
+  ExpectAnswered(outside_over_ipv6[1].client, outside_over_ipv6[1].gateway, 8080);
   // The world, past the masquerade, and back.
   ExpectAnswered(*web, outside[0].client, 9000);
   ExpectDropped(*web, outside[1].client, 9000);
