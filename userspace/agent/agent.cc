@@ -135,6 +135,12 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options)
       AgentLog(absl::StrCat("IPv4 flows left in conntrack, to be decided again: ", moved.status().message()));
   }
 
+  if (o.store) {
+    // Started here: the listing runs while static workloads are hooked and policies read.
+    auto store = StoreSource::Start(*o.store);
+    if (!store.ok()) return store.status();
+    agent->store_ = std::move(*store);
+  }
   std::lock_guard<std::mutex> hold(agent->mu_);
   if (!o.static_endpoints.empty()) {
     auto source = std::make_unique<StaticEndpointsSource>(o.static_endpoints);
@@ -156,17 +162,13 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options)
                        "): its changes are not followed"));
     (void)agent->ReloadPolicies();
   }
-  if (o.store) {
-    auto store = StoreSource::Start(*o.store);
-    if (!store.ok()) return store.status();
-    agent->store_ = std::move(*store);
+  if (agent->store_) {
     // A first pass without the other hosts would drop what a predecessor
-    // pinned for them: wait a little for the listing. Past that, local
-    // enforcement goes first, the others follow when etcd answers.
-    agent->mu_.unlock();
+    // pinned for them: wait a little for the listing (the store's threads
+    // never take mu_). Past that, local enforcement goes first, the others
+    // follow when etcd answers.
     absl::Time until = absl::Now() + o.store->etcd.dial_timeout + absl::Seconds(1);
     while (!agent->store_->listed() && absl::Now() < until) absl::SleepFor(absl::Milliseconds(20));
-    agent->mu_.lock();
   }
   if (o.docker) {
     auto client = DockerClient::FromEnvironment();
